@@ -1,0 +1,48 @@
+# Shortlist developer entry points. Everything runs inside .venv/ at the repository root.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARTIFACTS ?= artifacts
+DATASET ?= ml-latest-small
+export OPENBLAS_NUM_THREADS ?= 1
+export PYTHONDONTWRITEBYTECODE ?= 1
+
+.PHONY: install protos demo serve test lint train clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Regenerate the committed gRPC stubs (protos/shortlist/v1/*_pb2*.py). A test fails when stale.
+protos: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I protos --python_out=protos --pyi_out=protos \
+		--grpc_python_out=protos protos/shortlist/v1/*.proto
+
+# Train on the bundled dataset unless a published artifact version already exists.
+train: $(STAMP)
+	@if ls $(ARTIFACTS)/*/manifest.json >/dev/null 2>&1; then \
+		echo "artifacts present in $(ARTIFACTS)/ (make retrain to fit again)"; \
+	else $(BIN)/shortlist-train fit --dataset $(DATASET) --out $(ARTIFACTS); fi
+
+retrain: $(STAMP)
+	$(BIN)/shortlist-train fit --dataset $(DATASET) --out $(ARTIFACTS)
+
+demo: train
+	$(BIN)/python -m gateway.demo --artifacts $(ARTIFACTS)
+
+serve: train
+	$(BIN)/python -m shortlist.common.stack serve --artifacts $(ARTIFACTS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) $(ARTIFACTS) .pytest_cache

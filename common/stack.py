@@ -1,0 +1,143 @@
+"""Run the three servers as processes: `make serve`, `make demo` and the end-to-end tests.
+
+Only console-script entry points and the gRPC health contract are used here, so this module
+knows nothing of the servers' internals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+DEFAULT_PORTS = {"gateway": 50051, "retrieval": 50052, "ranking": 50053}
+START_ORDER = ("retrieval", "ranking", "gateway")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_serving(target: str, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
+    """Poll grpc.health.v1 until SERVING; fail early if the process exits."""
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"server for {target} exited with code {proc.returncode}")
+            try:
+                resp = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"{target} not SERVING after {timeout_s:.0f}s")
+
+
+@dataclass
+class Stack:
+    artifacts: Path
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    log_dir: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @classmethod
+    def on_free_ports(cls, artifacts: Path, **kw) -> Stack:
+        return cls(artifacts, {name: free_port() for name in DEFAULT_PORTS}, **kw)
+
+    def address(self, name: str) -> str:
+        return f"127.0.0.1:{self.ports[name]}"
+
+    def environment(self, name: str) -> dict[str, str]:
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **self.env}
+        prefix = f"SHORTLIST_{name.upper()}_"
+        env[prefix + "ADDRESS"] = self.address(name)
+        if name == "gateway":
+            env[prefix + "RETRIEVAL_TARGET"] = self.address("retrieval")
+            env[prefix + "RANKING_TARGET"] = self.address("ranking")
+        else:
+            env[prefix + "ARTIFACTS"] = str(self.artifacts)
+        return env
+
+    def start_one(self, name: str, timeout_s: float = 120.0) -> None:
+        out = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child)
+        proc = subprocess.Popen([sys.executable, "-m", name], env=self.environment(name),
+                                stdout=out, stderr=out)
+        self.procs[name] = proc
+        wait_serving(self.address(name), timeout_s, proc)
+
+    def start(self, timeout_s: float = 120.0) -> Stack:
+        try:
+            for name in START_ORDER:
+                self.start_one(name, timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop_one(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def stop(self) -> None:
+        for name in reversed(START_ORDER):
+            self.stop_one(name)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="run the three Shortlist servers")
+    parser.add_argument("command", choices=["serve"])
+    parser.add_argument("--artifacts", default="artifacts")
+    args = parser.parse_args(argv)
+    stack = Stack(Path(args.artifacts))
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    try:
+        stack.start()
+        print("serving: " + ", ".join(f"{n} {stack.address(n)}" for n in DEFAULT_PORTS)
+              + " (Ctrl-C to stop)", flush=True)
+        while not stopping and all(p.poll() is None for p in stack.procs.values()):
+            time.sleep(0.5)
+        dead = [n for n, p in stack.procs.items() if p.poll() is not None]
+        if dead:
+            print(f"server exited: {', '.join(dead)}", file=sys.stderr)
+            return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

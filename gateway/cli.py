@@ -1,0 +1,121 @@
+"""`shortlist`: a command-line client of the gateway, for people debugging the service."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, retrieval_pb2
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+SEGMENTS = {v.number: v.name.removeprefix("USER_SEGMENT_").lower()
+            for v in common_pb2.UserSegment.DESCRIPTOR.values}
+
+
+def recommend_json(user_id: str, resp: gateway_pb2.RecommendResponse) -> dict:
+    return {
+        "user_id": user_id,
+        "items": [{"item_id": i.item_id, "score": round(i.score, 6), "title": i.title,
+                   "sources": [s.generator for s in i.sources],
+                   "retrieval_rank": i.retrieval_rank, "ranking_rank": i.ranking_rank}
+                  for i in resp.items],
+        "degraded": resp.degraded,
+        "timings_ms": {k: round(v, 3) for k, v in sorted(resp.timings_ms.items())},
+        "version": resp.version,
+        "segment": SEGMENTS.get(resp.segment, "unspecified"),
+        "request_id": resp.request_id,
+    }
+
+
+def print_table(rows: list[tuple], headers: tuple[str, ...]) -> None:
+    cells = [headers, *[tuple(str(c) for c in r) for r in rows]]
+    widths = [min(60, max(len(r[i]) for r in cells)) for i in range(len(headers))]
+    for n, r in enumerate(cells):
+        print("  ".join(c[:w].ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def cmd_recommend(stub, args) -> int:
+    req = gateway_pb2.RecommendRequest(
+        user_id=args.user, k=args.k, recent_item_ids=args.recent or [], debug=True,
+        filters=common_pb2.Filters(exclude_item_ids=args.exclude or [],
+                                   include_categories=args.include_category or [],
+                                   exclude_categories=args.exclude_category or []))
+    resp = stub.Recommend(req, timeout=args.timeout)
+    out = recommend_json(args.user, resp)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"user {args.user}  segment={out['segment']}  version={resp.version}"
+          f"{'  DEGRADED' if resp.degraded else ''}")
+    print_table([(n + 1, i["item_id"], f"{i['score']:.4f}", i["title"], ",".join(i["sources"]))
+                 for n, i in enumerate(out["items"])],
+                ("#", "item", "score", "title", "sources"))
+    print("timings (ms): " + "  ".join(f"{k}={v:.2f}" for k, v in out["timings_ms"].items()))
+    return 0
+
+
+def cmd_similar(stub, args) -> int:
+    resp = stub.SimilarItems(retrieval_pb2.SimilarItemsRequest(item_id=args.item, k=args.k),
+                             timeout=args.timeout)
+    items = [{"item_id": s.item.item_id, "score": round(s.score, 6), "title": s.item.title}
+             for s in resp.items]
+    if args.json:
+        print(json.dumps({"item_id": args.item, "items": items, "version": resp.version},
+                         indent=2))
+        return 0
+    print_table([(n + 1, i["item_id"], f"{i['score']:.4f}", i["title"])
+                 for n, i in enumerate(items)], ("#", "item", "similarity", "title"))
+    return 0
+
+
+def cmd_health(channel, args) -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    resp = stub.Check(health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+    if args.json:
+        print(json.dumps({"target": args.target, "service": args.service, "status": status}))
+    else:
+        print(f"{args.target} {args.service or '(server)'}: {status}")
+    return 0 if resp.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shortlist", description=__doc__)
+    parser.add_argument("--target", default=DEFAULT_TARGET, help="gateway host:port")
+    parser.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("recommend", help="recommendations for a user")
+    rec.add_argument("--user", required=True)
+    rec.add_argument("-k", type=int, default=10)
+    rec.add_argument("--recent", nargs="*", help="items the user just engaged with")
+    rec.add_argument("--exclude", nargs="*", help="item ids to exclude")
+    rec.add_argument("--include-category", nargs="*", help="only these categories")
+    rec.add_argument("--exclude-category", nargs="*", help="never these categories")
+    sim = sub.add_parser("similar", help="items similar to an item")
+    sim.add_argument("--item", required=True)
+    sim.add_argument("-k", type=int, default=10)
+    hl = sub.add_parser("health", help="grpc.health.v1 status of a server")
+    hl.add_argument("--service", default="", help="service name; empty: the whole server")
+    for p in (rec, sim, hl):  # also accept --json/--target after the subcommand
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+        p.add_argument("--target", default=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    with grpc.insecure_channel(args.target) as channel:
+        try:
+            if args.command == "health":
+                return cmd_health(channel, args)
+            stub = gateway_pb2_grpc.GatewayStub(channel)
+            return {"recommend": cmd_recommend, "similar": cmd_similar}[args.command](stub, args)
+        except grpc.RpcError as exc:
+            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Gateway gRPC service: Recommend = retrieval, then ranking, within one deadline.
+
+If ranking is down, fails or is late, retrieval's order is served and flagged ``degraded``.
+If retrieval fails, there is nothing sensible to serve: the call fails fast with its status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+from shortlist.common.logs import new_request_id
+from shortlist.v1 import gateway_pb2, gateway_pb2_grpc, ranking_pb2, retrieval_pb2
+
+from gateway.errors import GatewayError, InvalidRequest, UpstreamFailed
+from gateway.settings import GatewaySettings
+from gateway.upstream import Upstream
+
+logger = logging.getLogger(__name__)
+
+# Statuses from retrieval that describe the caller's request and are passed through as is.
+_PASS_THROUGH = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                 grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+class GatewayService(gateway_pb2_grpc.GatewayServicer):
+    def __init__(self, settings: GatewaySettings, upstream: Upstream) -> None:
+        self.settings = settings
+        self.upstream = upstream
+
+    def _check_id(self, name: str, value: str) -> None:
+        if not value:
+            raise InvalidRequest(f"{name} is empty")
+        if len(value) > self.settings.max_id_length:
+            raise InvalidRequest(f"{name} longer than {self.settings.max_id_length} characters")
+
+    def _check_list(self, name: str, values) -> None:
+        if len(values) > self.settings.max_list_items:
+            raise InvalidRequest(f"{name} has more than {self.settings.max_list_items} entries")
+        for v in values:
+            self._check_id(name, v)
+
+    def _upstream_error(self, who: str, exc: grpc.RpcError) -> UpstreamFailed:
+        code = exc.code()
+        if code in _PASS_THROUGH:
+            return UpstreamFailed(code, exc.details() or code.name)
+        return UpstreamFailed(grpc.StatusCode.UNAVAILABLE,
+                              f"{who} unavailable ({code.name}): {exc.details()}")
+
+    def Recommend(self, request, context):
+        start = time.perf_counter()
+        rid = new_request_id()
+        fields = {"rpc": "Recommend", "request_id": rid, "user_id": request.user_id[:64]}
+        try:
+            s = self.settings
+            self._check_id("user_id", request.user_id)
+            k = request.k or s.default_k
+            if k < 0 or k > s.max_k:
+                raise InvalidRequest(f"k must be in [1, {s.max_k}], got {request.k}")
+            self._check_list("recent_item_ids", request.recent_item_ids)
+            for name in ("exclude_item_ids", "include_categories", "exclude_categories"):
+                self._check_list(f"filters.{name}", getattr(request.filters, name))
+            remaining = context.time_remaining()
+            budget = min(s.request_timeout_s, remaining if remaining is not None else 1e9)
+            deadline = start + budget
+
+            t0 = time.perf_counter()
+            try:
+                retrieved = self.upstream.retrieval.Retrieve(
+                    retrieval_pb2.RetrieveRequest(
+                        user_id=request.user_id, recent_item_ids=request.recent_item_ids,
+                        filters=request.filters, max_candidates=max(s.candidates, k),
+                        request_id=rid),
+                    timeout=max(0.001, min(s.retrieval_timeout_s, deadline - t0)),
+                )
+            except grpc.RpcError as exc:
+                raise self._upstream_error("retrieval", exc) from exc
+            retrieval_ms = (time.perf_counter() - t0) * 1e3
+
+            ranked, ranking_ms, degrade_reason = None, 0.0, ""
+            if retrieved.candidates:
+                t0 = time.perf_counter()
+                left = deadline - t0
+                if left <= 0.002:
+                    degrade_reason = "no time left for ranking"
+                else:
+                    try:
+                        ranked = self.upstream.ranking.Rank(
+                            ranking_pb2.RankRequest(user=retrieved.user,
+                                                    candidates=retrieved.candidates,
+                                                    k=k, request_id=rid),
+                            timeout=min(s.ranking_timeout_s, left),
+                        )
+                    except grpc.RpcError as exc:
+                        degrade_reason = f"ranking {exc.code().name}: {exc.details()}"
+                ranking_ms = (time.perf_counter() - t0) * 1e3
+
+            response = assemble(retrieved, ranked, k, request.debug)
+            response.request_id = rid
+            response.degraded = bool(degrade_reason)
+            total_ms = (time.perf_counter() - start) * 1e3
+            t = response.timings_ms
+            t["total"], t["retrieval"] = total_ms, retrieval_ms
+            t["ranking"] = ranking_ms
+            t["gateway"] = max(0.0, total_ms - retrieval_ms - ranking_ms)
+            if request.debug:
+                for key, ms in retrieved.timings_ms.items():
+                    t[f"retrieval.{key}"] = ms
+            if ranked is not None and request.debug:
+                for key, ms in ranked.timings_ms.items():
+                    t[f"ranking.{key}"] = ms
+            fields.update(code="OK", k=k, returned=len(response.items),
+                          degraded=response.degraded, version=response.version,
+                          segment=retrieved.user.segment)
+            if degrade_reason:
+                fields["degrade_reason"] = degrade_reason
+            return response
+        except GatewayError as exc:
+            fields.update(code=exc.code.name, error=str(exc))
+            context.abort(exc.code, str(exc))
+        finally:
+            fields["ms"] = round((time.perf_counter() - start) * 1e3, 3)
+            logger.info("request", extra={"fields": fields})
+
+    def SimilarItems(self, request, context):
+        start = time.perf_counter()
+        rid = new_request_id()
+        fields = {"rpc": "SimilarItems", "request_id": rid, "item_id": request.item_id[:64]}
+        try:
+            self._check_id("item_id", request.item_id)
+            k = request.k or self.settings.default_k
+            if k < 0 or k > self.settings.max_k:
+                raise InvalidRequest(f"k must be in [1, {self.settings.max_k}], got {request.k}")
+            remaining = context.time_remaining()
+            timeout = min(self.settings.retrieval_timeout_s,
+                          remaining if remaining is not None else 1e9)
+            try:
+                response = self.upstream.retrieval.SimilarItems(
+                    retrieval_pb2.SimilarItemsRequest(item_id=request.item_id, k=k,
+                                                      request_id=rid),
+                    timeout=max(0.001, timeout))
+            except grpc.RpcError as exc:
+                raise self._upstream_error("retrieval", exc) from exc
+            fields.update(code="OK", returned=len(response.items))
+            return response
+        except GatewayError as exc:
+            fields.update(code=exc.code.name, error=str(exc))
+            context.abort(exc.code, str(exc))
+        finally:
+            fields["ms"] = round((time.perf_counter() - start) * 1e3, 3)
+            logger.info("request", extra={"fields": fields})
+
+
+def assemble(retrieved: retrieval_pb2.RetrieveResponse, ranked: ranking_pb2.RankResponse | None,
+             k: int, debug: bool) -> gateway_pb2.RecommendResponse:
+    """Join ranking's order with retrieval's item details; retrieval order if not ranked."""
+    response = gateway_pb2.RecommendResponse(segment=retrieved.user.segment)
+    by_id = {c.item.item_id: c for c in retrieved.candidates}
+    if ranked is not None:
+        response.version = ranked.version
+        rows = [(by_id[r.item_id], r.score, r.rank) for r in ranked.items if r.item_id in by_id]
+    else:
+        response.version = retrieved.version
+        rows = [(c, c.retrieval_score, 0) for c in retrieved.candidates[:k]]
+    for cand, score, rank in rows[:k]:
+        item = response.items.add(
+            item_id=cand.item.item_id, score=score, title=cand.item.title,
+            categories=cand.item.categories, retrieval_rank=cand.retrieval_rank,
+            ranking_rank=rank,
+        )
+        item.sources.extend(cand.sources)
+        if not debug:
+            for src in item.sources:
+                src.ClearField("score")
+    return response

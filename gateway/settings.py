@@ -1,0 +1,28 @@
+"""Gateway server settings (env prefix SHORTLIST_GATEWAY_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHORTLIST_GATEWAY_")
+
+    address: str = Field("127.0.0.1:50051", description="host:port to listen on (port 0: any)")
+    retrieval_target: str = Field("127.0.0.1:50052", description="retrieval server host:port")
+    ranking_target: str = Field("127.0.0.1:50053", description="ranking server host:port")
+    max_workers: int = Field(16, ge=1, description="gRPC worker threads")
+    default_k: int = Field(10, ge=1, description="k used when a request leaves it at 0")
+    max_k: int = Field(100, ge=1, description="largest k a caller may ask for")
+    candidates: int = Field(300, ge=1, description="candidates requested from retrieval")
+    request_timeout_s: float = Field(1.0, gt=0,
+                                     description="budget for a Recommend without a deadline")
+    retrieval_timeout_s: float = Field(0.5, gt=0, description="deadline for each retrieval call")
+    ranking_timeout_s: float = Field(0.3, gt=0, description="deadline for each ranking call")
+    max_id_length: int = Field(256, ge=1, description="longest user or item id accepted")
+    max_list_items: int = Field(1000, ge=1,
+                                description="longest recent_item_ids or filter list accepted")
+    max_message_bytes: int = Field(4 * 1024 * 1024, description="gRPC max message size")
+    grace_seconds: float = Field(5.0, description="drain time for in-flight calls on SIGTERM")
+    log_level: str = Field("INFO", description="logging level")

@@ -1,0 +1,44 @@
+"""Clients for retrieval and ranking: one channel each, every call with a deadline."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+from shortlist.v1 import ranking_pb2_grpc, retrieval_pb2_grpc
+
+# Idempotent reads retry on UNAVAILABLE with backoff; gRPC applies this per call.
+SERVICE_CONFIG = json.dumps({
+    "methodConfig": [{
+        "name": [{"service": "shortlist.v1.Retrieval"}, {"service": "shortlist.v1.Ranking"}],
+        "retryPolicy": {
+            "maxAttempts": 3, "initialBackoff": "0.01s", "maxBackoff": "0.1s",
+            "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }]
+})
+
+
+def channel(target: str, max_message_bytes: int) -> grpc.Channel:
+    return grpc.insecure_channel(target, options=[
+        ("grpc.service_config", SERVICE_CONFIG),
+        ("grpc.enable_retries", 1),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        # Reconnect quickly when a restarted server comes back.
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+    ])
+
+
+class Upstream:
+    def __init__(self, retrieval_target: str, ranking_target: str,
+                 max_message_bytes: int) -> None:
+        self._channels = [channel(retrieval_target, max_message_bytes),
+                          channel(ranking_target, max_message_bytes)]
+        self.retrieval = retrieval_pb2_grpc.RetrievalStub(self._channels[0])
+        self.ranking = ranking_pb2_grpc.RankingStub(self._channels[1])
+
+    def close(self) -> None:
+        for ch in self._channels:
+            ch.close()

@@ -1,0 +1,51 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class UserSegment(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USER_SEGMENT_UNSPECIFIED: _ClassVar[UserSegment]
+    USER_SEGMENT_NEW: _ClassVar[UserSegment]
+    USER_SEGMENT_ONBOARDING: _ClassVar[UserSegment]
+    USER_SEGMENT_LIGHT: _ClassVar[UserSegment]
+    USER_SEGMENT_ESTABLISHED: _ClassVar[UserSegment]
+USER_SEGMENT_UNSPECIFIED: UserSegment
+USER_SEGMENT_NEW: UserSegment
+USER_SEGMENT_ONBOARDING: UserSegment
+USER_SEGMENT_LIGHT: UserSegment
+USER_SEGMENT_ESTABLISHED: UserSegment
+
+class Filters(_message.Message):
+    __slots__ = ("exclude_item_ids", "include_categories", "exclude_categories")
+    EXCLUDE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    exclude_item_ids: _containers.RepeatedScalarFieldContainer[str]
+    include_categories: _containers.RepeatedScalarFieldContainer[str]
+    exclude_categories: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, exclude_item_ids: _Optional[_Iterable[str]] = ..., include_categories: _Optional[_Iterable[str]] = ..., exclude_categories: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GeneratorScore(_message.Message):
+    __slots__ = ("generator", "score", "rank")
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    generator: str
+    score: float
+    rank: int
+    def __init__(self, generator: _Optional[str] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ...) -> None: ...
+
+class Item(_message.Message):
+    __slots__ = ("item_id", "title", "categories")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    title: str
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, item_id: _Optional[str] = ..., title: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -1,0 +1,95 @@
+from shortlist.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RetrieveRequest(_message.Message):
+    __slots__ = ("user_id", "recent_item_ids", "filters", "max_candidates", "request_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    RECENT_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    recent_item_ids: _containers.RepeatedScalarFieldContainer[str]
+    filters: _common_pb2.Filters
+    max_candidates: int
+    request_id: str
+    def __init__(self, user_id: _Optional[str] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., max_candidates: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class Candidate(_message.Message):
+    __slots__ = ("item", "sources", "retrieval_rank", "retrieval_score", "als_score", "taste_score")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVAL_RANK_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVAL_SCORE_FIELD_NUMBER: _ClassVar[int]
+    ALS_SCORE_FIELD_NUMBER: _ClassVar[int]
+    TASTE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    item: _common_pb2.Item
+    sources: _containers.RepeatedCompositeFieldContainer[_common_pb2.GeneratorScore]
+    retrieval_rank: int
+    retrieval_score: float
+    als_score: float
+    taste_score: float
+    def __init__(self, item: _Optional[_Union[_common_pb2.Item, _Mapping]] = ..., sources: _Optional[_Iterable[_Union[_common_pb2.GeneratorScore, _Mapping]]] = ..., retrieval_rank: _Optional[int] = ..., retrieval_score: _Optional[float] = ..., als_score: _Optional[float] = ..., taste_score: _Optional[float] = ...) -> None: ...
+
+class UserContext(_message.Message):
+    __slots__ = ("user_id", "history_length", "recent_item_ids", "segment")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    RECENT_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    history_length: int
+    recent_item_ids: _containers.RepeatedScalarFieldContainer[str]
+    segment: _common_pb2.UserSegment
+    def __init__(self, user_id: _Optional[str] = ..., history_length: _Optional[int] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., segment: _Optional[_Union[_common_pb2.UserSegment, str]] = ...) -> None: ...
+
+class RetrieveResponse(_message.Message):
+    __slots__ = ("user", "candidates", "version", "timings_ms")
+    class TimingsMsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    USER_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
+    user: UserContext
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    version: str
+    timings_ms: _containers.ScalarMap[str, float]
+    def __init__(self, user: _Optional[_Union[UserContext, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., version: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class SimilarItemsRequest(_message.Message):
+    __slots__ = ("item_id", "k", "request_id")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    k: int
+    request_id: str
+    def __init__(self, item_id: _Optional[str] = ..., k: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ScoredItem(_message.Message):
+    __slots__ = ("item", "score")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    item: _common_pb2.Item
+    score: float
+    def __init__(self, item: _Optional[_Union[_common_pb2.Item, _Mapping]] = ..., score: _Optional[float] = ...) -> None: ...
+
+class SimilarItemsResponse(_message.Message):
+    __slots__ = ("items", "version")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ScoredItem]
+    version: str
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., version: _Optional[str] = ...) -> None: ...

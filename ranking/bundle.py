@@ -1,0 +1,42 @@
+"""Ranking's part of an artifact version: ranker text model, item statistics, config."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from shortlist.common.artifacts import read_json, write_json
+from shortlist.common.catalog import ItemCatalog
+
+from ranking.features import ItemStats
+from ranking.pipeline import RankingConfig, RankingPipeline
+from ranking.ranker import LambdaRanker
+
+CATALOG = "catalog.json"
+DIR = "ranking"
+
+
+@dataclass
+class RankingModels:
+    catalog: ItemCatalog
+    ranker: LambdaRanker
+    stats: ItemStats
+    config: RankingConfig
+
+    def pipeline(self) -> RankingPipeline:
+        return RankingPipeline(self.ranker, self.stats, self.config)
+
+    def save(self, root: Path) -> None:
+        d = root / DIR
+        d.mkdir(parents=True, exist_ok=True)
+        if not (root / CATALOG).exists():
+            self.catalog.save(root / CATALOG)
+        self.ranker.save(d / "ranker.txt")
+        self.stats.save(d)
+        write_json(d / "config.json", asdict(self.config))
+
+    @classmethod
+    def load(cls, root: Path) -> RankingModels:
+        d = root / DIR
+        return cls(ItemCatalog.load(root / CATALOG), LambdaRanker.load(d / "ranker.txt"),
+                   ItemStats.load(d), RankingConfig(**read_json(d / "config.json")))

@@ -1,0 +1,126 @@
+"""Ranker features: the one definition that training and the ranking server both call.
+
+Inputs are what retrieval knows about each candidate for this user (generator scores and
+ranks, ALS and taste similarity) plus item-side statistics owned by ranking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+GENERATORS = ("als", "content", "trending")
+DAY = 86400.0
+
+FEATURE_NAMES = [
+    *(f"{g}_{kind}" for g in GENERATORS for kind in ("gen_score", "gen_rank")),
+    "n_sources",
+    "retrieval_rank",
+    "retrieval_score",
+    "als_score",
+    "taste_score",
+    "recent_sim",
+    "recent5_sim_max",
+    "popularity",
+    "trending",
+    "item_age_days",
+    "history_length",
+    "genre_affinity",
+]
+
+
+@dataclass
+class ItemStats:
+    """Item-side inputs, indexed by item index."""
+
+    popularity: np.ndarray  # log1p(interaction count in training)
+    trending: np.ndarray  # time-decayed popularity
+    first_seen: np.ndarray  # int64 unix seconds of the first interaction
+    genres: sp.csr_matrix  # items x categories, 0/1
+    vectors: np.ndarray  # content unit vectors (also used by MMR)
+    now: int
+
+    def __len__(self) -> int:
+        return len(self.popularity)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(directory / "item_stats.npz", popularity=self.popularity,
+                 trending=self.trending, first_seen=self.first_seen, now=np.int64(self.now),
+                 genre_indptr=self.genres.indptr, genre_indices=self.genres.indices,
+                 genre_shape=np.asarray(self.genres.shape))
+        np.save(directory / "item_vectors.npy", self.vectors, allow_pickle=False)
+
+    @classmethod
+    def load(cls, directory: Path) -> ItemStats:
+        with np.load(directory / "item_stats.npz", allow_pickle=False) as z:
+            indices = z["genre_indices"]
+            genres = sp.csr_matrix(
+                (np.ones(len(indices), np.float32), indices, z["genre_indptr"]),
+                shape=tuple(z["genre_shape"]),
+            )
+            return cls(z["popularity"], z["trending"], z["first_seen"], genres,
+                       np.load(directory / "item_vectors.npy", allow_pickle=False),
+                       int(z["now"]))
+
+
+@dataclass
+class RankingInput:
+    """One user's candidates, as retrieval described them."""
+
+    items: np.ndarray  # int64 item indices
+    gen_scores: np.ndarray  # (n, len(GENERATORS)), NaN where the generator did not propose
+    gen_ranks: np.ndarray  # (n, len(GENERATORS)), 0 where the generator did not propose
+    retrieval_score: np.ndarray
+    als_score: np.ndarray
+    taste_score: np.ndarray
+    history_length: int
+    recent_items: np.ndarray  # newest first, item indices (unknown ones dropped)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def build_features(inp: RankingInput, stats: ItemStats) -> np.ndarray:
+    """(n_candidates, len(FEATURE_NAMES)) float32 matrix; NaN means 'not available'."""
+    n = len(inp)
+    items = inp.items
+    cols: list[np.ndarray] = []
+    ranks = inp.gen_ranks.astype(np.float32)
+    ranks[inp.gen_ranks <= 0] = np.nan
+    for g in range(len(GENERATORS)):
+        cols.append(inp.gen_scores[:, g].astype(np.float32))
+        cols.append(ranks[:, g])
+    cols.append((inp.gen_ranks > 0).sum(axis=1).astype(np.float32))
+    cols.append(np.arange(1, n + 1, dtype=np.float32))
+    cols.append(inp.retrieval_score.astype(np.float32))
+    cols.append(inp.als_score.astype(np.float32))
+    cols.append(inp.taste_score.astype(np.float32))
+
+    vecs = stats.vectors[items]
+    recent = inp.recent_items[inp.recent_items < len(stats)]
+    if len(recent):
+        sims = vecs @ stats.vectors[recent[:5]].T
+        cols.append(sims[:, 0].astype(np.float32))
+        cols.append(sims.max(axis=1).astype(np.float32))
+    else:
+        cols.append(np.full(n, np.nan, np.float32))
+        cols.append(np.full(n, np.nan, np.float32))
+
+    cols.append(stats.popularity[items].astype(np.float32))
+    cols.append(stats.trending[items].astype(np.float32))
+    cols.append(((stats.now - stats.first_seen[items]) / DAY).astype(np.float32))
+    cols.append(np.full(n, np.log1p(inp.history_length), np.float32))
+
+    if len(recent):
+        profile = np.asarray(stats.genres[recent].mean(axis=0)).ravel()
+        item_genres = stats.genres[items]
+        n_genres = np.maximum(np.asarray(item_genres.sum(axis=1)).ravel(), 1.0)
+        cols.append((np.asarray(item_genres @ profile).ravel() / n_genres).astype(np.float32))
+    else:
+        cols.append(np.full(n, np.nan, np.float32))
+    return np.column_stack(cols).astype(np.float32) if n else np.zeros(
+        (0, len(FEATURE_NAMES)), np.float32)

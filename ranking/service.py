@@ -1,0 +1,101 @@
+"""Ranking gRPC service: protobuf <-> domain translation and status codes, nothing else."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+from shortlist.common.logs import new_request_id
+from shortlist.v1 import ranking_pb2, ranking_pb2_grpc
+
+from ranking.bundle import RankingModels
+from ranking.errors import InvalidRequest
+from ranking.features import GENERATORS, RankingInput
+from ranking.pipeline import RankingPipeline
+from ranking.settings import RankingSettings
+
+logger = logging.getLogger(__name__)
+_GEN_INDEX = {g: i for i, g in enumerate(GENERATORS)}
+
+
+@dataclass
+class Loaded:
+    models: RankingModels
+    pipeline: RankingPipeline
+    version: str
+
+
+def to_input(request: ranking_pb2.RankRequest, models: RankingModels) -> RankingInput:
+    """Candidates in the request, as item indices; unknown items are dropped by the caller."""
+    vocab = models.catalog.vocab
+    n = len(request.candidates)
+    items = np.empty(n, dtype=np.int64)
+    scores = np.full((n, len(GENERATORS)), np.nan, dtype=np.float32)
+    ranks = np.zeros((n, len(GENERATORS)), dtype=np.int32)
+    rrf = np.empty(n, dtype=np.float32)
+    als = np.empty(n, dtype=np.float32)
+    taste = np.empty(n, dtype=np.float32)
+    for row, cand in enumerate(request.candidates):
+        items[row] = vocab.index(cand.item.item_id)
+        rrf[row], als[row], taste[row] = cand.retrieval_score, cand.als_score, cand.taste_score
+        for src in cand.sources:
+            g = _GEN_INDEX.get(src.generator)
+            if g is not None:
+                scores[row, g], ranks[row, g] = src.score, src.rank
+    recent = vocab.indices(request.user.recent_item_ids)
+    return RankingInput(items, scores, ranks, rrf, als, taste,
+                        int(request.user.history_length), recent[recent >= 0])
+
+
+class RankingService(ranking_pb2_grpc.RankingServicer):
+    def __init__(self, settings: RankingSettings) -> None:
+        self.settings = settings
+        self.loaded: Loaded | None = None
+
+    def Rank(self, request, context):
+        start = time.perf_counter()
+        rid = request.request_id or new_request_id()
+        fields = {"rpc": "Rank", "request_id": rid, "user_id": request.user.user_id[:64],
+                  "candidates": len(request.candidates)}
+        try:
+            loaded = self.loaded
+            if loaded is None:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "models are still loading")
+            k = request.k or 10
+            if k < 0 or k > self.settings.max_k:
+                raise InvalidRequest(f"k must be in [1, {self.settings.max_k}], got {k}")
+            if len(request.candidates) > self.settings.max_candidates:
+                raise InvalidRequest(
+                    f"more than {self.settings.max_candidates} candidates")
+            lam = request.mmr_lambda if request.HasField("mmr_lambda") else None
+            if lam is not None and not (0.0 <= lam <= 1.0 and math.isfinite(lam)):
+                raise InvalidRequest(f"mmr_lambda must be in [0, 1], got {lam}")
+            inp = to_input(request, loaded.models)
+            known = inp.items >= 0
+            if not known.all():  # items newer than this model: rank what we know
+                inp = RankingInput(inp.items[known], inp.gen_scores[known],
+                                   inp.gen_ranks[known], inp.retrieval_score[known],
+                                   inp.als_score[known], inp.taste_score[known],
+                                   inp.history_length, inp.recent_items)
+            if lam is None:
+                lam = self.settings.mmr_lambda
+            pos, scores, timings = loaded.pipeline.rank(inp, k, lam)
+            response = ranking_pb2.RankResponse(version=loaded.version)
+            ids = loaded.models.catalog.vocab.ids(inp.items[pos])
+            for r, (item_id, s) in enumerate(zip(ids, scores.tolist(), strict=True)):
+                response.items.add(item_id=item_id, score=s, rank=r + 1)
+            for key, ms in timings.items():
+                response.timings_ms[key] = ms
+            fields.update(code="OK", returned=len(response.items), version=loaded.version,
+                          dropped_unknown=int((~known).sum()))
+            return response
+        except InvalidRequest as exc:
+            fields.update(code="INVALID_ARGUMENT", error=str(exc))
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        finally:
+            fields["ms"] = round((time.perf_counter() - start) * 1e3, 3)
+            logger.info("request", extra={"fields": fields})

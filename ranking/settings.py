@@ -1,0 +1,25 @@
+"""Ranking server settings (env prefix SHORTLIST_RANKING_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RankingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHORTLIST_RANKING_")
+
+    address: str = Field("127.0.0.1:50053", description="host:port to listen on (port 0: any)")
+    artifacts: Path = Field(Path("artifacts"),
+                            description="artifact root (latest version served) or one version")
+    version: str = Field("", description="pin this version under the root; empty: the latest")
+    max_workers: int = Field(8, ge=1, description="gRPC worker threads")
+    mmr_lambda: float | None = Field(None, ge=0.0, le=1.0,
+                                     description="MMR lambda; unset keeps the artifact's value")
+    max_k: int = Field(1000, ge=1, description="largest k a caller may ask for")
+    max_candidates: int = Field(5000, ge=1, description="most candidates accepted per request")
+    max_message_bytes: int = Field(16 * 1024 * 1024, description="gRPC max message size")
+    grace_seconds: float = Field(5.0, description="drain time for in-flight calls on SIGTERM")
+    log_level: str = Field("INFO", description="logging level")

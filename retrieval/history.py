@@ -1,0 +1,66 @@
+"""Per-user interaction history: a compact CSR base from training plus an online overlay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class UserHistory:
+    """Events per user index, oldest first: item indices, timestamps and weights."""
+
+    def __init__(self, indptr: np.ndarray, items: np.ndarray, timestamps: np.ndarray,
+                 weights: np.ndarray) -> None:
+        self.indptr = indptr
+        self.items = items
+        self.timestamps = timestamps
+        self.weights = weights
+        self._overlay: dict[int, list[tuple[int, int, float]]] = {}
+
+    @classmethod
+    def from_events(cls, user_idx: np.ndarray, item_idx: np.ndarray, timestamps: np.ndarray,
+                    weights: np.ndarray, n_users: int) -> UserHistory:
+        order = np.lexsort((item_idx, timestamps, user_idx))
+        counts = np.bincount(user_idx, minlength=n_users)
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return cls(indptr, item_idx[order].astype(np.int32),
+                   timestamps[order].astype(np.int64), weights[order].astype(np.float32))
+
+    @property
+    def n_users(self) -> int:
+        return len(self.indptr) - 1
+
+    def events(self, user: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if user < 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0, dtype=np.float32)
+        if user < self.n_users:
+            lo, hi = self.indptr[user], self.indptr[user + 1]
+            items = self.items[lo:hi].astype(np.int64)
+            stamps, weights = self.timestamps[lo:hi], self.weights[lo:hi]
+        else:
+            items = np.zeros(0, dtype=np.int64)
+            stamps, weights = items.copy(), np.zeros(0, dtype=np.float32)
+        extra = self._overlay.get(user)
+        if extra:
+            e = np.asarray(extra, dtype=np.float64)
+            items = np.concatenate([items, e[:, 0].astype(np.int64)])
+            stamps = np.concatenate([stamps, e[:, 1].astype(np.int64)])
+            weights = np.concatenate([weights, e[:, 2].astype(np.float32)])
+        return items, stamps, weights
+
+    def append(self, user: int, item: int, timestamp: int, weight: float) -> None:
+        self._overlay.setdefault(user, []).append((item, timestamp, weight))
+
+    def has_overlay(self, user: int) -> bool:
+        return bool(self._overlay.get(user))
+
+    def save(self, path: Path) -> None:
+        np.savez(path, indptr=self.indptr, items=self.items, timestamps=self.timestamps,
+                 weights=self.weights)
+
+    @classmethod
+    def load(cls, path: Path) -> UserHistory:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["indptr"], z["items"], z["timestamps"], z["weights"])

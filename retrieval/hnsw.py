@@ -1,0 +1,130 @@
+"""HNSW indices over item vectors (hnswlib), including exact maximum-inner-product search.
+
+hnswlib's ``ip`` space is not a metric, so graph search over it can miss the true top inner
+products. ``MipsIndex`` uses the norm-augmentation transform instead: every item vector y gets
+an extra coordinate sqrt(M^2 - |y|^2) (M the largest norm) and the query gets 0, so that the L2
+nearest neighbour in the augmented space is exactly the maximum inner product in the original.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+
+class HnswIndex:
+    """An hnswlib index whose labels are item indices; queries return (indices, distances)."""
+
+    def __init__(self, index: hnswlib.Index, space: str, dim: int) -> None:
+        self._index = index
+        self.space = space
+        self.dim = dim
+
+    @classmethod
+    def build(
+        cls,
+        vectors: np.ndarray,
+        space: str = "cosine",
+        m: int = 16,
+        ef_construction: int = 200,
+        ef: int = 200,
+        seed: int = 42,
+        max_elements: int | None = None,
+    ) -> HnswIndex:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n, dim = vectors.shape
+        index = hnswlib.Index(space=space, dim=dim)
+        index.init_index(
+            max_elements=max(max_elements or n, 1), ef_construction=ef_construction, M=m,
+            random_seed=seed, allow_replace_deleted=False,
+        )
+        if n:
+            index.add_items(vectors, np.arange(n), num_threads=1)
+        index.set_ef(ef)
+        return cls(index, space, dim)
+
+    def __len__(self) -> int:
+        return self._index.get_current_count()
+
+    def set_ef(self, ef: int) -> None:
+        self._index.set_ef(ef)
+
+    def add(self, vector: np.ndarray, label: int) -> None:
+        """Add or replace one item (new items become searchable at once)."""
+        if self._index.get_current_count() >= self._index.get_max_elements():
+            self._index.resize_index(max(16, 2 * self._index.get_max_elements()))
+        self._index.add_items(
+            np.asarray(vector, dtype=np.float32).reshape(1, -1), np.array([label]),
+            replace_deleted=False,
+        )
+
+    def query(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to k nearest items to one query vector, nearest first."""
+        k = min(k, len(self))
+        if k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if self._index.ef < k:
+            self._index.set_ef(k)
+        labels, dist = self._index.knn_query(
+            np.asarray(vector, dtype=np.float32).reshape(1, -1), k=k, num_threads=1
+        )
+        return labels[0].astype(np.int64), dist[0]
+
+    def save(self, path: Path) -> None:
+        self._index.save_index(str(path))
+
+    @classmethod
+    def load(cls, path: Path, space: str, dim: int, ef: int = 200) -> HnswIndex:
+        index = hnswlib.Index(space=space, dim=dim)
+        index.load_index(str(path))
+        index.set_ef(ef)
+        return cls(index, space, dim)
+
+
+def augment_items(vectors: np.ndarray) -> tuple[np.ndarray, float]:
+    """Norm-augmented item vectors and the max norm M used to build them."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms_sq = np.einsum("ij,ij->i", vectors, vectors)
+    max_sq = float(norms_sq.max()) if len(norms_sq) else 0.0
+    extra = np.sqrt(np.maximum(max_sq - norms_sq, 0.0)).astype(np.float32)
+    return np.hstack([vectors, extra[:, None]]), float(np.sqrt(max_sq))
+
+
+class MipsIndex:
+    """Maximum-inner-product search over item factors via norm augmentation + L2 HNSW."""
+
+    def __init__(self, index: HnswIndex, factors: np.ndarray) -> None:
+        self.index = index
+        self.factors = factors
+
+    @classmethod
+    def build(cls, factors: np.ndarray, m: int = 16, ef_construction: int = 200,
+              ef: int = 200, seed: int = 42) -> MipsIndex:
+        augmented, _ = augment_items(factors)
+        return cls(HnswIndex.build(augmented, "l2", m, ef_construction, ef, seed), factors)
+
+    def query(self, user_vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k items by inner product, with exact inner-product scores, best first."""
+        q = np.append(np.asarray(user_vector, dtype=np.float32), np.float32(0.0))
+        labels, _ = self.index.query(q, k)
+        scores = self.factors[labels] @ np.asarray(user_vector, dtype=np.float32)
+        order = np.argsort(-scores, kind="stable")
+        return labels[order], scores[order]
+
+    def save(self, path: Path) -> None:
+        self.index.save(path)
+
+    @classmethod
+    def load(cls, path: Path, factors: np.ndarray, ef: int = 200) -> MipsIndex:
+        return cls(HnswIndex.load(path, "l2", factors.shape[1] + 1, ef), factors)
+
+
+def exact_top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first (ties by lower index)."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-scores, k - 1)[:k]
+    return part[np.lexsort((part, -scores[part]))]

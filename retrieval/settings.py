@@ -1,0 +1,28 @@
+"""Retrieval server settings (env prefix SHORTLIST_RETRIEVAL_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RetrievalSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHORTLIST_RETRIEVAL_")
+
+    address: str = Field("127.0.0.1:50052", description="host:port to listen on (port 0: any)")
+    artifacts: Path = Field(Path("artifacts"),
+                            description="artifact root (latest version served) or one version")
+    version: str = Field("", description="pin this version under the root; empty: the latest")
+    max_workers: int = Field(8, ge=1, description="gRPC worker threads")
+    hnsw_ef: int = Field(0, ge=0, description="HNSW search ef; 0 keeps the artifact's value")
+    max_candidates_limit: int = Field(2000, ge=1,
+                                      description="largest max_candidates a caller may ask for")
+    max_k: int = Field(1000, ge=1, description="largest k for SimilarItems")
+    max_list_items: int = Field(1000, ge=1,
+                                description="longest recent_item_ids or filter list accepted")
+    max_id_length: int = Field(256, ge=1, description="longest user or item id accepted")
+    max_message_bytes: int = Field(4 * 1024 * 1024, description="gRPC max message size")
+    grace_seconds: float = Field(5.0, description="drain time for in-flight calls on SIGTERM")
+    log_level: str = Field("INFO", description="logging level")

@@ -1,0 +1,84 @@
+"""Shared fixtures: a small synthetic dataset with known structure, and a trained artifact."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "datasets"
+
+GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "SciFi"]
+WORDS = {
+    "Action": "explosion chase hero mission", "Comedy": "funny laugh joke party",
+    "Drama": "family tears life struggle", "Horror": "ghost blood haunted night",
+    "Romance": "love kiss wedding heart", "SciFi": "space robot future alien",
+}
+
+
+def write_synthetic(directory: Path, n_users: int = 150, n_items: int = 120,
+                    per_user: int = 25, seed: int = 7, timestamps: bool = True) -> Path:
+    """Users each prefer one genre and mostly pick items of it: a dataset with a known answer.
+
+    Item ``i`` has genre ``GENRES[i % 6]``; user ``u`` prefers ``GENRES[u % 6]`` and 85% of
+    their items come from it, with a popularity skew inside each genre.
+    """
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "items.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["item_id", "title", "categories", "text"])
+        for i in range(n_items):
+            g = GENRES[i % len(GENRES)]
+            w.writerow([f"i{i}", f"{g} Story {i}", g, WORDS[g]])
+    by_genre = {g: [i for i in range(n_items) if GENRES[i % len(GENRES)] == g] for g in GENRES}
+    with open(directory / "interactions.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["user_id", "item_id", "weight", "timestamp"] if timestamps
+                   else ["user_id", "item_id"])
+        t = 1_600_000_000
+        for u in range(n_users):
+            fav = by_genre[GENRES[u % len(GENRES)]]
+            pop = 1.0 / np.arange(1, len(fav) + 1)
+            picks: set[int] = set()
+            while len(picks) < per_user:
+                if rng.random() < 0.85:
+                    picks.add(int(rng.choice(fav, p=pop / pop.sum())))
+                else:
+                    picks.add(int(rng.integers(n_items)))
+            for i in rng.permutation(sorted(picks)):
+                t += int(rng.integers(60, 3600))
+                w.writerow([f"u{u}", f"i{i}", 1, t] if timestamps else [f"u{u}", f"i{i}"])
+    return directory
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    return write_synthetic(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, synthetic_dir) -> Path:
+    """An artifact root with one published version fitted on the synthetic dataset."""
+    from training.fit import fit
+    from training.params import FitParams
+
+    out = tmp_path_factory.mktemp("artifacts")
+    params = FitParams(content_dim=16, als_factors=16, als_iterations=10, ranker_rounds=60,
+                       als_candidates=60, content_candidates=40, trending_candidates=20,
+                       max_candidates=100, hnsw_ef=100)
+    fit(str(synthetic_dir), out, params, progress=False)
+    return out
+
+
+def shared_dataset(name: str) -> Path:
+    path = SHARED / name
+    if not path.is_dir():
+        pytest.skip(f"{path} not present")
+    return path

@@ -1,0 +1,83 @@
+"""Fit every retrieval model and the ranking item statistics on one set of events."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+from shortlist.common.catalog import ItemCatalog
+from shortlist.common.vocab import Vocabulary
+
+from ranking.features import ItemStats
+from retrieval.als import AlsModel
+from retrieval.bundle import HnswParams, RetrievalModels
+from retrieval.candidates import RetrievalConfig
+from retrieval.content import ContentModel, item_document
+from retrieval.history import UserHistory
+from retrieval.hnsw import HnswIndex, MipsIndex
+from retrieval.trending import TrendingModel
+from training.datasets import Items
+from training.params import FitParams
+from training.split import Events
+
+logger = logging.getLogger(__name__)
+
+
+def fit_content(items: Items, p: FitParams) -> ContentModel | None:
+    docs = [item_document(t, c, x) for t, c, x in
+            zip(items.titles, items.categories, items.texts, strict=True)]
+    if len(docs) < 3 or not any(d.strip() for d in docs):
+        logger.warning("content generator skipped: items have no title, category or text")
+        return None
+    try:
+        return ContentModel(dim=p.content_dim, seed=p.seed).fit(docs)
+    except ValueError as exc:  # e.g. empty vocabulary
+        logger.warning("content generator skipped: %s", exc)
+        return None
+
+
+def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog,
+               content: ContentModel | None, p: FitParams) -> tuple[RetrievalModels, ItemStats]:
+    n_users, n_items = len(users), len(catalog)
+    now = int(ev.timestamps.max())
+    trending = TrendingModel(half_life_days=p.trending_half_life_days).fit(
+        ev.items, ev.timestamps, n_items, now)
+    history = UserHistory.from_events(ev.users, ev.items, ev.timestamps, ev.weights, n_users)
+
+    als = als_index = None
+    if len(ev) >= 10 and n_users > 1:
+        matrix = sp.csr_matrix((np.ones(len(ev), np.float32), (ev.users, ev.items)),
+                               shape=(n_users, n_items))
+        als = AlsModel(p.als_factors, p.als_regularization, p.als_alpha, p.als_iterations,
+                       p.seed).fit(matrix)
+        als_index = MipsIndex.build(als.item_factors, p.hnsw_m, p.hnsw_ef_construction,
+                                    p.hnsw_ef, p.seed)
+    else:
+        logger.warning("ALS generator skipped: too few interactions")
+
+    content_index = None
+    if content is not None:
+        content_index = HnswIndex.build(content.vectors, "cosine", p.hnsw_m,
+                                        p.hnsw_ef_construction, p.hnsw_ef, p.seed)
+
+    config = RetrievalConfig(
+        als_candidates=p.als_candidates, content_candidates=p.content_candidates,
+        trending_candidates=p.trending_candidates, max_candidates=p.max_candidates,
+        taste_half_life_days=p.taste_half_life_days, established_min_items=p.min_user_items,
+    )
+    models = RetrievalModels(
+        catalog=catalog, users=users, history=history, trending=trending, content=content,
+        content_index=content_index, als=als, als_index=als_index, config=config,
+        hnsw=HnswParams(p.hnsw_m, p.hnsw_ef_construction, p.hnsw_ef), now=now,
+    )
+    counts = np.bincount(ev.items, minlength=n_items)
+    first_seen = np.full(n_items, now, dtype=np.int64)
+    np.minimum.at(first_seen, ev.items, ev.timestamps)
+    vectors = (content.vectors if content is not None
+               else np.zeros((n_items, 1), dtype=np.float32))
+    stats = ItemStats(
+        popularity=np.log1p(counts).astype(np.float32), trending=trending.scores,
+        first_seen=first_seen, genres=catalog.category_matrix, vectors=vectors, now=now,
+    )
+    return models, stats

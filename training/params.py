@@ -1,0 +1,39 @@
+"""Every hyperparameter `fit` uses, recorded in the manifest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class FitParams:
+    seed: int = 42
+    # trending
+    trending_half_life_days: float = 30.0
+    # content
+    content_dim: int = 64
+    taste_half_life_days: float = 365.0
+    # ALS (implicit)
+    als_factors: int = 64
+    als_regularization: float = 0.05
+    als_alpha: float = 2.0
+    als_iterations: int = 15
+    # HNSW
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    hnsw_ef: int = 200
+    # candidates per generator and after merge
+    als_candidates: int = 200
+    content_candidates: int = 100
+    trending_candidates: int = 50
+    max_candidates: int = 300
+    # ranker: the latest label_fraction of each user's training events are the labels
+    label_fraction: float = 0.2
+    min_user_items: int = 5
+    max_ranker_users: int = 20000
+    ranker_rounds: int = 400
+    ranker_learning_rate: float = 0.05
+    ranker_num_leaves: int = 31
+    # MMR
+    mmr_lambda: float = 0.8
+    mmr_top_n: int = 50

@@ -22,8 +22,8 @@ WORDS = {
 }
 
 
-def write_synthetic(directory: Path, n_users: int = 150, n_items: int = 120,
-                    per_user: int = 25, seed: int = 7, timestamps: bool = True) -> Path:
+def write_synthetic(directory: Path, n_users: int = 150, n_items: int = 240,
+                    per_user: int = 20, seed: int = 7, timestamps: bool = True) -> Path:
     """Users each prefer one genre and mostly pick items of it: a dataset with a known answer.
 
     Item ``i`` has genre ``GENRES[i % 6]``; user ``u`` prefers ``GENRES[u % 6]`` and 85% of

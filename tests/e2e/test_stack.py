@@ -1,0 +1,181 @@
+"""End to end: train on a small fixture, run the three servers as real processes, call them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from gateway import cli
+from shortlist.common.stack import Stack
+from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(trained, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("logs")
+    with Stack.on_free_ports(trained, log_dir=logs) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def stub(stack):
+    with grpc.insecure_channel(stack.address("gateway")) as channel:
+        yield gateway_pb2_grpc.GatewayStub(channel)
+
+
+@pytest.fixture(scope="module")
+def history(synthetic_dir) -> dict[str, set[str]]:
+    seen: dict[str, set[str]] = {}
+    with open(synthetic_dir / "interactions.csv") as fh:
+        for row in csv.DictReader(fh):
+            seen.setdefault(row["user_id"], set()).add(row["item_id"])
+    return seen
+
+
+def test_known_user_gets_k_distinct_unseen_items(stub, history):
+    for user in ("u0", "u1", "u7"):
+        resp = stub.Recommend(gateway_pb2.RecommendRequest(user_id=user, k=10, debug=True),
+                              timeout=5)
+        ids = [i.item_id for i in resp.items]
+        assert len(ids) == 10 and len(set(ids)) == 10
+        assert not set(ids) & history[user]
+        assert not resp.degraded
+        assert resp.segment == common_pb2.USER_SEGMENT_ESTABLISHED
+        assert resp.version
+        assert all(i.title and i.sources and i.ranking_rank == n + 1
+                   for n, i in enumerate(resp.items))
+        assert {"total", "retrieval", "ranking", "ranking.model"} <= set(resp.timings_ms)
+
+
+def test_recommendations_follow_the_users_taste(stub):
+    """Synthetic user u is built to prefer genre u % 6; most picks should be of that genre."""
+    from tests.conftest import GENRES
+
+    for user in range(6):
+        resp = stub.Recommend(gateway_pb2.RecommendRequest(user_id=f"u{user}", k=10), timeout=5)
+        fav = GENRES[user % len(GENRES)]
+        share = sum(fav in i.categories for i in resp.items) / len(resp.items)
+        assert share >= 0.5, (user, [i.categories for i in resp.items])
+
+
+def test_brand_new_user_is_served(stub):
+    resp = stub.Recommend(gateway_pb2.RecommendRequest(user_id="nobody-ever", k=10), timeout=5)
+    assert len({i.item_id for i in resp.items}) == 10
+    assert resp.segment == common_pb2.USER_SEGMENT_NEW
+    assert all(s.generator == "trending" for i in resp.items for s in i.sources)
+
+
+def test_onboarding_picks_steer_a_new_user(stub):
+    from tests.conftest import GENRES
+
+    picks = ["i3", "i9", "i15"]  # genre GENRES[3]
+    resp = stub.Recommend(gateway_pb2.RecommendRequest(
+        user_id="fresh", k=10, recent_item_ids=picks), timeout=5)
+    assert resp.segment == common_pb2.USER_SEGMENT_ONBOARDING
+    assert not {i.item_id for i in resp.items} & set(picks)
+    share = sum(GENRES[3] in i.categories for i in resp.items) / len(resp.items)
+    assert share >= 0.5
+
+
+def test_filters(stub):
+    base = stub.Recommend(gateway_pb2.RecommendRequest(user_id="u0", k=10), timeout=5)
+    banned = [base.items[0].item_id, base.items[1].item_id]
+    resp = stub.Recommend(gateway_pb2.RecommendRequest(
+        user_id="u0", k=10, filters=common_pb2.Filters(
+            exclude_item_ids=banned, exclude_categories=["Horror"])), timeout=5)
+    assert not {i.item_id for i in resp.items} & set(banned)
+    assert all("Horror" not in i.categories for i in resp.items)
+    only = stub.Recommend(gateway_pb2.RecommendRequest(
+        user_id="u0", k=10, filters=common_pb2.Filters(include_categories=["SciFi"])),
+        timeout=5)
+    assert only.items and all(i.categories == ["SciFi"] for i in only.items)
+
+
+def test_similar_items(stub):
+    from shortlist.v1 import retrieval_pb2
+
+    resp = stub.SimilarItems(retrieval_pb2.SimilarItemsRequest(item_id="i0", k=5), timeout=5)
+    assert len(resp.items) == 5 and "i0" not in {s.item.item_id for s in resp.items}
+    with pytest.raises(grpc.RpcError) as err:
+        stub.SimilarItems(retrieval_pb2.SimilarItemsRequest(item_id="nope", k=5), timeout=5)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("request_kwargs", [
+    {"user_id": "", "k": 10},
+    {"user_id": "u0", "k": -1},
+    {"user_id": "u0", "k": 100000},
+    {"user_id": "x" * 10000, "k": 10},
+])
+def test_bad_input_is_invalid_argument(stub, request_kwargs):
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Recommend(gateway_pb2.RecommendRequest(**request_kwargs), timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_health_and_reflection_on_every_process(stack):
+    expected = {"gateway": "shortlist.v1.Gateway", "retrieval": "shortlist.v1.Retrieval",
+                "ranking": "shortlist.v1.Ranking"}
+    for name, service in expected.items():
+        with grpc.insecure_channel(stack.address(name)) as ch:
+            status = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=5).status
+            assert status == health_pb2.HealthCheckResponse.SERVING
+            reply = next(reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+            names = {s.name for s in reply.list_services_response.service}
+            assert service in names and "grpc.health.v1.Health" in names
+
+
+def test_cli_json(stack, capsys, history):
+    assert cli.main(["--target", stack.address("gateway"), "recommend", "--user", "u2",
+                     "-k", "10", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["user_id"] == "u2" and len(out["items"]) == 10
+    assert {"items", "degraded", "timings_ms", "version"} <= set(out)
+    assert all(i["title"] and i["item_id"] not in history["u2"] for i in out["items"])
+    assert cli.main(["--target", stack.address("gateway"), "recommend", "--user",
+                     "no-such-user", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["items"]) == 10
+    assert cli.main(["health", "--target", stack.address("retrieval")]) == 0
+
+
+def test_cli_console_script_table(stack):
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "--target", stack.address("gateway"),
+         "recommend", "--user", "u3", "-k", "5"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "title" in out.stdout and "timings" in out.stdout
+
+
+def test_degrades_when_ranking_is_down_and_recovers(stack, stub):
+    stack.stop_one("ranking")
+    resp = stub.Recommend(gateway_pb2.RecommendRequest(user_id="u4", k=10), timeout=5)
+    assert resp.degraded and len(resp.items) == 10
+    assert all(i.ranking_rank == 0 for i in resp.items)
+    stack.start_one("ranking")
+    resp = stub.Recommend(gateway_pb2.RecommendRequest(user_id="u4", k=10), timeout=5)
+    assert not resp.degraded
+
+
+def test_retrieval_down_fails_fast_with_unavailable(stack, stub):
+    import time
+
+    stack.stop_one("retrieval")
+    try:
+        start = time.monotonic()
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Recommend(gateway_pb2.RecommendRequest(user_id="u4", k=10), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - start < 2.0
+    finally:
+        stack.start_one("retrieval")

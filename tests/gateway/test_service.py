@@ -1,0 +1,99 @@
+"""Gateway behaviour against real in-process retrieval and ranking servers on free ports."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from gateway.server import create_server as create_gateway
+from gateway.settings import GatewaySettings
+from ranking.server import create_server as create_ranking
+from ranking.settings import RankingSettings
+from retrieval.server import create_server as create_retrieval
+from retrieval.settings import RetrievalSettings
+from shortlist.common.stack import free_port
+from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+
+
+@pytest.fixture(scope="module")
+def backends(trained):
+    retrieval, rport = create_retrieval(RetrievalSettings(address="127.0.0.1:0",
+                                                          artifacts=trained))
+    ranking, kport = create_ranking(RankingSettings(address="127.0.0.1:0", artifacts=trained))
+    yield f"127.0.0.1:{rport}", f"127.0.0.1:{kport}"
+    retrieval.stop(0)
+    ranking.stop(0)
+
+
+def gateway(backends, **overrides):
+    rtarget, ktarget = backends
+    settings = GatewaySettings(address="127.0.0.1:0", retrieval_target=rtarget,
+                               ranking_target=ktarget, **overrides)
+    server, port = create_gateway(settings)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    return server, channel, gateway_pb2_grpc.GatewayStub(channel)
+
+
+def test_ranked_response_has_stage_timings_and_provenance(backends):
+    server, channel, stub = gateway(backends)
+    try:
+        resp = stub.Recommend(gateway_pb2.RecommendRequest(user_id="u5", k=7, debug=True),
+                              timeout=5)
+        assert len(resp.items) == 7 and not resp.degraded
+        assert [i.ranking_rank for i in resp.items] == list(range(1, 8))
+        assert all(i.retrieval_rank >= 1 and i.sources for i in resp.items)
+        assert all(s.score != 0 for i in resp.items for s in i.sources)
+        assert {"total", "gateway", "retrieval", "ranking", "retrieval.merge",
+                "ranking.features", "ranking.model", "ranking.mmr"} <= set(resp.timings_ms)
+        assert resp.request_id
+    finally:
+        channel.close()
+        server.stop(0)
+
+
+def test_ranking_deadline_miss_serves_retrieval_order(backends):
+    server, channel, stub = gateway(backends, ranking_timeout_s=1e-6)
+    try:
+        resp = stub.Recommend(gateway_pb2.RecommendRequest(user_id="u5", k=10), timeout=5)
+        assert resp.degraded and len(resp.items) == 10
+        assert [i.retrieval_rank for i in resp.items] == list(range(1, 11))
+    finally:
+        channel.close()
+        server.stop(0)
+
+
+def test_ranking_unreachable_is_degraded_not_an_error(backends):
+    rtarget, _ = backends
+    server, channel, stub = gateway((rtarget, f"127.0.0.1:{free_port()}"))
+    try:
+        resp = stub.Recommend(gateway_pb2.RecommendRequest(user_id="u5", k=10), timeout=5)
+        assert resp.degraded and len(resp.items) == 10
+    finally:
+        channel.close()
+        server.stop(0)
+
+
+def test_retrieval_unreachable_is_unavailable(backends):
+    _, ktarget = backends
+    server, channel, stub = gateway((f"127.0.0.1:{free_port()}", ktarget))
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Recommend(gateway_pb2.RecommendRequest(user_id="u5", k=10), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "retrieval" in err.value.details()
+    finally:
+        channel.close()
+        server.stop(0)
+
+
+def test_k_larger_than_candidates_returns_what_exists(backends):
+    server, channel, stub = gateway(backends)
+    try:
+        resp = stub.Recommend(gateway_pb2.RecommendRequest(
+            user_id="u5", k=100, filters=common_pb2.Filters(include_categories=["Drama"])),
+            timeout=5)
+        assert 0 < len(resp.items) <= 40  # the synthetic catalog has 40 Drama items
+        assert len({i.item_id for i in resp.items}) == len(resp.items)
+    finally:
+        channel.close()
+        server.stop(0)

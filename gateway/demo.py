@@ -22,7 +22,12 @@ def show(stub, title: str, request: gateway_pb2.RecommendRequest) -> None:
     print_table([(n + 1, i["title"], f"{i['score']:.3f}", ",".join(i["sources"]))
                  for n, i in enumerate(out["items"])], ("#", "title", "score", "sources"))
     t = out["timings_ms"]
-    print("   timings ms: " + "  ".join(f"{k}={v:.2f}" for k, v in t.items()))
+    print("   timings ms: " + "  ".join(
+        f"{k}={t[k]:.2f}" for k in ("total", "gateway", "retrieval", "ranking") if k in t))
+    for stage in ("retrieval", "ranking"):
+        parts = {k.split(".", 1)[1]: v for k, v in t.items() if k.startswith(stage + ".")}
+        if parts:
+            print(f"     {stage}: " + "  ".join(f"{k}={v:.2f}" for k, v in parts.items()))
 
 
 def main(argv: list[str] | None = None) -> int:

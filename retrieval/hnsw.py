@@ -127,4 +127,8 @@ def exact_top_k(scores: np.ndarray, k: int) -> np.ndarray:
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
     part = np.argpartition(-scores, k - 1)[:k]
+    kth = scores[part].min()
+    if kth == kth:  # argpartition breaks ties at the k-th score arbitrarily: take lowest indices
+        above = np.flatnonzero(scores > kth)
+        part = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
     return part[np.lexsort((part, -scores[part]))]

@@ -16,7 +16,10 @@ def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> np.nd
     k = max(0, min(k, n))
     if k == 0:
         return np.zeros(0, dtype=np.int64)
-    rel = np.asarray(relevance, dtype=np.float64)
+    raw = np.asarray(relevance, dtype=np.float64)
+    if lam >= 1.0:  # pure relevance: exact order, no rescaling round-off
+        return np.argsort(-raw, kind="stable")[:k]
+    rel = raw
     span = rel.max() - rel.min()
     rel = (rel - rel.min()) / span if span > 0 else np.zeros(n)
     vecs = np.asarray(vectors, dtype=np.float64)
@@ -24,7 +27,7 @@ def mmr(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> np.nd
     max_sim = np.zeros(n)
     order = np.empty(k, dtype=np.int64)
     for step in range(k):
-        score = lam * rel - (1.0 - lam) * max_sim if step else rel.copy()
+        score = lam * rel - (1.0 - lam) * max_sim if step else raw.copy()
         score[chosen] = -np.inf
         best = int(np.argmax(score))
         order[step] = best

@@ -1,0 +1,147 @@
+"""build_features on a hand-made input whose every column is computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from ranking.features import DAY, FEATURE_NAMES, GENERATORS, ItemStats, RankingInput, build_features
+
+NOW = 1_700_000_000
+NAN = np.nan
+
+# Five items; unit vectors in 2-D, so similarities are easy to compute by hand.
+VECTORS = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.8, 0.6], [0.6, -0.8]], np.float32)
+# categories 0, 1, 2:  item0 {0}, item1 {1}, item2 {0, 1}, item3 {2}, item4 {0, 2}
+GENRES = sp.csr_matrix(np.array(
+    [[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1], [1, 0, 1]], np.float32))
+AGE_DAYS = np.array([1.0, 2.0, 3.5, 10.0, 0.0])
+
+
+def col(name: str) -> int:
+    return FEATURE_NAMES.index(name)
+
+
+@pytest.fixture
+def stats() -> ItemStats:
+    return ItemStats(
+        popularity=np.log1p(np.array([10, 5, 1, 3, 0], np.float32)),
+        trending=np.array([0.5, 0.25, 0.125, 2.0, 0.0], np.float32),
+        first_seen=(NOW - AGE_DAYS * DAY).astype(np.int64),
+        genres=GENRES, vectors=VECTORS, now=NOW,
+    )
+
+
+def make_input(items=(2, 3, 4), recent=(1, 0), history_length=7) -> RankingInput:
+    n = len(items)
+    # als / content / trending; rank 0 means "did not propose" and goes with a NaN score
+    scores = np.array([[0.9, NAN, 0.3], [NAN, 0.7, NAN], [0.5, 0.4, 0.2]], np.float32)[:n]
+    ranks = np.array([[1, 0, 3], [0, 2, 0], [2, 1, 1]], np.int32)[:n]
+    return RankingInput(
+        items=np.asarray(items, np.int64), gen_scores=scores, gen_ranks=ranks,
+        retrieval_score=np.array([0.05, 0.04, 0.03], np.float32)[:n],
+        als_score=np.array([1.5, -0.5, 0.25], np.float32)[:n],
+        taste_score=np.array([0.1, 0.2, 0.3], np.float32)[:n],
+        history_length=history_length, recent_items=np.asarray(recent, np.int64),
+    )
+
+
+def test_shape_and_dtype(stats):
+    x = build_features(make_input(), stats)
+    assert x.shape == (3, len(FEATURE_NAMES))
+    assert x.dtype == np.float32
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
+
+
+def test_generator_scores_and_ranks(stats):
+    x = build_features(make_input(), stats)
+    for g, name in enumerate(GENERATORS):
+        ranks = x[:, col(f"{name}_gen_rank")]
+        scores = x[:, col(f"{name}_gen_score")]
+        expected_ranks = np.array([[1, 0, 3], [0, 2, 0], [2, 1, 1]], np.float32)[:, g]
+        missing = expected_ranks == 0
+        # rank 0 ("not proposed") becomes NaN, the other ranks pass through unchanged
+        assert np.array_equal(np.isnan(ranks), missing)
+        assert np.array_equal(ranks[~missing], expected_ranks[~missing])
+        assert np.array_equal(np.isnan(scores), missing)
+    np.testing.assert_array_equal(x[:, col("als_gen_score")], np.float32([0.9, NAN, 0.5]))
+
+
+def test_n_sources_and_retrieval_columns(stats):
+    x = build_features(make_input(), stats)
+    np.testing.assert_array_equal(x[:, col("n_sources")], [2, 1, 3])
+    np.testing.assert_array_equal(x[:, col("retrieval_rank")], [1, 2, 3])
+    np.testing.assert_allclose(x[:, col("retrieval_score")], [0.05, 0.04, 0.03])
+    np.testing.assert_allclose(x[:, col("als_score")], [1.5, -0.5, 0.25])
+    np.testing.assert_allclose(x[:, col("taste_score")], [0.1, 0.2, 0.3])
+
+
+def test_recent_similarity_uses_most_recent_item(stats):
+    x = build_features(make_input(recent=(1, 0)), stats)
+    # newest first: item 1 is the most recent, so recent_sim = vec[c] . vec[1]
+    np.testing.assert_allclose(x[:, col("recent_sim")], VECTORS[[2, 3, 4]] @ VECTORS[1])
+    np.testing.assert_allclose(x[:, col("recent_sim")], [0.8, 0.6, -0.8], atol=1e-6)
+    # max over the recent items {1, 0}
+    np.testing.assert_allclose(x[:, col("recent5_sim_max")], [0.8, 0.8, 0.6], atol=1e-6)
+
+    swapped = build_features(make_input(recent=(0, 1)), stats)
+    np.testing.assert_allclose(swapped[:, col("recent_sim")], [0.6, 0.8, 0.6], atol=1e-6)
+
+
+def test_recent5_considers_only_five_newest(stats):
+    # the sixth-newest item (2) would give candidate 2 similarity 1.0; it must be ignored
+    x = build_features(make_input(recent=(1, 1, 1, 1, 1, 2)), stats)
+    np.testing.assert_allclose(x[:, col("recent5_sim_max")], [0.8, 0.6, -0.8], atol=1e-6)
+
+
+def test_out_of_range_recent_items_are_ignored(stats):
+    x = build_features(make_input(recent=(99, 1, 0)), stats)
+    np.testing.assert_allclose(x[:, col("recent_sim")], [0.8, 0.6, -0.8], atol=1e-6)
+
+
+def test_genre_affinity_by_hand(stats):
+    x = build_features(make_input(recent=(1, 0)), stats)
+    # profile = mean genres of items 1 and 0 = [0.5, 0.5, 0]
+    # item2 {0,1}: (0.5 + 0.5) / 2;  item3 {2}: 0 / 1;  item4 {0,2}: (0.5 + 0) / 2
+    np.testing.assert_allclose(x[:, col("genre_affinity")], [0.5, 0.0, 0.25])
+
+    x = build_features(make_input(recent=(2, 3, 0)), stats)
+    # profile = ([1,1,0] + [0,0,1] + [1,0,0]) / 3 = [2/3, 1/3, 1/3]
+    np.testing.assert_allclose(x[:, col("genre_affinity")], [0.5, 1 / 3, 0.5], rtol=1e-6)
+
+
+def test_item_side_columns(stats):
+    x = build_features(make_input(), stats)
+    np.testing.assert_allclose(x[:, col("popularity")], np.log1p([1, 3, 0]), rtol=1e-6)
+    np.testing.assert_allclose(x[:, col("trending")], [0.125, 2.0, 0.0])
+    np.testing.assert_allclose(x[:, col("item_age_days")], [3.5, 10.0, 0.0])
+
+
+def test_history_length_is_log1p(stats):
+    x = build_features(make_input(history_length=7), stats)
+    np.testing.assert_allclose(x[:, col("history_length")], np.full(3, np.log1p(7)), rtol=1e-6)
+    zero = build_features(make_input(history_length=0), stats)
+    np.testing.assert_array_equal(zero[:, col("history_length")], [0, 0, 0])
+
+
+def test_no_recent_items_gives_nan_similarities(stats):
+    x = build_features(make_input(recent=()), stats)
+    for name in ("recent_sim", "recent5_sim_max", "genre_affinity"):
+        assert np.isnan(x[:, col(name)]).all(), name
+    assert not np.isnan(x[:, col("popularity")]).any()
+
+
+def test_empty_input(stats):
+    x = build_features(make_input(items=(), recent=(1,)), stats)
+    assert x.shape == (0, len(FEATURE_NAMES))
+    assert x.dtype == np.float32
+    assert build_features(make_input(items=(), recent=()), stats).shape == (0, len(FEATURE_NAMES))
+
+
+def test_item_stats_round_trip(stats, tmp_path):
+    stats.save(tmp_path)
+    loaded = ItemStats.load(tmp_path)
+    inp = make_input()
+    np.testing.assert_array_equal(build_features(inp, loaded), build_features(inp, stats))
+    assert loaded.now == NOW

@@ -1,0 +1,136 @@
+"""RankingPipeline: features -> real LightGBM ranker -> MMR."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from ranking.features import FEATURE_NAMES, GENERATORS, ItemStats, RankingInput, build_features
+from ranking.pipeline import RankingConfig, RankingPipeline
+from ranking.ranker import LambdaRanker
+
+N_ITEMS = 200
+F = len(FEATURE_NAMES)
+POP = FEATURE_NAMES.index("popularity")
+
+
+def make_stats(seed: int = 3) -> ItemStats:
+    rng = np.random.default_rng(seed)
+    vecs = rng.normal(size=(N_ITEMS, 8))
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    genres = sp.csr_matrix((rng.random((N_ITEMS, 4)) < 0.3).astype(np.float32))
+    now = 1_700_000_000
+    return ItemStats(
+        popularity=rng.random(N_ITEMS).astype(np.float32),
+        trending=rng.random(N_ITEMS).astype(np.float32),
+        first_seen=now - rng.integers(0, 400 * 86400, N_ITEMS),
+        genres=genres, vectors=vecs.astype(np.float32), now=now,
+    )
+
+
+def make_input(n: int, seed: int = 4) -> RankingInput:
+    rng = np.random.default_rng(seed)
+    items = rng.choice(N_ITEMS, n, replace=False).astype(np.int64)
+    ranks = rng.integers(0, 50, size=(n, len(GENERATORS))).astype(np.int32)
+    scores = rng.random((n, len(GENERATORS))).astype(np.float32)
+    scores[ranks == 0] = np.nan
+    return RankingInput(
+        items=items, gen_scores=scores, gen_ranks=ranks,
+        retrieval_score=np.sort(rng.random(n))[::-1].astype(np.float32),
+        als_score=rng.normal(size=n).astype(np.float32),
+        taste_score=rng.normal(size=n).astype(np.float32),
+        history_length=12, recent_items=rng.choice(N_ITEMS, 5, replace=False),
+    )
+
+
+def train_ranker(names: list[str], seed: int = 5) -> LambdaRanker:
+    """A real ranker whose relevance is driven by the popularity column."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((60 * 20, F)).astype(np.float32)
+    y = (x[:, POP] + 0.2 * rng.random(len(x)) > 0.8).astype(np.float32)
+    return LambdaRanker().fit(x, y, np.full(60, 20), names, num_boost_round=30)
+
+
+@pytest.fixture(scope="module")
+def stats() -> ItemStats:
+    return make_stats()
+
+
+@pytest.fixture(scope="module")
+def pipeline(stats) -> RankingPipeline:
+    return RankingPipeline(train_ranker(FEATURE_NAMES), stats, RankingConfig(0.5, 20))
+
+
+def test_rejects_ranker_with_other_feature_names(stats):
+    renamed = [f"f{i}" for i in range(F)]
+    with pytest.raises(ValueError, match="differ"):
+        RankingPipeline(train_ranker(renamed), stats, RankingConfig())
+    reordered = [FEATURE_NAMES[1], FEATURE_NAMES[0], *FEATURE_NAMES[2:]]
+    with pytest.raises(ValueError, match="differ"):
+        RankingPipeline(train_ranker(reordered), stats, RankingConfig())
+
+
+def test_scores_come_from_the_ranker(pipeline, stats):
+    inp = make_input(60)
+    pos, scores, timings = pipeline.rank(inp, 10)
+    expected = pipeline.ranker.predict(build_features(inp, stats))
+    np.testing.assert_array_equal(scores, expected[pos])
+    assert set(timings) == {"features", "model", "mmr"}
+    assert all(v >= 0 for v in timings.values())
+    assert len(np.unique(expected)) > 10  # the ranker really discriminates
+
+
+@pytest.mark.parametrize("k", [1, 10, 20, 35])
+@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
+def test_returns_k_distinct_positions(pipeline, k, lam):
+    inp = make_input(60)
+    pos, scores, _ = pipeline.rank(inp, k, lam)
+    assert len(pos) == k
+    assert len(set(pos.tolist())) == k
+    assert pos.min() >= 0 and pos.max() < len(inp)
+    assert len(scores) == k
+
+
+def test_fewer_candidates_than_k(pipeline):
+    pos, _, _ = pipeline.rank(make_input(7), 10, 0.5)
+    assert sorted(pos.tolist()) == list(range(7))
+    pos, scores, _ = pipeline.rank(make_input(0), 10, 0.5)
+    assert len(pos) == 0 and len(scores) == 0
+
+
+def test_lambda_one_is_pure_score_order(pipeline):
+    inp = make_input(80)
+    pos, scores, _ = pipeline.rank(inp, 15, 1.0)
+    all_scores = pipeline.ranker.predict(build_features(inp, pipeline.stats))
+    np.testing.assert_array_equal(pos, np.argsort(-all_scores, kind="stable")[:15])
+    assert np.all(np.diff(scores) <= 0)
+
+
+def test_config_lambda_is_the_default(stats):
+    ranker = train_ranker(FEATURE_NAMES)
+    inp = make_input(80)
+    pure = RankingPipeline(ranker, stats, RankingConfig(mmr_lambda=1.0, mmr_top_n=30))
+    diverse = RankingPipeline(ranker, stats, RankingConfig(mmr_lambda=0.0, mmr_top_n=30))
+    np.testing.assert_array_equal(pure.rank(inp, 10)[0], pure.rank(inp, 10, 1.0)[0])
+    np.testing.assert_array_equal(diverse.rank(inp, 10)[0], diverse.rank(inp, 10, 0.0)[0])
+    assert not np.array_equal(pure.rank(inp, 10)[0], diverse.rank(inp, 10)[0])
+
+
+def test_mmr_only_reorders_the_top_n(pipeline):
+    inp = make_input(80)
+    all_scores = pipeline.ranker.predict(build_features(inp, pipeline.stats))
+    top = set(np.argsort(-all_scores, kind="stable")[:20].tolist())  # mmr_top_n = 20
+    pos, _, _ = pipeline.rank(inp, 10, 0.0)
+    assert set(pos.tolist()) <= top
+    assert pos[0] == int(np.argmax(all_scores))
+    # lam = 0: after the first pick, every pick is the least similar to what was chosen
+    vecs = pipeline.stats.vectors[inp.items]
+    chosen = [int(pos[0])]
+    for p in pos[1:]:
+        remaining = sorted(top - set(chosen))
+        # mmr's running max similarity starts at 0, so negative similarities count as 0
+        max_sim = {c: max([0.0] + [float(vecs[c] @ vecs[q]) for q in chosen])
+                   for c in remaining}
+        assert max_sim[int(p)] == pytest.approx(min(max_sim.values()))
+        chosen.append(int(p))

@@ -1,0 +1,192 @@
+"""Dataset loaders: generic, MovieLens 100K (tiny fixture and real), bundled latest-small."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_dataset
+from training.datasets import DATASET_NAMES, DatasetError, load, resolve_path
+
+
+def write(path, text: str, encoding: str = "utf-8") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+
+
+# ---------------------------------------------------------------- generic format
+
+def test_generic_with_weight_and_timestamp(tmp_path):
+    write(tmp_path / "interactions.csv",
+          "user_id,item_id,weight,timestamp\n"
+          "alice,x,2.5,100\n"
+          "bob,y,,200\n"  # empty weight -> 1
+          "alice,z,4,50.0\n")
+    write(tmp_path / "items.csv",
+          "item_id,title,categories,text\n"
+          "x,Film X,Drama|Comedy,a long story\n"
+          "y,,Horror,\n"  # empty title -> the id
+          "z,Film Z,,\n"
+          "w,Unused,Action,\n")
+    ds = load(str(tmp_path))
+    assert ds.name == tmp_path.name
+    assert len(ds) == 3
+    assert ds.user_ids.tolist() == ["alice", "bob", "alice"]
+    assert ds.item_ids.tolist() == ["x", "y", "z"]
+    np.testing.assert_array_equal(ds.weights, np.float32([2.5, 1.0, 4.0]))
+    np.testing.assert_array_equal(ds.timestamps, [100, 200, 50])
+    assert ds.weights.dtype == np.float32 and ds.timestamps.dtype == np.int64
+    assert ds.has_timestamps
+    assert ds.items.item_ids == ["x", "y", "z", "w"]
+    assert ds.items.titles == ["Film X", "y", "Film Z", "Unused"]
+    assert ds.items.categories == [["Drama", "Comedy"], ["Horror"], [], ["Action"]]
+    assert ds.items.texts == ["a long story", "", "", ""]
+
+
+def test_generic_without_weight_and_timestamp(tmp_path):
+    write(tmp_path / "interactions.csv", "user_id,item_id\nu1,a\nu2,b\nu1,b\nu3,a\n")
+    ds = load(str(tmp_path))
+    np.testing.assert_array_equal(ds.weights, np.ones(4, np.float32))
+    np.testing.assert_array_equal(ds.timestamps, [0, 1, 2, 3])  # row order stands in for time
+    assert not ds.has_timestamps
+    # no items.csv: every interacted item gets a catalog row, in first-seen order
+    assert ds.items.item_ids == ["a", "b"]
+    assert ds.items.titles == ["a", "b"]
+    assert ds.items.categories == [[], []]
+    assert ds.items.texts == ["", ""]
+
+
+def test_generic_weight_only(tmp_path):
+    write(tmp_path / "interactions.csv", "user_id,item_id,weight\nu1,a,3\nu2,b,0.5\n")
+    ds = load(str(tmp_path))
+    np.testing.assert_array_equal(ds.weights, np.float32([3, 0.5]))
+    np.testing.assert_array_equal(ds.timestamps, [0, 1])
+    assert not ds.has_timestamps
+
+
+def test_generic_items_missing_from_items_csv_get_rows(tmp_path):
+    write(tmp_path / "interactions.csv", "user_id,item_id\nu1,a\nu1,new2\nu2,new1\nu2,new2\n")
+    write(tmp_path / "items.csv", "item_id,title,categories\na,Alpha,Cat\n")
+    ds = load(str(tmp_path))
+    assert ds.items.item_ids == ["a", "new2", "new1"]
+    assert ds.items.titles == ["Alpha", "new2", "new1"]
+    assert ds.items.categories == [["Cat"], [], []]
+    assert ds.items.texts == ["", "", ""]  # items.csv without a text column
+
+
+def test_generic_bad_header_and_empty(tmp_path):
+    write(tmp_path / "a" / "interactions.csv", "user,item\n1,2\n")
+    with pytest.raises(DatasetError, match="user_id,item_id"):
+        load(str(tmp_path / "a"))
+    write(tmp_path / "b" / "interactions.csv", "user_id,item_id\n")
+    with pytest.raises(DatasetError, match="no interactions"):
+        load(str(tmp_path / "b"))
+    (tmp_path / "c").mkdir()
+    with pytest.raises(DatasetError, match="interactions.csv"):
+        load(str(tmp_path / "c"))
+
+
+# ---------------------------------------------------------------- MovieLens 100K
+
+def ml100k_item(item: int, title: str, genres: set[int]) -> str:
+    flags = "|".join("1" if g in genres else "0" for g in range(19))
+    return f"{item}|{title}|01-Jan-1995||http://example.org/{item}|{flags}\n"
+
+
+def test_ml100k_tiny_fixture(tmp_path):
+    write(tmp_path / "u.data", "1\t10\t5\t881250949\n2\t10\t3\t891717742\n1\t20\t4\t878887116\n"
+          "2\t30\t1\t880606923\n")
+    header = "ID|MOVIE NAME (YEAR)|DOR|X|LINK|" + "|".join(f"G{g}" for g in range(19)) + "\n"
+    write(tmp_path / "u.item",
+          header
+          + ml100k_item(10, "Toy Story (1995)", {3, 4, 5})  # Animation, Children, Comedy
+          + ml100k_item(20, "Café Noir (1996)", {0, 10, 18})  # unknown, Film-Noir, Western
+          + ml100k_item(40, "Unrated (1997)", set()),
+          encoding="latin-1")
+    ds = load(str(tmp_path))
+    assert len(ds) == 4
+    assert ds.user_ids.tolist() == ["1", "2", "1", "2"]
+    assert ds.item_ids.tolist() == ["10", "10", "20", "30"]
+    np.testing.assert_array_equal(ds.weights, np.float32([5, 3, 4, 1]))
+    np.testing.assert_array_equal(ds.timestamps, [881250949, 891717742, 878887116, 880606923])
+    # the header row is skipped; item 30 is not in u.item and gets a bare catalog row
+    assert ds.items.item_ids == ["10", "20", "40", "30"]
+    assert ds.items.titles == ["Toy Story (1995)", "Café Noir (1996)", "Unrated (1997)", "30"]
+    assert ds.items.categories == [["Animation", "Children", "Comedy"],
+                                   ["Film-Noir", "Western"], [], []]  # "unknown" is dropped
+
+
+def test_ml100k_real():
+    path = shared_dataset("ml-100k")
+    ds = load(str(path))
+    assert len(ds) == 100_000
+    assert len(np.unique(ds.user_ids)) == 943
+    assert len(ds.items) == 1682
+    toy = ds.items.item_ids.index("1")
+    assert ds.items.titles[toy] == "Toy Story (1995)"
+    assert ds.items.categories[toy] == ["Animation", "Children", "Comedy"]
+    assert set(np.unique(ds.weights)) == {1, 2, 3, 4, 5}
+
+
+# ---------------------------------------------------------------- MovieLens latest-small
+
+def test_bundled_ml_latest_small(monkeypatch):
+    monkeypatch.delenv("SHORTLIST_DATA_DIR", raising=False)
+    ds = load("ml-latest-small")
+    assert ds.name == "ml-latest-small"
+    assert len(ds) == 100_836
+    assert len(np.unique(ds.user_ids)) == 610
+    assert len(ds.items) == 9742
+    assert len(np.unique(ds.item_ids)) == 9724  # 18 catalog movies were never rated
+    assert ds.has_timestamps
+    toy = ds.items.item_ids.index("1")
+    assert ds.items.titles[toy] == "Toy Story (1995)"
+    assert ds.items.categories[toy] == ["Adventure", "Animation", "Children", "Comedy",
+                                        "Fantasy"]
+    assert "pixar" in ds.items.texts[toy].split()  # tags become item text
+    assert sum(1 for t in ds.items.texts if t) > 1000
+    # "(no genres listed)" becomes no categories
+    assert not any("(no genres listed)" in c for c in ds.items.categories)
+    assert any(c == [] for c in ds.items.categories)
+    assert set(np.unique(ds.weights).tolist()) <= {x / 2 for x in range(1, 11)}
+
+
+# ---------------------------------------------------------------- names and fingerprints
+
+def test_unknown_dataset_name(monkeypatch):
+    monkeypatch.delenv("SHORTLIST_DATA_DIR", raising=False)
+    with pytest.raises(DatasetError) as err:
+        load("no-such-dataset")
+    message = str(err.value)
+    assert "no-such-dataset" in message
+    for name in DATASET_NAMES:
+        assert name in message
+    assert "SHORTLIST_DATA_DIR" in message
+
+
+def test_data_dir_environment_variable(tmp_path, monkeypatch):
+    write(tmp_path / "ml-100k" / "u.data", "1\t10\t5\t100\n")
+    monkeypatch.setenv("SHORTLIST_DATA_DIR", f"{tmp_path / 'nowhere'}:{tmp_path}")
+    assert resolve_path("ml-100k") == tmp_path / "ml-100k"
+    assert len(load("ml-100k")) == 1
+
+
+def test_fingerprint_stable_and_sensitive(tmp_path):
+    write(tmp_path / "interactions.csv", "user_id,item_id\nu1,a\nu2,b\n")
+    write(tmp_path / "items.csv", "item_id,title,categories\na,A,X\nb,B,Y\n")
+    first = load(str(tmp_path)).fingerprint
+    assert len(first) == 64
+    assert load(str(tmp_path)).fingerprint == first
+
+    write(tmp_path / "items.csv", "item_id,title,categories\na,A,X\nb,B,Z\n")
+    changed_items = load(str(tmp_path)).fingerprint
+    assert changed_items != first
+
+    write(tmp_path / "interactions.csv", "user_id,item_id\nu1,a\nu2,a\n")
+    assert load(str(tmp_path)).fingerprint not in (first, changed_items)
+
+    # the same files somewhere else fingerprint the same
+    copy = tmp_path / "copy"
+    for name in ("interactions.csv", "items.csv"):
+        write(copy / name, (tmp_path / name).read_text())
+    assert load(str(copy)).fingerprint == load(str(tmp_path)).fingerprint

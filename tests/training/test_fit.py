@@ -1,0 +1,179 @@
+"""The published artifact of a full fit on the synthetic dataset, and the CLI around it."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+from shortlist.common.artifacts import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    list_versions,
+    read_manifest,
+    sha256_file,
+    verify,
+)
+
+from ranking.bundle import RankingModels
+from ranking.features import FEATURE_NAMES
+from tests.conftest import write_synthetic
+from training.__main__ import main
+from training.datasets import load
+from training.fit import FitError, fit
+from training.params import FitParams
+
+
+@pytest.fixture(scope="module")
+def version(trained) -> Path:
+    versions = list_versions(trained)
+    assert len(versions) == 1
+    return versions[0]
+
+
+@pytest.fixture(scope="module")
+def manifest(version) -> dict:
+    return json.loads((version / MANIFEST).read_text())
+
+
+def test_manifest_identity(manifest, version, synthetic_dir):
+    assert manifest["schema_version"] == SCHEMA_VERSION
+    assert manifest["version"] == version.name
+    ds = load(str(synthetic_dir))
+    fingerprint = ds.fingerprint
+    assert manifest["dataset"]["fingerprint"] == fingerprint
+    assert version.name.endswith(fingerprint[:8])
+    assert manifest["dataset"]["users"] == len(np.unique(ds.user_ids))
+    assert manifest["dataset"]["items"] == len(ds.items)
+    # write_synthetic never repeats a (user, item) pair, so nothing is deduplicated
+    assert manifest["dataset"]["interactions"] == len(ds)
+    assert manifest["dataset"]["has_timestamps"] is True
+    assert read_manifest(version).version == version.name
+
+
+def test_manifest_parameters(manifest):
+    params = manifest["parameters"]
+    assert set(params) == set(asdict(FitParams()))
+    # the values the conftest fixture passed, not the defaults
+    assert params["content_dim"] == 16
+    assert params["als_factors"] == 16
+    assert params["ranker_rounds"] == 60
+    assert params["seed"] == 42
+    assert manifest["ranker"]["features"] == FEATURE_NAMES
+    assert manifest["ranker"]["trees"] >= 1
+    assert set(manifest["generators"]) == {"als", "content", "trending"}
+
+
+def test_manifest_files_match_disk(manifest, version):
+    on_disk = {p.relative_to(version).as_posix() for p in version.rglob("*") if p.is_file()}
+    assert set(manifest["files"]) == on_disk - {MANIFEST}
+    assert "ranking/ranker.txt" in manifest["files"]
+    for rel, meta in manifest["files"].items():
+        path = version / rel
+        assert meta["sha256"] == sha256_file(path), rel
+        assert meta["bytes"] == path.stat().st_size, rel
+    assert verify(version).version == version.name
+
+
+def test_metrics_rows(manifest, synthetic_dir):
+    metrics = manifest["metrics"]
+    assert metrics["k"] == 10
+    models = metrics["models"]
+    assert {"pipeline", "pipeline_mmr", "popularity", "retrieval_rrf"} <= set(models)
+    for name in ("pipeline", "popularity"):
+        row = models[name]
+        assert set(row) == {"ndcg@10", "recall@10", "hr@10", "map@10", "users"}
+        assert 0.0 <= row["ndcg@10"] <= 1.0
+        # every synthetic user has >= 5 items, so every user is evaluated
+        assert row["users"] == len(np.unique(load(str(synthetic_dir)).user_ids))
+
+
+def test_pipeline_beats_popularity(manifest):
+    models = manifest["metrics"]["models"]
+    # users stick to one genre: a personalised ranker must do far better than popularity
+    assert models["pipeline"]["ndcg@10"] > 2 * models["popularity"]["ndcg@10"]
+    assert models["pipeline"]["recall@10"] > 2 * models["popularity"]["recall@10"]
+
+
+def test_no_pickles(version):
+    files = [p for p in version.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in (".pkl", ".pickle", ".joblib")]
+    numpy_files = [p for p in files if p.suffix in (".npy", ".npz")]
+    assert len(numpy_files) >= 5
+    for path in numpy_files:
+        loaded = np.load(path, allow_pickle=False)
+        if path.suffix == ".npz":
+            with loaded:
+                for key in loaded.files:
+                    assert loaded[key].dtype != object, (path, key)
+            with zipfile.ZipFile(path) as zf:
+                assert all(n.endswith(".npy") for n in zf.namelist())
+        else:
+            assert loaded.dtype != object, path
+
+
+def test_ranker_text_loads_with_lightgbm(version):
+    path = version / "ranking" / "ranker.txt"
+    assert path.read_text().startswith("tree")
+    booster = lgb.Booster(model_file=str(path))
+    assert booster.feature_name() == FEATURE_NAMES
+    x = np.zeros((3, len(FEATURE_NAMES)), np.float32)
+    assert booster.predict(x).shape == (3,)
+
+
+def test_published_ranking_models_load(version, manifest):
+    models = RankingModels.load(version)
+    n_items = manifest["dataset"]["items"]
+    assert len(models.catalog) == n_items
+    assert models.stats.vectors.shape == (n_items, manifest["parameters"]["content_dim"])
+    models.pipeline()  # feature names of the saved ranker match the code
+
+
+def test_cli_fit(synthetic_dir, tmp_path, capsys):
+    out = tmp_path / "artifacts"
+    code = main(["fit", "--dataset", str(synthetic_dir), "--out", str(out), "--quiet"])
+    assert code == 0
+    stdout = capsys.readouterr().out
+    assert "published" in stdout
+    assert "pipeline" in stdout and "popularity" in stdout
+    versions = list_versions(out)
+    assert len(versions) == 1
+    assert str(versions[0]) in stdout
+    verify(versions[0])
+
+
+@pytest.fixture
+def short_histories(tmp_path) -> Path:
+    """30 users with 4 items each: nobody reaches min_user_items = 5."""
+    return write_synthetic(tmp_path / "short", n_users=30, n_items=24, per_user=4)
+
+
+def test_fit_without_enough_history_raises_fit_error(short_histories, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(FitError, match="too little data"):
+        fit(str(short_histories), out, FitParams(content_dim=8, als_factors=8,
+                                                  ranker_rounds=10), progress=False)
+    assert list_versions(out) == []
+    assert not list(out.glob(".staging*"))  # nothing half-written left behind
+
+
+def test_cli_fit_error_exit_code(short_histories, tmp_path, capsys):
+    code = main(["fit", "--dataset", str(short_histories), "--out", str(tmp_path / "o"),
+                 "--quiet"])
+    assert code == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ")
+    assert "too little data" in captured.err
+    assert "Traceback" not in captured.err
+    assert "published" not in captured.out
+
+
+def test_cli_unknown_dataset_exit_code(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SHORTLIST_DATA_DIR", raising=False)
+    code = main(["fit", "--dataset", "not-a-dataset", "--out", str(tmp_path), "--quiet"])
+    assert code == 2
+    assert "not-a-dataset" in capsys.readouterr().err

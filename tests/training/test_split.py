@@ -1,0 +1,130 @@
+"""encode / dedupe / holdout_last on small hand-built event logs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from shortlist.common.vocab import Vocabulary
+
+from training.datasets import Dataset, Items
+from training.split import Events, dedupe, encode, holdout_last, user_order
+
+
+def events(rows: list[tuple[int, int, int]], weights=None) -> Events:
+    """rows of (user, item, timestamp)."""
+    u, i, t = (np.asarray(c, np.int64) for c in zip(*rows, strict=True))
+    w = np.asarray(weights if weights is not None else np.arange(len(rows)), np.float32)
+    return Events(u, i, t, w)
+
+
+def as_set(ev: Events) -> set[tuple[int, int, int, float]]:
+    return set(zip(ev.users.tolist(), ev.items.tolist(), ev.timestamps.tolist(),
+                   ev.weights.tolist(), strict=True))
+
+
+def test_dedupe_keeps_latest_event_per_user_item():
+    ev = events([
+        (0, 1, 50),   # row 0: superseded by row 2
+        (0, 2, 10),   # row 1
+        (0, 1, 90),   # row 2: latest (0, 1)
+        (1, 1, 30),   # row 3: another user, same item: kept
+        (0, 1, 70),   # row 4: not the latest
+        (1, 3, 5),    # row 5: tie on timestamp with row 6...
+        (1, 3, 5),    # row 6: ...the later row wins
+    ])
+    out = dedupe(ev)
+    assert len(out) == 4
+    # original relative order is preserved; weights identify which row survived
+    assert out.weights.tolist() == [1, 2, 3, 6]
+    assert as_set(out) == {(0, 2, 10, 1), (0, 1, 90, 2), (1, 1, 30, 3), (1, 3, 5, 6)}
+
+
+def test_dedupe_no_duplicates_is_identity():
+    ev = events([(2, 1, 5), (0, 1, 9), (0, 2, 1)])
+    out = dedupe(ev)
+    assert as_set(out) == as_set(ev)
+    assert out.users.tolist() == [2, 0, 0]
+
+
+def test_encode_indexes_and_dedupes():
+    ds = Dataset(
+        name="t", user_ids=np.array(["bob", "amy", "bob", "bob"]),
+        item_ids=np.array(["b", "a", "b", "zzz"]), weights=np.float32([1, 2, 3, 4]),
+        timestamps=np.array([5, 6, 7, 8]), items=Items(["a", "b"], ["A", "B"], [[], []], []),
+    )
+    users, ev = encode(ds, Vocabulary(["a", "b"]))
+    assert users.all_ids == ["bob", "amy"]  # first-seen order
+    # bob's two "b" events collapse to the later one; unknown items map to -1
+    assert as_set(ev) == {(1, 0, 6, 2.0), (0, 1, 7, 3.0), (0, -1, 8, 4.0)}
+
+
+def timeline(user: int, n: int, t0: int = 1000) -> list[tuple[int, int, int]]:
+    """n events for one user on items 100+k at increasing timestamps."""
+    return [(user, 100 + k, t0 + 10 * k) for k in range(n)]
+
+
+def test_holdout_last_holds_out_exactly_each_eligible_users_last_item():
+    rows = timeline(0, 6) + timeline(1, 5) + timeline(2, 4) + timeline(4, 9)
+    rng = np.random.default_rng(0)
+    rows = [rows[j] for j in rng.permutation(len(rows))]  # input order must not matter
+    ev = events(rows)
+    mask = holdout_last(ev, 1, min_items=5)
+    held = sorted(zip(ev.users[mask].tolist(), ev.items[mask].tolist(), strict=True))
+    # users 0, 1, 4 have >= 5 items: their latest item (highest timestamp) is held out;
+    # user 2 has 4 items and holds out nothing; user 3 does not exist.
+    assert held == [(0, 105), (1, 104), (4, 108)]
+    assert mask.sum() == 3
+
+
+def test_holdout_last_n_items():
+    ev = events(timeline(0, 6) + timeline(1, 3))
+    mask = holdout_last(ev, 2, min_items=3)
+    assert sorted(ev.items[mask & (ev.users == 0)].tolist()) == [104, 105]
+    assert sorted(ev.items[mask & (ev.users == 1)].tolist()) == [101, 102]
+
+
+def test_holdout_last_timestamp_ties_broken_by_higher_item_index():
+    # Documented tie-break (split.user_order): among events with the same timestamp, the one
+    # with the HIGHER item index counts as the latest, whatever the row order.
+    rows = [(0, 7, 500), (0, 3, 100), (0, 9, 500), (0, 1, 200), (0, 4, 500), (0, 2, 300)]
+    ev = events(rows)
+    mask = holdout_last(ev, 1, min_items=5)
+    assert ev.items[mask].tolist() == [9]
+    mask2 = holdout_last(ev, 2, min_items=5)
+    assert sorted(ev.items[mask2].tolist()) == [7, 9]
+    # reversed row order gives the same answer
+    rev = events(rows[::-1])
+    assert rev.items[holdout_last(rev, 1, min_items=5)].tolist() == [9]
+
+
+def test_user_order_groups_users_then_time_then_item():
+    ev = events([(1, 5, 20), (0, 9, 10), (1, 2, 20), (0, 1, 30), (1, 8, 10)])
+    order = user_order(ev)
+    assert list(zip(ev.users[order].tolist(), ev.items[order].tolist(), strict=True)) == [
+        (0, 9), (0, 1), (1, 8), (1, 2), (1, 5)]
+
+
+@pytest.mark.parametrize(("n_events", "expected"), [(4, 0), (5, 1), (9, 1), (10, 2), (17, 3)])
+def test_holdout_fraction(n_events, expected):
+    ev = events(timeline(3, n_events))
+    mask = holdout_last(ev, 0.2, min_items=5)
+    # floor(0.2 * n), at least one, for eligible users; always the latest ones
+    assert mask.sum() == expected
+    assert sorted(ev.items[mask].tolist()) == list(range(100 + n_events - expected,
+                                                         100 + n_events))
+
+
+def test_holdout_fraction_per_user():
+    ev = events(timeline(0, 10) + timeline(1, 20) + timeline(2, 3))
+    mask = holdout_last(ev, 0.25, min_items=5)
+    assert np.bincount(ev.users[mask], minlength=3).tolist() == [2, 5, 0]
+
+
+def test_holdout_float_one_means_one_item():
+    ev = events(timeline(0, 6))
+    assert holdout_last(ev, 1.0, min_items=5).sum() == 1
+
+
+def test_holdout_empty():
+    ev = Events(*(np.zeros(0, np.int64) for _ in range(3)), np.zeros(0, np.float32))
+    assert holdout_last(ev, 1).shape == (0,)

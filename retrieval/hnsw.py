@@ -32,7 +32,9 @@ class HnswIndex:
         ef: int = 200,
         seed: int = 42,
         max_elements: int | None = None,
+        insert_order: np.ndarray | None = None,
     ) -> HnswIndex:
+        """Index ``vectors`` with labels 0..n-1, inserted in ``insert_order`` if given."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         n, dim = vectors.shape
         index = hnswlib.Index(space=space, dim=dim)
@@ -41,7 +43,8 @@ class HnswIndex:
             random_seed=seed, allow_replace_deleted=False,
         )
         if n:
-            index.add_items(vectors, np.arange(n), num_threads=1)
+            labels = np.arange(n) if insert_order is None else np.asarray(insert_order)
+            index.add_items(vectors[labels], labels, num_threads=1)
         index.set_ef(ef)
         return cls(index, space, dim)
 
@@ -103,7 +106,12 @@ class MipsIndex:
     def build(cls, factors: np.ndarray, m: int = 16, ef_construction: int = 200,
               ef: int = 200, seed: int = 42) -> MipsIndex:
         augmented, _ = augment_items(factors)
-        return cls(HnswIndex.build(augmented, "l2", m, ef_construction, ef, seed), factors)
+        # Largest norms first: in the augmented space they are outliers (the best answers) that
+        # later insertions would prune from every neighbour list, leaving them unreachable.
+        order = np.argsort(-np.linalg.norm(augmented[:, :-1], axis=1), kind="stable")
+        index = HnswIndex.build(augmented, "l2", m, ef_construction, ef, seed,
+                                insert_order=order)
+        return cls(index, factors)
 
     def query(self, user_vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k items by inner product, with exact inner-product scores, best first."""

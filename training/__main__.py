@@ -1,4 +1,8 @@
-"""`shortlist-train`: offline commands."""
+"""`shortlist-train`: offline commands (fit, evaluate, recommend).
+
+Each command lives in its own module exposing ``register(subparsers)``, which adds its parser
+and sets ``func``; this module only assembles them and turns known errors into one line.
+"""
 
 from __future__ import annotations
 
@@ -6,50 +10,40 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
-from shortlist.common.artifacts import read_manifest
+COMMAND_MODULES = ("training.cmd_fit", "training.cmd_evaluate", "training.batch")
 
 
-def _fit(args: argparse.Namespace) -> int:
-    from training.fit import fit
-    from training.params import FitParams
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
 
-    version = fit(args.dataset, Path(args.out), FitParams(seed=args.seed),
-                  progress=not args.quiet)
-    manifest = read_manifest(version)
-    models = manifest.data["metrics"]["models"]
-    print(f"published {version}")
-    print(f"{'model':<16}{'ndcg@10':>10}{'recall@10':>11}{'map@10':>9}")
-    for name, row in models.items():
-        print(f"{name:<16}{row['ndcg@10']:>10.4f}{row['recall@10']:>11.4f}{row['map@10']:>9.4f}")
-    print(f"users evaluated: {next(iter(models.values()))['users']}")
-    return 0
+    parser = argparse.ArgumentParser(prog="shortlist-train", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # a command still being written
+        module.register(sub)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    parser = argparse.ArgumentParser(prog="shortlist-train", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_fit = sub.add_parser("fit", help="fit all models and publish an artifact version")
-    p_fit.add_argument("--dataset", default="ml-latest-small",
-                       help="ml-latest-small (bundled), ml-100k, or a directory")
-    p_fit.add_argument("--out", default="artifacts", help="artifact root directory")
-    p_fit.add_argument("--seed", type=int, default=42)
-    p_fit.add_argument("--quiet", action="store_true", help="no progress bars")
-    p_fit.set_defaults(func=_fit)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from shortlist.common.artifacts import ArtifactError
+
+    from training.datasets import DatasetError
+    from training.fit import FitError
+
     try:
         return args.func(args)
-    except Exception as exc:  # the CLI edge: one readable line, not a traceback
-        from training.datasets import DatasetError
-        from training.fit import FitError
-
-        if isinstance(exc, DatasetError | FitError):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except (DatasetError, FitError, ArtifactError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,34 @@
+"""`shortlist-train fit`: fit every model and publish an artifact version."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from shortlist.common.artifacts import read_manifest
+
+
+def register(sub) -> None:
+    p = sub.add_parser("fit", help="fit all models and publish an artifact version")
+    p.add_argument("--dataset", default="ml-latest-small",
+                   help="ml-latest-small (bundled), ml-100k, or a directory")
+    p.add_argument("--out", default="artifacts", help="artifact root directory")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.fit import fit
+    from training.params import FitParams
+
+    version = fit(args.dataset, Path(args.out), FitParams(seed=args.seed),
+                  progress=not args.quiet)
+    manifest = read_manifest(version)
+    models = manifest.data["metrics"]["models"]
+    print(f"published {version}")
+    print(f"{'model':<16}{'ndcg@10':>10}{'recall@10':>11}{'map@10':>9}")
+    for name, row in models.items():
+        print(f"{name:<16}{row['ndcg@10']:>10.4f}{row['recall@10']:>11.4f}{row['map@10']:>9.4f}")
+    print(f"users evaluated: {next(iter(models.values()))['users']}")
+    return 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from concurrent import futures
+
 import grpc
 import pytest
 from shortlist.common.stack import free_port
-from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 
 from gateway.server import create_server as create_gateway
 from gateway.settings import GatewaySettings
@@ -51,15 +54,30 @@ def test_ranked_response_has_stage_timings_and_provenance(backends):
         server.stop(0)
 
 
+class SlowRanking(ranking_pb2_grpc.RankingServicer):
+    """A ranking server that answers too late: the one thing a real one will not do on cue."""
+
+    def Rank(self, request, context):
+        time.sleep(1.0)
+        return ranking_pb2.RankResponse()
+
+
 def test_ranking_deadline_miss_serves_retrieval_order(backends):
-    server, channel, stub = gateway(backends, ranking_timeout_s=1e-6)
+    slow = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    ranking_pb2_grpc.add_RankingServicer_to_server(SlowRanking(), slow)
+    port = slow.add_insecure_port("127.0.0.1:0")
+    slow.start()
+    server, channel, stub = gateway((backends[0], f"127.0.0.1:{port}"), ranking_timeout_s=0.1)
     try:
+        start = time.monotonic()
         resp = stub.Recommend(gateway_pb2.RecommendRequest(user_id="u5", k=10), timeout=5)
+        assert time.monotonic() - start < 0.9
         assert resp.degraded and len(resp.items) == 10
         assert [i.retrieval_rank for i in resp.items] == list(range(1, 11))
     finally:
         channel.close()
         server.stop(0)
+        slow.stop(0)
 
 
 def test_ranking_unreachable_is_degraded_not_an_error(backends):

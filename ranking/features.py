@@ -24,12 +24,19 @@ FEATURE_NAMES = [
     "taste_score",
     "recent_sim",
     "recent5_sim_max",
+    "als_recent_sim",
+    "als_recent5_sim_max",
     "popularity",
     "trending",
+    "pop_at_user_time",
     "item_age_days",
+    "item_age_at_user_time",
     "history_length",
     "genre_affinity",
 ]
+
+# Window for "how popular was this item when the user was last active".
+POP_WINDOW_DAYS = 30.0
 
 
 @dataclass
@@ -42,6 +49,27 @@ class ItemStats:
     genres: sp.csr_matrix  # items x categories, 0/1
     vectors: np.ndarray  # content unit vectors (also used by MMR)
     now: int
+    als_vectors: np.ndarray  # unit-normalised ALS item factors (item-item similarity)
+    times_indptr: np.ndarray  # per-item event times, CSR: times[indptr[i]:indptr[i+1]]
+    times: np.ndarray  # int64, sorted within each item
+
+    @staticmethod
+    def event_times(items: np.ndarray, timestamps: np.ndarray,
+                    n_items: int) -> tuple[np.ndarray, np.ndarray]:
+        """CSR of each item's sorted event times, for popularity at any moment."""
+        order = np.lexsort((timestamps, items))
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(items, minlength=n_items))])
+        return indptr.astype(np.int64), timestamps[order].astype(np.int64)
+
+    def count_between(self, items: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """Events of each item with lo < t <= hi."""
+        out = np.zeros(len(items), dtype=np.float32)
+        ok = items < len(self.times_indptr) - 1
+        for row in np.flatnonzero(ok):
+            a, b = self.times_indptr[items[row]], self.times_indptr[items[row] + 1]
+            seg = self.times[a:b]
+            out[row] = np.searchsorted(seg, hi, "right") - np.searchsorted(seg, lo, "right")
+        return out
 
     def __len__(self) -> int:
         return len(self.popularity)
@@ -51,8 +79,10 @@ class ItemStats:
         np.savez(directory / "item_stats.npz", popularity=self.popularity,
                  trending=self.trending, first_seen=self.first_seen, now=np.int64(self.now),
                  genre_indptr=self.genres.indptr, genre_indices=self.genres.indices,
-                 genre_shape=np.asarray(self.genres.shape))
+                 genre_shape=np.asarray(self.genres.shape), times_indptr=self.times_indptr,
+                 times=self.times)
         np.save(directory / "item_vectors.npy", self.vectors, allow_pickle=False)
+        np.save(directory / "als_vectors.npy", self.als_vectors, allow_pickle=False)
 
     @classmethod
     def load(cls, directory: Path) -> ItemStats:
@@ -64,7 +94,9 @@ class ItemStats:
             )
             return cls(z["popularity"], z["trending"], z["first_seen"], genres,
                        np.load(directory / "item_vectors.npy", allow_pickle=False),
-                       int(z["now"]))
+                       int(z["now"]),
+                       np.load(directory / "als_vectors.npy", allow_pickle=False),
+                       z["times_indptr"], z["times"])
 
 
 @dataclass
@@ -79,6 +111,7 @@ class RankingInput:
     taste_score: np.ndarray
     history_length: int
     recent_items: np.ndarray  # newest first, item indices (unknown ones dropped)
+    user_time: int  # unix time of the user's latest event
 
     def __len__(self) -> int:
         return len(self.items)
@@ -100,19 +133,22 @@ def build_features(inp: RankingInput, stats: ItemStats) -> np.ndarray:
     cols.append(inp.als_score.astype(np.float32))
     cols.append(inp.taste_score.astype(np.float32))
 
-    vecs = stats.vectors[items]
     recent = inp.recent_items[inp.recent_items < len(stats)]
-    if len(recent):
-        sims = vecs @ stats.vectors[recent[:5]].T
-        cols.append(sims[:, 0].astype(np.float32))
-        cols.append(sims.max(axis=1).astype(np.float32))
-    else:
-        cols.append(np.full(n, np.nan, np.float32))
-        cols.append(np.full(n, np.nan, np.float32))
+    for space in (stats.vectors, stats.als_vectors):
+        if len(recent):
+            sims = space[items] @ space[recent[:5]].T
+            cols.append(sims[:, 0].astype(np.float32))
+            cols.append(sims.max(axis=1).astype(np.float32))
+        else:
+            cols.append(np.full(n, np.nan, np.float32))
+            cols.append(np.full(n, np.nan, np.float32))
 
     cols.append(stats.popularity[items].astype(np.float32))
     cols.append(stats.trending[items].astype(np.float32))
+    window = int(POP_WINDOW_DAYS * DAY)
+    cols.append(np.log1p(stats.count_between(items, inp.user_time - window, inp.user_time)))
     cols.append(((stats.now - stats.first_seen[items]) / DAY).astype(np.float32))
+    cols.append(((inp.user_time - stats.first_seen[items]) / DAY).astype(np.float32))
     cols.append(np.full(n, np.log1p(inp.history_length), np.float32))
 
     if len(recent):

@@ -38,8 +38,13 @@ class RankingPipeline:
         scores = self.ranker.predict(x)
         timings["model"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
-        lam = self.config.mmr_lambda if mmr_lambda is None else mmr_lambda
-        top = np.argsort(-scores, kind="stable")[: max(k, self.config.mmr_top_n)]
-        picked = top[mmr(scores[top], self.stats.vectors[inp.items[top]], k, lam)]
+        picked = self.diversify(inp.items, scores, k, mmr_lambda)
         timings["mmr"] = (time.perf_counter() - t0) * 1e3
         return picked, scores[picked], timings
+
+    def diversify(self, items: np.ndarray, scores: np.ndarray, k: int,
+                  mmr_lambda: float | None = None) -> np.ndarray:
+        """Positions of the final k: MMR over the ``mmr_top_n`` best-scored candidates."""
+        lam = self.config.mmr_lambda if mmr_lambda is None else mmr_lambda
+        top = np.argsort(-scores, kind="stable")[: max(k, self.config.mmr_top_n)]
+        return top[mmr(scores[top], self.stats.vectors[items[top]], k, lam)]

@@ -48,7 +48,8 @@ def to_input(request: ranking_pb2.RankRequest, models: RankingModels) -> Ranking
                 scores[row, g], ranks[row, g] = src.score, src.rank
     recent = vocab.indices(request.user.recent_item_ids)
     return RankingInput(items, scores, ranks, rrf, als, taste,
-                        int(request.user.history_length), recent[recent >= 0])
+                        int(request.user.history_length), recent[recent >= 0],
+                        int(request.user.last_timestamp) or models.stats.now)
 
 
 class RankingService(ranking_pb2_grpc.RankingServicer):
@@ -80,7 +81,7 @@ class RankingService(ranking_pb2_grpc.RankingServicer):
                 inp = RankingInput(inp.items[known], inp.gen_scores[known],
                                    inp.gen_ranks[known], inp.retrieval_score[known],
                                    inp.als_score[known], inp.taste_score[known],
-                                   inp.history_length, inp.recent_items)
+                                   inp.history_length, inp.recent_items, inp.user_time)
             if lam is None:
                 lam = self.settings.mmr_lambda
             pos, scores, timings = loaded.pipeline.rank(inp, k, lam)

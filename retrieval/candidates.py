@@ -52,6 +52,7 @@ class CandidateSet:
     segment: str
     history_length: int
     recent_items: np.ndarray  # newest first
+    user_time: int  # unix time of the user's latest event (reference time if none)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -191,6 +192,7 @@ class CandidateGenerator:
             items=items_out, gen_scores=gen_scores, gen_ranks=gen_ranks, retrieval_score=rrf,
             als_score=als_score, taste_score=taste_score, segment=segment,
             history_length=len(np.unique(all_items)), recent_items=newest[: cfg.recent_items],
+            user_time=int(all_stamps.max()) if len(all_stamps) else self.now,
             timings_ms=timings,
         )
 

@@ -68,8 +68,8 @@ class HnswIndex:
         k = min(k, len(self))
         if k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        if self._index.ef < k:
-            self._index.set_ef(k)
+        # hnswlib searches with max(ef, k) by itself; raising ef here would stick and make
+        # every later answer depend on the largest query seen before it.
         labels, dist = self._index.knn_query(
             np.asarray(vector, dtype=np.float32).reshape(1, -1), k=k, num_threads=1
         )

@@ -116,6 +116,7 @@ def to_proto(result: Retrieved, retriever: Retriever) -> retrieval_pb2.RetrieveR
     response.user.history_length = c.history_length
     response.user.recent_item_ids.extend(catalog.vocab.ids(c.recent_items))
     response.user.segment = SEGMENTS[c.segment]
+    response.user.last_timestamp = c.user_time
     for key, ms in c.timings_ms.items():
         response.timings_ms[key] = ms
     for row, item in enumerate(c.items.tolist()):

@@ -66,15 +66,36 @@ def synthetic_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, synthetic_dir) -> Path:
     """An artifact root with one published version fitted on the synthetic dataset."""
-    from training.fit import fit
+    out = tmp_path_factory.mktemp("artifacts")
+    fit_small(synthetic_dir, out)
+    return out
+
+
+def small_grid():
+    """A tuning grid small enough for tests, still with a choice at every step."""
+    from training.fit import TuningGrid
+
+    return TuningGrid(
+        als=({"factors": 16, "regularization": 0.01, "alpha": 1.0},
+             {"factors": 16, "regularization": 0.1, "alpha": 5.0}),
+        taste_half_life_days=(30.0, 0.0), trending_half_life_days=(30.0, 3.0),
+        candidates=((60, 40, 20), (30, 20, 10)), ranker_num_leaves=(15,),
+        mmr_lambda=(1.0, 0.9, 0.8),
+    )
+
+
+def small_params():
     from training.params import FitParams
 
-    out = tmp_path_factory.mktemp("artifacts")
-    params = FitParams(content_dim=16, als_factors=16, als_iterations=10, ranker_rounds=60,
-                       als_candidates=60, content_candidates=40, trending_candidates=20,
-                       max_candidates=100, hnsw_ef=100)
-    fit(str(synthetic_dir), out, params, progress=False)
-    return out
+    return FitParams(content_dim=16, als_factors=16, als_iterations=10, ranker_rounds=60,
+                     als_candidates=60, content_candidates=40, trending_candidates=20,
+                     max_candidates=120, hnsw_ef=100)
+
+
+def fit_small(dataset: Path, out: Path) -> Path:
+    from training.fit import fit
+
+    return fit(str(dataset), out, small_params(), progress=False, grid=small_grid())
 
 
 def shared_dataset(name: str) -> Path:

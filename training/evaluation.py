@@ -11,16 +11,31 @@ from ranking.features import ItemStats
 from ranking.pipeline import RankingPipeline
 from retrieval.bundle import RetrievalModels, banned_mask
 from retrieval.hnsw import exact_top_k
-from training.metrics import ap_at_k, hit_at_k, ndcg_at_k, recall_at_k
+from training.metrics import (
+    ap_at_k,
+    hit_at_k,
+    intra_list_distance,
+    ndcg_at_k,
+    novelty,
+    recall_at_k,
+)
 from training.offline import candidates_for, to_ranking_input
 from training.split import Events
 
 Recommender = Callable[[int, np.ndarray], np.ndarray]  # (user, banned mask) -> item indices
+UNION = "candidates_union"
 
 
 def recommenders(models: RetrievalModels, stats: ItemStats,
-                 pipeline: RankingPipeline | None, k: int) -> dict[str, Recommender]:
+                 pipeline: RankingPipeline | None, k: int, seed: int = 42
+                 ) -> dict[str, Recommender]:
+    """Every stage of the pipeline as a stand-alone recommender, plus random and popularity."""
     gen = models.generator()
+    rng = np.random.default_rng(seed)
+
+    def random(user, banned):
+        allowed = np.flatnonzero(~banned)
+        return rng.choice(allowed, min(k, len(allowed)), replace=False)
 
     def popularity(user, banned):
         s = stats.popularity.astype(np.float64).copy()
@@ -44,15 +59,16 @@ def recommenders(models: RetrievalModels, stats: ItemStats,
             return np.zeros(0, np.int64)
         return gen.search(models.content_index, models.content.vectors, taste, k, banned)[0]
 
-    def retrieval(user, banned):
-        return candidates_for(models, gen, user).items[:k]
+    def union(user, banned):  # the whole merged candidate list, in retrieval (RRF) order
+        return candidates_for(models, gen, user).items
 
-    out: dict[str, Recommender] = {"popularity": popularity, "trending": trending}
+    out: dict[str, Recommender] = {"random": random, "popularity": popularity,
+                                   "trending": trending}
     if models.als is not None:
         out["als"] = als
     if models.content is not None:
         out["content"] = content
-    out["retrieval_rrf"] = retrieval
+    out[UNION] = union
     if pipeline is not None:
         def ranked(lam):
             def run(user, banned):
@@ -66,25 +82,51 @@ def recommenders(models: RetrievalModels, stats: ItemStats,
 
 
 def evaluate(models: RetrievalModels, stats: ItemStats, pipeline: RankingPipeline | None,
-             test: Events, k: int = 10, progress: bool = True) -> dict[str, dict[str, float]]:
-    """Mean metrics@k per recommender over the users in ``test``."""
+             test: Events, k: int = 10, progress: bool = True,
+             extra: dict[str, Recommender] | None = None,
+             only: set[str] | None = None) -> dict[str, dict[str, float]]:
+    """Mean metrics@k per recommender over the users in ``test``.
+
+    Besides accuracy: catalog coverage (share of items recommended to anyone), intra-list
+    diversity (mean pairwise content distance in a list) and novelty (mean self-information).
+    The candidate union also reports recall over the whole candidate list.
+    """
     relevant: dict[int, set[int]] = {}
     for u, i in zip(test.users.tolist(), test.items.tolist(), strict=True):
         relevant.setdefault(u, set()).add(i)
-    recs = recommenders(models, stats, pipeline, k)
-    sums = {name: np.zeros(4) for name in recs}
+    recs = {**recommenders(models, stats, pipeline, k), **(extra or {})}
+    if only is not None:
+        recs = {name: r for name, r in recs.items() if name in only}
     n_items = len(models.catalog)
-    for user in tqdm(sorted(relevant), desc="evaluate", unit="user", disable=not progress):
+    item_users = np.rint(np.expm1(stats.popularity)).astype(np.int64)
+    n_users = len(models.users)
+    has_vectors = models.content is not None
+    sums = {name: np.zeros(6) for name in recs}
+    shown = {name: np.zeros(n_items, dtype=bool) for name in recs}
+    union_recall = 0.0
+    for user in tqdm(sorted(relevant), desc="evaluate", unit="user", disable=not progress,
+                     leave=False):
         items, _, _ = models.history.events(user)
         banned = banned_mask(n_items, items)
         rel = relevant[user]
         for name, rec in recs.items():
-            ranked = rec(user, banned)
+            full = np.asarray(rec(user, banned), dtype=np.int64)
+            if name == UNION:
+                union_recall += recall_at_k(full, rel, len(full))
+            ranked = full[:k]
+            shown[name][ranked] = True
+            ild = intra_list_distance(stats.vectors[ranked]) if has_vectors else 0.0
             sums[name] += (ndcg_at_k(ranked, rel, k), recall_at_k(ranked, rel, k),
-                           hit_at_k(ranked, rel, k), ap_at_k(ranked, rel, k))
+                           hit_at_k(ranked, rel, k), ap_at_k(ranked, rel, k), ild,
+                           novelty(ranked, item_users, n_users))
     n = max(1, len(relevant))
-    return {
-        name: {f"ndcg@{k}": s[0] / n, f"recall@{k}": s[1] / n, f"hr@{k}": s[2] / n,
-               f"map@{k}": s[3] / n, "users": len(relevant)}
-        for name, s in sums.items()
-    }
+    out = {}
+    for name, s in sums.items():
+        out[name] = {f"recall@{k}": s[1] / n, f"ndcg@{k}": s[0] / n, f"map@{k}": s[3] / n,
+                     f"hr@{k}": s[2] / n, "coverage": float(shown[name].mean()),
+                     "ild": s[4] / n if has_vectors else None, "novelty": s[5] / n,
+                     "users": len(relevant)}
+    if UNION in out:
+        out[UNION]["recall@candidates"] = union_recall / n
+        out[UNION]["candidates"] = models.config.max_candidates
+    return out

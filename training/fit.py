@@ -1,32 +1,41 @@
-"""`shortlist-train fit`: fit every model, evaluate on held-out items, publish a version.
+"""Train the whole pipeline with hyperparameters chosen on validation data, and publish it.
 
-Three fits, each on strictly earlier data than what it is judged on:
-  1. generators on each user's training events minus their latest ``label_fraction``;
-     the ranker learns to find those latest events among the generators' candidates;
-  2. generators on all training events (everything but each user's last item), scored with
-     the ranker on that last item: the headline metrics;
-  3. generators on everything, published with the ranker for serving.
+``train_pipeline`` is shared by ``fit`` (on all data) and ``evaluate`` (on the training part of
+a split), so the leaderboard measures exactly what ``fit`` publishes. On its input events it
+carves, per user with enough history:
+
+  V  the latest event: validation, used to choose every hyperparameter;
+  L  the latest ``label_fraction`` of the rest: the ranker's labels;
+  G  everything before L: what the generators see when producing the ranker's examples.
+
+Generators fitted on G propose candidates, and the ranker learns to find L among them. The
+same ranker is then judged on generators fitted on F = G + L finding V. Finally the generators
+are refitted on everything with the chosen values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from shortlist.common.artifacts import new_version, publish
 from shortlist.common.catalog import ItemCatalog
+from shortlist.common.vocab import Vocabulary
 from tqdm import tqdm
 
 from ranking.bundle import RankingModels
-from ranking.features import FEATURE_NAMES, build_features
+from ranking.features import FEATURE_NAMES, ItemStats, build_features
 from ranking.pipeline import RankingConfig, RankingPipeline
 from ranking.ranker import LambdaRanker
-from retrieval.bundle import RetrievalModels
+from retrieval.bundle import RetrievalModels, banned_mask
+from retrieval.candidates import CandidateSet
 from training.datasets import load
 from training.evaluation import evaluate
+from training.metrics import intra_list_distance, ndcg_at_k, recall_at_k
 from training.models import fit_content, fit_models
 from training.offline import candidates_for, to_ranking_input
 from training.params import FitParams
@@ -39,9 +48,74 @@ class FitError(Exception):
     """The data cannot support a model (e.g. no user with enough history for the ranker)."""
 
 
-def ranker_examples(models: RetrievalModels, stats, labels: Events, max_users: int, seed: int,
-                    progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Features, 0/1 labels, group sizes and user of each group, for users with a hit."""
+@dataclass
+class TuningGrid:
+    """Values tried on validation; the best (or, for MMR, the most diverse affordable) wins."""
+
+    als: tuple[dict, ...] = tuple(
+        {"factors": f, "regularization": r, "alpha": a}
+        for f in (32, 64, 128) for r in (0.01, 0.1) for a in (1.0, 5.0, 20.0)
+    )
+    taste_half_life_days: tuple[float, ...] = (30.0, 180.0, 730.0, 0.0)
+    trending_half_life_days: tuple[float, ...] = (3.0, 30.0, 180.0)
+    candidates: tuple[tuple[int, int, int], ...] = ((100, 50, 25), (200, 100, 50),
+                                                    (400, 100, 50))
+    ranker_num_leaves: tuple[int, ...] = (15, 31, 63)
+    mmr_lambda: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)
+    # MMR: the smallest lambda whose validation NDCG@10 is within this share of lambda = 1.
+    mmr_max_ndcg_loss: float = 0.01
+
+
+@dataclass
+class Examples:
+    """One user per entry: candidates, their features and which are held-out items."""
+
+    users: list[int] = field(default_factory=list)
+    cands: list[CandidateSet] = field(default_factory=list)
+    feats: list[np.ndarray] = field(default_factory=list)
+    relevant: list[set[int]] = field(default_factory=list)
+
+    def xy(self, columns: list[int] | None = None):
+        """LightGBM inputs for users with at least one positive among their candidates."""
+        xs, ys, groups = [], [], []
+        for c, x, rel in zip(self.cands, self.feats, self.relevant, strict=True):
+            y = np.isin(c.items, list(rel)).astype(np.float32)
+            if y.sum() == 0 or len(y) < 2:
+                continue
+            xs.append(mask_columns(x, columns))
+            ys.append(y)
+            groups.append(len(y))
+        if not xs:
+            return None
+        return np.vstack(xs), np.concatenate(ys), np.asarray(groups)
+
+
+def mask_columns(x: np.ndarray, columns: list[int] | None) -> np.ndarray:
+    """Features with ``columns`` blanked to NaN: the ablation of a feature group."""
+    if not columns:
+        return x
+    x = x.copy()
+    x[:, columns] = np.nan
+    return x
+
+
+@dataclass
+class Trained:
+    models: RetrievalModels
+    stats: ItemStats
+    ranker: LambdaRanker
+    ranking_config: RankingConfig
+    params: FitParams
+    tuning: dict
+    validation: dict
+    train_examples: Examples
+    valid_examples: Examples
+    valid_stats: ItemStats
+    valid_models: RetrievalModels
+
+
+def build_examples(models: RetrievalModels, stats: ItemStats, labels: Events,
+                   max_users: int, seed: int, progress: bool, desc: str) -> Examples:
     target: dict[int, set[int]] = {}
     for u, i in zip(labels.users.tolist(), labels.items.tolist(), strict=True):
         target.setdefault(u, set()).add(i)
@@ -49,92 +123,226 @@ def ranker_examples(models: RetrievalModels, stats, labels: Events, max_users: i
     if len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     gen = models.generator()
-    xs, ys, groups, group_users = [], [], [], []
-    for user in tqdm(users.tolist(), desc="ranker examples", unit="user", disable=not progress):
+    ex = Examples()
+    for user in tqdm(users.tolist(), desc=desc, unit="user", disable=not progress,
+                     leave=False):
         cands = candidates_for(models, gen, user)
-        y = np.isin(cands.items, list(target[user])).astype(np.float32)
-        if y.sum() == 0 or len(y) < 2:
-            continue  # no positive among candidates: nothing for LambdaRank to learn
-        xs.append(build_features(to_ranking_input(cands), stats))
-        ys.append(y)
-        groups.append(len(y))
-        group_users.append(user)
-    if not xs:
+        ex.users.append(user)
+        ex.cands.append(cands)
+        ex.feats.append(build_features(to_ranking_input(cands), stats))
+        ex.relevant.append(target[user])
+    return ex
+
+
+def score_examples(ranker: LambdaRanker, pipeline: RankingPipeline, ex: Examples, lam: float,
+                   k: int = 10, columns: list[int] | None = None) -> tuple[float, float]:
+    """Mean NDCG@k and intra-list distance of the pipeline over every user in ``ex``."""
+    ndcgs, ilds = [], []
+    for c, x, rel in zip(ex.cands, ex.feats, ex.relevant, strict=True):
+        if len(c) == 0:
+            ndcgs.append(0.0)
+            continue
+        scores = ranker.predict(mask_columns(x, columns))
+        pos = pipeline.diversify(c.items, scores, k, lam)
+        ndcgs.append(ndcg_at_k(c.items[pos], rel, k))
+        ilds.append(intra_list_distance(pipeline.stats.vectors[c.items[pos]]))
+    return float(np.mean(ndcgs)) if ndcgs else 0.0, float(np.mean(ilds)) if ilds else 0.0
+
+
+def train_ranker(ex: Examples, valid: Examples, p: FitParams, num_leaves: int,
+                 columns: list[int] | None = None) -> LambdaRanker:
+    train = ex.xy(columns)
+    if train is None:
         raise FitError("no user has a held-out item among the candidates: too little data "
                        "to train the ranker")
-    return np.vstack(xs), np.concatenate(ys), np.asarray(groups), np.asarray(group_users)
+    params = {"learning_rate": p.ranker_learning_rate, "num_leaves": num_leaves,
+              "seed": p.seed, "min_data_in_leaf": 20}
+    return LambdaRanker().fit(*train, FEATURE_NAMES, valid.xy(columns), params,
+                              p.ranker_rounds)
 
 
-def train_ranker(x, y, groups, p: FitParams) -> LambdaRanker:
-    """Train with early stopping on a seeded 10% of the users."""
-    rng = np.random.default_rng(p.seed)
-    is_valid = rng.random(len(groups)) < 0.1 if len(groups) >= 20 else np.zeros(len(groups), bool)
-    row_group = np.repeat(np.arange(len(groups)), groups)
-    vrows = is_valid[row_group]
-    valid = (x[vrows], y[vrows], groups[is_valid]) if is_valid.any() else None
-    params = {"learning_rate": p.ranker_learning_rate, "num_leaves": p.ranker_num_leaves,
-              "seed": p.seed}
-    return LambdaRanker().fit(x[~vrows], y[~vrows], groups[~is_valid], FEATURE_NAMES, valid,
-                              params, p.ranker_rounds)
+def _generator_recall(models: RetrievalModels, which: str, valid: Events, k: int,
+                      users: np.ndarray) -> float:
+    """Recall@k of one generator alone on the validation items (what a generator is for)."""
+    gen = models.generator()
+    target: dict[int, set[int]] = {}
+    for u, i in zip(valid.users.tolist(), valid.items.tolist(), strict=True):
+        target.setdefault(u, set()).add(i)
+    total = 0.0
+    for user in users.tolist():
+        items, stamps, _ = models.history.events(user)
+        banned = banned_mask(len(models.catalog), items)
+        if which == "content":
+            taste = gen.taste_vector(items, stamps)
+            if taste is None:
+                continue
+            top = gen.search(models.content_index, models.content.vectors, taste, k, banned)[0]
+        else:
+            top = models.trending.top(k, banned)[0]
+        total += recall_at_k(top, target.get(user, set()), k)
+    return total / max(1, len(users))
 
 
-def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = True) -> Path:
-    """Fit, evaluate and publish; returns the new version directory."""
+def _sample_users(ev: Events, max_users: int, seed: int) -> np.ndarray:
+    users = np.unique(ev.users)
+    if len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    return users
+
+
+def tune_generators(f_ev: Events, v_ev: Events, users: Vocabulary, catalog: ItemCatalog,
+                    content, p: FitParams, grid: TuningGrid, progress: bool) -> dict:
+    """ALS on NDCG@10, half-lives on recall at the generator's candidate count; mutates p."""
+    from training.peers import tune_als
+
+    tables: dict = {}
+    als_grid = [{**g, "iterations": p.als_iterations} for g in grid.als]
+    best, table = tune_als(f_ev, v_ev, len(users), len(catalog), als_grid, seed=p.seed)
+    p.als_factors, p.als_regularization = best["factors"], best["regularization"]
+    p.als_alpha = best["alpha"]
+    tables["als"] = table
+
+    sample = _sample_users(v_ev, p.max_ranker_users, p.seed)
+    models, _ = fit_models(f_ev, users, catalog, content, p)
+    if content is not None:
+        rows = []
+        for hl in grid.taste_half_life_days:
+            models.config.taste_half_life_days = hl
+            rows.append({"taste_half_life_days": hl, f"recall@{p.content_candidates}":
+                         _generator_recall(models, "content", v_ev, p.content_candidates,
+                                           sample)})
+        best_row = max(rows, key=lambda r: r[f"recall@{p.content_candidates}"])
+        p.taste_half_life_days = best_row["taste_half_life_days"]
+        tables["taste_half_life_days"] = rows
+    rows = []
+    for hl in grid.trending_half_life_days:
+        models.trending.half_life_days = hl
+        models.trending.fit(f_ev.items, f_ev.timestamps, len(catalog), models.now)
+        rows.append({"trending_half_life_days": hl, f"recall@{p.trending_candidates}":
+                     _generator_recall(models, "trending", v_ev, p.trending_candidates,
+                                       sample)})
+    p.trending_half_life_days = max(
+        rows, key=lambda r: r[f"recall@{p.trending_candidates}"])["trending_half_life_days"]
+    tables["trending_half_life_days"] = rows
+    return tables
+
+
+def _set_counts(p: FitParams, counts: tuple[int, int, int], *models: RetrievalModels) -> None:
+    p.als_candidates, p.content_candidates, p.trending_candidates = counts
+    p.max_candidates = sum(counts)
+    for m in models:
+        m.config = dataclasses.replace(
+            m.config, als_candidates=counts[0], content_candidates=counts[1],
+            trending_candidates=counts[2], max_candidates=sum(counts),
+            taste_half_life_days=p.taste_half_life_days)
+
+
+def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, content,
+                   p: FitParams, grid: TuningGrid | None, progress: bool = True) -> Trained:
+    p = dataclasses.replace(p)
+    vmask = holdout_last(ev, 1, p.min_user_items)
+    if not vmask.any():
+        raise FitError(f"no user has {p.min_user_items} or more items: too little data to "
+                       "validate and train the ranker")
+    f_ev, v_ev = ev.take(~vmask), ev.take(vmask)
+    lmask = holdout_last(f_ev, p.label_fraction, p.min_user_items - 1)
+    g_ev, l_ev = f_ev.take(~lmask), f_ev.take(lmask)
+    tuning: dict = {}
+    steps = tqdm(total=4, desc="train", unit="step", disable=not progress, leave=False)
+
+    steps.set_postfix_str("tune generators")
+    if grid is not None:
+        tuning.update(tune_generators(f_ev, v_ev, users, catalog, content, p, grid, progress))
+    steps.update()
+
+    steps.set_postfix_str("ranker")
+    models_g, stats_g = fit_models(g_ev, users, catalog, content, p)
+    models_f, stats_f = fit_models(f_ev, users, catalog, content, p)
+    count_grid = grid.candidates if grid is not None else (
+        (p.als_candidates, p.content_candidates, p.trending_candidates),)
+    leaves_grid = grid.ranker_num_leaves if grid is not None else (p.ranker_num_leaves,)
+    rows, best = [], None
+    for counts in count_grid:
+        _set_counts(p, counts, models_g, models_f)
+        train_ex = build_examples(models_g, stats_g, l_ev, p.max_ranker_users, p.seed,
+                                  progress, "ranker examples")
+        valid_ex = build_examples(models_f, stats_f, v_ev, p.max_ranker_users, p.seed,
+                                  progress, "validation examples")
+        for leaves in leaves_grid:
+            ranker = train_ranker(train_ex, valid_ex, p, leaves)
+            pipe = RankingPipeline(ranker, stats_f, RankingConfig(1.0, p.mmr_top_n))
+            ndcg, _ = score_examples(ranker, pipe, valid_ex, 1.0)
+            rows.append({"candidates": list(counts), "num_leaves": leaves, "ndcg@10": ndcg,
+                         "trees": ranker.booster.num_trees()})
+            if best is None or ndcg > best[0]:
+                best = (ndcg, counts, leaves, ranker, train_ex, valid_ex)
+    _, counts, leaves, ranker, train_ex, valid_ex = best
+    _set_counts(p, counts, models_g, models_f)
+    p.ranker_num_leaves = leaves
+    tuning["ranker"] = rows
+    steps.update()
+
+    steps.set_postfix_str("mmr")
+    pipe = RankingPipeline(ranker, stats_f, RankingConfig(1.0, p.mmr_top_n))
+    lam_grid = grid.mmr_lambda if grid is not None else (1.0, p.mmr_lambda)
+    mmr_rows = []
+    for lam in lam_grid:
+        ndcg, ild = score_examples(ranker, pipe, valid_ex, lam)
+        mmr_rows.append({"mmr_lambda": lam, "ndcg@10": ndcg, "ild": ild})
+    if grid is not None:
+        base = next(r["ndcg@10"] for r in mmr_rows if r["mmr_lambda"] == 1.0)
+        ok = [r for r in mmr_rows if r["ndcg@10"] >= (1 - grid.mmr_max_ndcg_loss) * base]
+        p.mmr_lambda = min(r["mmr_lambda"] for r in ok)
+    tuning["mmr"] = mmr_rows
+    ranking_config = RankingConfig(p.mmr_lambda, p.mmr_top_n)
+    validation = evaluate(models_f, stats_f, RankingPipeline(ranker, stats_f, ranking_config),
+                          v_ev, 10, progress)
+    steps.update()
+
+    steps.set_postfix_str("final models")
+    models, stats = fit_models(ev, users, catalog, content, p)
+    steps.update()
+    steps.close()
+    return Trained(models, stats, ranker, ranking_config, p, tuning, validation, train_ex,
+                   valid_ex, stats_f, models_f)
+
+
+def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = True,
+        grid: TuningGrid | None = None) -> Path:
+    """Fit, validate and publish; returns the new version directory.
+
+    ``grid`` defaults to the full ``TuningGrid``; pass ``p.tune = False`` to keep ``p`` as is.
+    """
     p = p or FitParams()
+    if grid is None and p.tune:
+        grid = TuningGrid()
     t_start = time.time()
     ds = load(dataset)
     catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories)
     users, ev = encode(ds, catalog.vocab)
-    stages = tqdm(total=5, desc="fit", unit="stage", disable=not progress)
-
-    stages.set_postfix_str("content")
     content = fit_content(ds.items, p)
-    stages.update()
-
-    test_mask = holdout_last(ev, 1, p.min_user_items)
-    train_ev, test_ev = ev.take(~test_mask), ev.take(test_mask)
-    label_mask = holdout_last(train_ev, p.label_fraction, p.min_user_items)
-
-    stages.set_postfix_str("ranker")
-    gen_models, gen_stats = fit_models(train_ev.take(~label_mask), users, catalog, content, p)
-    x, y, groups, _ = ranker_examples(gen_models, gen_stats, train_ev.take(label_mask),
-                                      p.max_ranker_users, p.seed, progress)
-    ranker = train_ranker(x, y, groups, p)
-    stages.update()
-
-    stages.set_postfix_str("evaluate")
-    ranking_config = RankingConfig(mmr_lambda=p.mmr_lambda, mmr_top_n=p.mmr_top_n)
-    eval_models, eval_stats = fit_models(train_ev, users, catalog, content, p)
-    metrics = evaluate(eval_models, eval_stats,
-                       RankingPipeline(ranker, eval_stats, ranking_config), test_ev, 10,
-                       progress)
-    stages.update()
-
-    stages.set_postfix_str("final models")
-    final_models, final_stats = fit_models(ev, users, catalog, content, p)
-    stages.update()
-
-    stages.set_postfix_str("publish")
+    trained = train_pipeline(ev, users, catalog, content, p, grid, progress)
+    final = trained.models
     manifest = {
         "dataset": {"name": ds.name, "fingerprint": ds.fingerprint,
                     "interactions": int(len(ev)), "users": len(users), "items": len(catalog),
                     "has_timestamps": ds.has_timestamps},
-        "parameters": asdict(p),
-        "generators": [g for g, m in (("als", final_models.als),
-                                      ("content", final_models.content)) if m is not None]
-        + ["trending"],
-        "ranker": {"features": FEATURE_NAMES, "examples": int(len(y)),
-                   "groups": int(len(groups)), "trees": ranker.booster.num_trees(),
-                   "importance_gain": ranker.feature_importance()},
-        "metrics": {"protocol": "leave-last-out (each user's latest item, users with >= "
-                                f"{p.min_user_items} items)", "k": 10, "models": metrics},
+        "parameters": asdict(trained.params),
+        "tuning": trained.tuning,
+        "generators": [g for g, m in (("als", final.als), ("content", final.content))
+                       if m is not None] + ["trending"],
+        "ranker": {"features": FEATURE_NAMES, "trees": trained.ranker.booster.num_trees(),
+                   "importance_gain": trained.ranker.feature_importance()},
+        "metrics": {"protocol": "validation: each user's latest item, users with >= "
+                                f"{p.min_user_items} items; hyperparameters were chosen on "
+                                "it, so it is optimistic (see shortlist-train evaluate)",
+                    "k": 10, "models": trained.validation},
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     version = new_version(ds.fingerprint)
     with publish(out, version, manifest) as staging:
-        final_models.save(staging)
-        RankingModels(catalog, ranker, final_stats, ranking_config).save(staging)
+        final.save(staging)
+        RankingModels(catalog, trained.ranker, trained.stats, trained.ranking_config).save(
+            staging)
         manifest["fit_seconds"] = round(time.time() - t_start, 1)
-    stages.update()
-    stages.close()
     return out / version

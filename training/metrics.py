@@ -34,3 +34,20 @@ def ap_at_k(ranked: np.ndarray, relevant: set[int], k: int) -> float:
             hits += 1
             total += hits / (r + 1)
     return total / min(len(relevant), k)
+
+
+def intra_list_distance(vectors: np.ndarray) -> float:
+    """Mean pairwise cosine distance (1 - cos) within one list of unit vectors."""
+    n = len(vectors)
+    if n < 2:
+        return 0.0
+    sims = vectors @ vectors.T
+    return float((n * n - sims.sum() - (n - np.trace(sims))) / (n * (n - 1)))
+
+
+def novelty(items: np.ndarray, item_users: np.ndarray, n_users: int) -> float:
+    """Mean self-information -log2(p) of the items, p = share of users who had the item."""
+    if len(items) == 0:
+        return 0.0
+    p = np.maximum(item_users[items], 1) / max(n_users, 1)
+    return float(np.mean(-np.log2(p)))

@@ -13,7 +13,7 @@ from ranking.features import ItemStats
 from retrieval.als import AlsModel
 from retrieval.bundle import HnswParams, RetrievalModels
 from retrieval.candidates import RetrievalConfig
-from retrieval.content import ContentModel, item_document
+from retrieval.content import ContentModel, item_document, normalize_rows
 from retrieval.history import UserHistory
 from retrieval.hnsw import HnswIndex, MipsIndex
 from retrieval.trending import TrendingModel
@@ -76,8 +76,12 @@ def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog,
     np.minimum.at(first_seen, ev.items, ev.timestamps)
     vectors = (content.vectors if content is not None
                else np.zeros((n_items, 1), dtype=np.float32))
+    als_vectors = (normalize_rows(als.item_factors) if als is not None
+                   else np.zeros((n_items, 1), dtype=np.float32))
+    times_indptr, times = ItemStats.event_times(ev.items, ev.timestamps, n_items)
     stats = ItemStats(
         popularity=np.log1p(counts).astype(np.float32), trending=trending.scores,
         first_seen=first_seen, genres=catalog.category_matrix, vectors=vectors, now=now,
+        als_vectors=als_vectors, times_indptr=times_indptr, times=times,
     )
     return models, stats

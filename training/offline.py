@@ -14,7 +14,7 @@ def to_ranking_input(c: CandidateSet) -> RankingInput:
     return RankingInput(
         items=c.items, gen_scores=c.gen_scores, gen_ranks=c.gen_ranks,
         retrieval_score=c.retrieval_score, als_score=c.als_score, taste_score=c.taste_score,
-        history_length=c.history_length, recent_items=c.recent_items,
+        history_length=c.history_length, recent_items=c.recent_items, user_time=c.user_time,
     )
 
 

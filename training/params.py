@@ -8,6 +8,8 @@ from dataclasses import dataclass
 @dataclass
 class FitParams:
     seed: int = 42
+    # choose the values below on validation data (training.fit.TuningGrid) before fitting
+    tune: bool = True
     # trending
     trending_half_life_days: float = 30.0
     # content

@@ -17,6 +17,13 @@ VECTORS = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.8, 0.6], [0.6, -0.8]]
 GENRES = sp.csr_matrix(np.array(
     [[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1], [1, 0, 1]], np.float32))
 AGE_DAYS = np.array([1.0, 2.0, 3.5, 10.0, 0.0])
+# ALS item vectors (unit): item0 and item2 identical, item1 orthogonal to them.
+ALS = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8], [-1.0, 0.0]], np.float32)
+# Event times per item (CSR): item2 has events 40, 20 and 1 days before NOW, item3 one 5 days
+# before NOW, item4 one 1 day *after* the user's time used below.
+TIMES = {0: [], 1: [], 2: [NOW - 40 * DAY, NOW - 20 * DAY, NOW - 1 * DAY], 3: [NOW - 5 * DAY],
+         4: [NOW - 5 * DAY + DAY]}
+USER_TIME = NOW - 5 * DAY
 
 
 def col(name: str) -> int:
@@ -29,7 +36,9 @@ def stats() -> ItemStats:
         popularity=np.log1p(np.array([10, 5, 1, 3, 0], np.float32)),
         trending=np.array([0.5, 0.25, 0.125, 2.0, 0.0], np.float32),
         first_seen=(NOW - AGE_DAYS * DAY).astype(np.int64),
-        genres=GENRES, vectors=VECTORS, now=NOW,
+        genres=GENRES, vectors=VECTORS, now=NOW, als_vectors=ALS,
+        times_indptr=np.cumsum([0] + [len(TIMES[i]) for i in range(5)]).astype(np.int64),
+        times=np.array([int(t) for i in range(5) for t in TIMES[i]], np.int64),
     )
 
 
@@ -44,6 +53,7 @@ def make_input(items=(2, 3, 4), recent=(1, 0), history_length=7) -> RankingInput
         als_score=np.array([1.5, -0.5, 0.25], np.float32)[:n],
         taste_score=np.array([0.1, 0.2, 0.3], np.float32)[:n],
         history_length=history_length, recent_items=np.asarray(recent, np.int64),
+        user_time=USER_TIME,
     )
 
 
@@ -145,3 +155,29 @@ def test_item_stats_round_trip(stats, tmp_path):
     inp = make_input()
     np.testing.assert_array_equal(build_features(inp, loaded), build_features(inp, stats))
     assert loaded.now == NOW
+
+
+def test_als_item_similarity_to_recent_items(stats):
+    x = build_features(make_input(items=(2, 3, 4), recent=(1, 0)), stats)
+    # most recent item is 1 = (0, 1): dots with items 2, 3, 4 are 0, 0.8, 0
+    np.testing.assert_allclose(x[:, col("als_recent_sim")], [0.0, 0.8, 0.0], atol=1e-6)
+    # max over recent {1, 0}: item 2 equals item 0 -> 1; item 3 -> 0.8; item 4 -> 0
+    np.testing.assert_allclose(x[:, col("als_recent5_sim_max")], [1.0, 0.8, 0.0], atol=1e-6)
+
+
+def test_popularity_and_age_at_the_users_time(stats):
+    x = build_features(make_input(items=(2, 3, 4)), stats)
+    # window (USER_TIME - 30 days, USER_TIME]: item2 has the event 20 days before NOW (15 days
+    # before the user's time); the one 1 day before NOW is after the user's time; 40 days before
+    # NOW is 35 days before it. item3's event is exactly at USER_TIME; item4's is after it.
+    np.testing.assert_allclose(x[:, col("pop_at_user_time")], np.log1p([1, 1, 0]), rtol=1e-6)
+    expected_age = (USER_TIME - (NOW - AGE_DAYS[[2, 3, 4]] * DAY)) / DAY
+    np.testing.assert_allclose(x[:, col("item_age_at_user_time")], expected_age, rtol=1e-5)
+
+
+def test_item_event_times_csr():
+    items = np.array([2, 0, 2, 1, 2])
+    stamps = np.array([30, 5, 10, 7, 20])
+    indptr, times = ItemStats.event_times(items, stamps, 4)
+    assert indptr.tolist() == [0, 1, 2, 5, 5]
+    assert times.tolist() == [5, 7, 10, 20, 30]

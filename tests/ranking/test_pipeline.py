@@ -26,6 +26,9 @@ def make_stats(seed: int = 3) -> ItemStats:
         trending=rng.random(N_ITEMS).astype(np.float32),
         first_seen=now - rng.integers(0, 400 * 86400, N_ITEMS),
         genres=genres, vectors=vecs.astype(np.float32), now=now,
+        als_vectors=vecs[:, ::-1].copy().astype(np.float32),
+        times_indptr=np.arange(N_ITEMS + 1, dtype=np.int64),
+        times=now - rng.integers(0, 60 * 86400, N_ITEMS),
     )
 
 
@@ -41,6 +44,7 @@ def make_input(n: int, seed: int = 4) -> RankingInput:
         als_score=rng.normal(size=n).astype(np.float32),
         taste_score=rng.normal(size=n).astype(np.float32),
         history_length=12, recent_items=rng.choice(N_ITEMS, 5, replace=False),
+        user_time=1_700_000_000 - 86400,
     )
 
 

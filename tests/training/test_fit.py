@@ -83,10 +83,11 @@ def test_metrics_rows(manifest, synthetic_dir):
     metrics = manifest["metrics"]
     assert metrics["k"] == 10
     models = metrics["models"]
-    assert {"pipeline", "pipeline_mmr", "popularity", "retrieval_rrf"} <= set(models)
+    assert {"pipeline", "pipeline_mmr", "popularity", "candidates_union"} <= set(models)
     for name in ("pipeline", "popularity"):
         row = models[name]
-        assert set(row) == {"ndcg@10", "recall@10", "hr@10", "map@10", "users"}
+        assert set(row) == {"ndcg@10", "recall@10", "hr@10", "map@10", "users", "coverage",
+                            "ild", "novelty"}
         assert 0.0 <= row["ndcg@10"] <= 1.0
         # every synthetic user has >= 5 items, so every user is evaluated
         assert row["users"] == len(np.unique(load(str(synthetic_dir)).user_ids))

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shortlist.v1 import common_pb2 as shortlist_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshortlist/v1/retrieval.proto\x12\x0cshortlist.v1\x1a\x19shortlist/v1/common.proto\"\x8f\x01\n\x0fRetrieveRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0frecent_item_ids\x18\x02 \x03(\t\x12&\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x15.shortlist.v1.Filters\x12\x16\n\x0emax_candidates\x18\x04 \x01(\x05\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\xb5\x01\n\tCandidate\x12 \n\x04item\x18\x01 \x01(\x0b\x32\x12.shortlist.v1.Item\x12-\n\x07sources\x18\x02 \x03(\x0b\x32\x1c.shortlist.v1.GeneratorScore\x12\x16\n\x0eretrieval_rank\x18\x03 \x01(\x05\x12\x17\n\x0fretrieval_score\x18\x04 \x01(\x02\x12\x11\n\tals_score\x18\x05 \x01(\x02\x12\x13\n\x0btaste_score\x18\x06 \x01(\x02\"{\n\x0bUserContext\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0ehistory_length\x18\x02 \x01(\x05\x12\x17\n\x0frecent_item_ids\x18\x03 \x03(\t\x12*\n\x07segment\x18\x04 \x01(\x0e\x32\x19.shortlist.v1.UserSegment\"\xee\x01\n\x10RetrieveResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.shortlist.v1.UserContext\x12+\n\ncandidates\x18\x02 \x03(\x0b\x32\x17.shortlist.v1.Candidate\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x41\n\ntimings_ms\x18\x04 \x03(\x0b\x32-.shortlist.v1.RetrieveResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"E\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"=\n\nScoredItem\x12 \n\x04item\x18\x01 \x01(\x0b\x32\x12.shortlist.v1.Item\x12\r\n\x05score\x18\x02 \x01(\x02\"P\n\x14SimilarItemsResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.shortlist.v1.ScoredItem\x12\x0f\n\x07version\x18\x02 \x01(\t2\xad\x01\n\tRetrieval\x12I\n\x08Retrieve\x12\x1d.shortlist.v1.RetrieveRequest\x1a\x1e.shortlist.v1.RetrieveResponse\x12U\n\x0cSimilarItems\x12!.shortlist.v1.SimilarItemsRequest\x1a\".shortlist.v1.SimilarItemsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshortlist/v1/retrieval.proto\x12\x0cshortlist.v1\x1a\x19shortlist/v1/common.proto\"\x8f\x01\n\x0fRetrieveRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0frecent_item_ids\x18\x02 \x03(\t\x12&\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x15.shortlist.v1.Filters\x12\x16\n\x0emax_candidates\x18\x04 \x01(\x05\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"\xb5\x01\n\tCandidate\x12 \n\x04item\x18\x01 \x01(\x0b\x32\x12.shortlist.v1.Item\x12-\n\x07sources\x18\x02 \x03(\x0b\x32\x1c.shortlist.v1.GeneratorScore\x12\x16\n\x0eretrieval_rank\x18\x03 \x01(\x05\x12\x17\n\x0fretrieval_score\x18\x04 \x01(\x02\x12\x11\n\tals_score\x18\x05 \x01(\x02\x12\x13\n\x0btaste_score\x18\x06 \x01(\x02\"\x93\x01\n\x0bUserContext\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0ehistory_length\x18\x02 \x01(\x05\x12\x17\n\x0frecent_item_ids\x18\x03 \x03(\t\x12*\n\x07segment\x18\x04 \x01(\x0e\x32\x19.shortlist.v1.UserSegment\x12\x16\n\x0elast_timestamp\x18\x05 \x01(\x03\"\xee\x01\n\x10RetrieveResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.shortlist.v1.UserContext\x12+\n\ncandidates\x18\x02 \x03(\x0b\x32\x17.shortlist.v1.Candidate\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x41\n\ntimings_ms\x18\x04 \x03(\x0b\x32-.shortlist.v1.RetrieveResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"E\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"=\n\nScoredItem\x12 \n\x04item\x18\x01 \x01(\x0b\x32\x12.shortlist.v1.Item\x12\r\n\x05score\x18\x02 \x01(\x02\"P\n\x14SimilarItemsResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.shortlist.v1.ScoredItem\x12\x0f\n\x07version\x18\x02 \x01(\t2\xad\x01\n\tRetrieval\x12I\n\x08Retrieve\x12\x1d.shortlist.v1.RetrieveRequest\x1a\x1e.shortlist.v1.RetrieveResponse\x12U\n\x0cSimilarItems\x12!.shortlist.v1.SimilarItemsRequest\x1a\".shortlist.v1.SimilarItemsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,18 +38,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RETRIEVEREQUEST']._serialized_end=217
   _globals['_CANDIDATE']._serialized_start=220
   _globals['_CANDIDATE']._serialized_end=401
-  _globals['_USERCONTEXT']._serialized_start=403
-  _globals['_USERCONTEXT']._serialized_end=526
-  _globals['_RETRIEVERESPONSE']._serialized_start=529
-  _globals['_RETRIEVERESPONSE']._serialized_end=767
-  _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._serialized_start=719
-  _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._serialized_end=767
-  _globals['_SIMILARITEMSREQUEST']._serialized_start=769
-  _globals['_SIMILARITEMSREQUEST']._serialized_end=838
-  _globals['_SCOREDITEM']._serialized_start=840
-  _globals['_SCOREDITEM']._serialized_end=901
-  _globals['_SIMILARITEMSRESPONSE']._serialized_start=903
-  _globals['_SIMILARITEMSRESPONSE']._serialized_end=983
-  _globals['_RETRIEVAL']._serialized_start=986
-  _globals['_RETRIEVAL']._serialized_end=1159
+  _globals['_USERCONTEXT']._serialized_start=404
+  _globals['_USERCONTEXT']._serialized_end=551
+  _globals['_RETRIEVERESPONSE']._serialized_start=554
+  _globals['_RETRIEVERESPONSE']._serialized_end=792
+  _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._serialized_start=744
+  _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._serialized_end=792
+  _globals['_SIMILARITEMSREQUEST']._serialized_start=794
+  _globals['_SIMILARITEMSREQUEST']._serialized_end=863
+  _globals['_SCOREDITEM']._serialized_start=865
+  _globals['_SCOREDITEM']._serialized_end=926
+  _globals['_SIMILARITEMSRESPONSE']._serialized_start=928
+  _globals['_SIMILARITEMSRESPONSE']._serialized_end=1008
+  _globals['_RETRIEVAL']._serialized_start=1011
+  _globals['_RETRIEVAL']._serialized_end=1184
 # @@protoc_insertion_point(module_scope)

@@ -38,16 +38,18 @@ class Candidate(_message.Message):
     def __init__(self, item: _Optional[_Union[_common_pb2.Item, _Mapping]] = ..., sources: _Optional[_Iterable[_Union[_common_pb2.GeneratorScore, _Mapping]]] = ..., retrieval_rank: _Optional[int] = ..., retrieval_score: _Optional[float] = ..., als_score: _Optional[float] = ..., taste_score: _Optional[float] = ...) -> None: ...
 
 class UserContext(_message.Message):
-    __slots__ = ("user_id", "history_length", "recent_item_ids", "segment")
+    __slots__ = ("user_id", "history_length", "recent_item_ids", "segment", "last_timestamp")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     HISTORY_LENGTH_FIELD_NUMBER: _ClassVar[int]
     RECENT_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    LAST_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     history_length: int
     recent_item_ids: _containers.RepeatedScalarFieldContainer[str]
     segment: _common_pb2.UserSegment
-    def __init__(self, user_id: _Optional[str] = ..., history_length: _Optional[int] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., segment: _Optional[_Union[_common_pb2.UserSegment, str]] = ...) -> None: ...
+    last_timestamp: int
+    def __init__(self, user_id: _Optional[str] = ..., history_length: _Optional[int] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., segment: _Optional[_Union[_common_pb2.UserSegment, str]] = ..., last_timestamp: _Optional[int] = ...) -> None: ...
 
 class RetrieveResponse(_message.Message):
     __slots__ = ("user", "candidates", "version", "timings_ms")

@@ -8,7 +8,7 @@ DATASET ?= ml-latest-small
 export OPENBLAS_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE ?= 1
 
-.PHONY: install protos demo serve test lint train clean
+.PHONY: install protos demo serve test lint train retrain quality clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,17 @@ serve: train
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The leaderboards in docs/quality.md: evaluate on both datasets, then render the page.
+QUALITY_DATASETS ?= ml-100k ml-latest-small
+quality: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,report]'
+	@mkdir -p reports
+	for d in $(QUALITY_DATASETS); do \
+		$(BIN)/shortlist-train evaluate --dataset $$d --output reports/$$d.json || exit 1; \
+	done
+	$(BIN)/python -m training.quality_doc $(foreach d,$(QUALITY_DATASETS),reports/$(d).json) \
+		--output docs/quality.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

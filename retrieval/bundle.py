@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,8 @@ class RetrievalModels:
     config: RetrievalConfig
     hnsw: HnswParams
     now: int
+    # Seconds each generator took to fit (training reports only; not saved).
+    fit_seconds: dict[str, float] = field(default_factory=dict)
 
     def generator(self) -> CandidateGenerator:
         return CandidateGenerator(len(self.catalog), self.trending, self.content,

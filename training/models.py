@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,11 +26,14 @@ logger = logging.getLogger(__name__)
 
 
 def fit_content(items: Items, p: FitParams) -> ContentModel | None:
+    informative = (any(items.categories) or any(t.strip() for t in items.texts)
+                   or any(t != i for t, i in zip(items.titles, items.item_ids, strict=True)))
+    if len(items) < 3 or not informative:
+        logger.warning("content generator skipped: items have no title, category or text "
+                       "(add an items.csv to enable it)")
+        return None
     docs = [item_document(t, c, x) for t, c, x in
             zip(items.titles, items.categories, items.texts, strict=True)]
-    if len(docs) < 3 or not any(d.strip() for d in docs):
-        logger.warning("content generator skipped: items have no title, category or text")
-        return None
     try:
         return ContentModel(dim=p.content_dim, seed=p.seed).fit(docs)
     except ValueError as exc:  # e.g. empty vocabulary
@@ -41,11 +45,15 @@ def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog,
                content: ContentModel | None, p: FitParams) -> tuple[RetrievalModels, ItemStats]:
     n_users, n_items = len(users), len(catalog)
     now = int(ev.timestamps.max())
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
     trending = TrendingModel(half_life_days=p.trending_half_life_days).fit(
         ev.items, ev.timestamps, n_items, now)
+    seconds["trending"] = time.perf_counter() - t0
     history = UserHistory.from_events(ev.users, ev.items, ev.timestamps, ev.weights, n_users)
 
     als = als_index = None
+    t0 = time.perf_counter()
     if len(ev) >= 10 and n_users > 1:
         matrix = sp.csr_matrix((np.ones(len(ev), np.float32), (ev.users, ev.items)),
                                shape=(n_users, n_items))
@@ -53,13 +61,16 @@ def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog,
                        p.seed).fit(matrix)
         als_index = MipsIndex.build(als.item_factors, p.hnsw_m, p.hnsw_ef_construction,
                                     p.hnsw_ef, p.seed)
+        seconds["als"] = time.perf_counter() - t0
     else:
         logger.warning("ALS generator skipped: too few interactions")
 
     content_index = None
     if content is not None:
+        t0 = time.perf_counter()
         content_index = HnswIndex.build(content.vectors, "cosine", p.hnsw_m,
                                         p.hnsw_ef_construction, p.hnsw_ef, p.seed)
+        seconds["content"] = time.perf_counter() - t0
 
     config = RetrievalConfig(
         als_candidates=p.als_candidates, content_candidates=p.content_candidates,
@@ -70,6 +81,7 @@ def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog,
         catalog=catalog, users=users, history=history, trending=trending, content=content,
         content_index=content_index, als=als, als_index=als_index, config=config,
         hnsw=HnswParams(p.hnsw_m, p.hnsw_ef_construction, p.hnsw_ef), now=now,
+        fit_seconds=seconds,
     )
     counts = np.bincount(ev.items, minlength=n_items)
     first_seen = np.full(n_items, now, dtype=np.int64)

@@ -1,0 +1,143 @@
+"""`shortlist-train evaluate`: protocol, report shape, split export, odd datasets."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from shortlist.common.catalog import ItemCatalog
+
+from tests.conftest import small_grid, small_params, write_synthetic
+from training.__main__ import main
+from training.datasets import load
+from training.evaluation import UNION
+from training.leaderboard import COLUMNS, format_leaderboard, run
+from training.metrics import intra_list_distance, novelty
+from training.protocol import leave_last_out
+from training.quality_doc import render, targets
+from training.split import Events, encode
+
+
+@pytest.fixture(scope="module")
+def report(synthetic_dir, tmp_path_factory):
+    split = tmp_path_factory.mktemp("split")
+    rep = run(str(synthetic_dir), export_dir=split, progress=False, p=small_params(),
+              grid=small_grid())
+    rep["_split"] = str(split)
+    return rep
+
+
+def test_report_has_every_row_and_column(report):
+    assert report["protocol"] == "leave-last-out" and report["k"] == 10
+    names = [r["model"] for r in report["rows"]]
+    assert names == ["random", "popularity", "trending", "content", "als", UNION,
+                     "implicit_als_tuned", "ease", "pipeline", "pipeline_mmr"]
+    for row in report["rows"]:
+        assert set(COLUMNS) <= set(row)
+        assert 0 <= row["ndcg@10"] <= row["hr@10"] <= 1
+        assert 0 < row["coverage"] <= 1
+    union = next(r for r in report["rows"] if r["model"] == UNION)
+    assert union["recall@candidates"] >= union["recall@10"]
+    assert report["users"] == 150
+
+
+def test_pipeline_is_far_better_than_popularity_and_random(report):
+    rows = {r["model"]: r for r in report["rows"]}
+    assert rows["pipeline"]["ndcg@10"] > 3 * rows["popularity"]["ndcg@10"]
+    assert rows["pipeline"]["ndcg@10"] > 3 * rows["random"]["ndcg@10"]
+
+
+def test_chosen_values_come_from_the_grid(report):
+    grid = small_grid()
+    chosen = report["chosen"]
+    assert chosen["taste_half_life_days"] in grid.taste_half_life_days
+    assert chosen["trending_half_life_days"] in grid.trending_half_life_days
+    assert (chosen["als_candidates"], chosen["content_candidates"],
+            chosen["trending_candidates"]) in grid.candidates
+    assert chosen["mmr_lambda"] in grid.mmr_lambda
+    assert report["peers_chosen"]["ease_lambda"] > 0
+    assert len(report["tuning"]["ranker"]) == len(grid.candidates) * len(grid.ranker_num_leaves)
+
+
+def test_ablation_covers_every_feature(report):
+    from ranking.features import FEATURE_NAMES
+
+    removed = {f for r in report["ablation"][1:] for f in r["features"]}
+    assert removed == set(FEATURE_NAMES)
+    assert report["ablation"][0]["removed"] == "(none)"
+
+
+def test_export_split_matches_the_protocol(report, synthetic_dir):
+    split = report["_split"]
+    with open(f"{split}/train.csv") as fh:
+        train = list(csv.DictReader(fh))
+    with open(f"{split}/test.csv") as fh:
+        test = list(csv.DictReader(fh))
+    assert list(train[0]) == ["user_id", "item_id", "weight", "timestamp"]
+    assert len(test) == report["users"] and len({r["user_id"] for r in test}) == len(test)
+    last_train = {}
+    for r in train:
+        last_train[r["user_id"]] = max(last_train.get(r["user_id"], 0), int(r["timestamp"]))
+    # the held-out item is each user's latest
+    assert all(int(r["timestamp"]) >= last_train[r["user_id"]] for r in test)
+    ds = load(str(synthetic_dir))
+    assert len(train) + len(test) == len(ds)  # the fixture has no duplicate pairs
+
+
+def test_leaderboard_text_and_quality_doc(report):
+    text = format_leaderboard(report)
+    assert "pipeline_mmr" in text and "candidate recall@" in text
+    doc = render([report])
+    assert "| pipeline |" in doc and "Feature ablation" in doc
+    assert len(targets(report)) == 4
+
+
+def test_no_timestamps_holds_out_a_seeded_random_item(tmp_path):
+    d = write_synthetic(tmp_path / "nots", n_users=30, n_items=60, per_user=8,
+                        timestamps=False)
+    ds = load(str(d))
+    assert not ds.has_timestamps
+    catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories)
+    _, ev = encode(ds, catalog.vocab)
+    a = leave_last_out(ev, False, 5, seed=1)
+    b = leave_last_out(ev, False, 5, seed=1)
+    c = leave_last_out(ev, False, 5, seed=2)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.bincount(ev.users[a]).tolist() == [1] * 30
+
+
+def test_generic_dataset_without_timestamps_or_text(tmp_path, capsys):
+    d = tmp_path / "bare"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    with open(d / "interactions.csv", "w") as fh:
+        fh.write("user_id,item_id\n")
+        for u in range(40):
+            for i in rng.choice(50, 10, replace=False):
+                fh.write(f"user{u},{(u % 5) * 10 + i % 10 if rng.random() < .8 else i}\n")
+    code = main(["evaluate", "--dataset", str(d), "--quiet", "--no-ablation", "--output",
+                 str(tmp_path / "r.json")])
+    assert code == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert "content" not in rep["generators"]
+    assert "content" not in [r["model"] for r in rep["rows"]]
+    assert all(r["ild"] is None for r in rep["rows"])
+
+
+def test_ild_and_novelty_by_hand():
+    v = np.array([[1, 0], [0, 1], [1, 0]], np.float64)
+    # pairs: (0,1) 1, (0,2) 0, (1,2) 1 -> mean distance 2/3
+    assert intra_list_distance(v) == pytest.approx(2 / 3)
+    item_users = np.array([50, 25, 0])
+    # p = 0.5, 0.25 and (clamped to one user) 0.01 of 100 users
+    assert novelty(np.array([0, 1, 2]), item_users, 100) == pytest.approx(
+        (1 + 2 + np.log2(100)) / 3)
+
+
+def test_events_are_untouched_by_protocol():
+    ev = Events(np.array([0, 0, 0, 0, 0]), np.array([1, 2, 3, 4, 5]),
+                np.array([1, 2, 3, 4, 5]), np.ones(5, np.float32))
+    mask = leave_last_out(ev, True, 5)
+    assert mask.tolist() == [False, False, False, False, True]

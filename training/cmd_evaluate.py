@@ -1,0 +1,41 @@
+"""`shortlist-train evaluate`: the leaderboard on one dataset and protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from training.protocol import PROTOCOLS
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="score every model and peer on one split")
+    p.add_argument("--dataset", default="ml-latest-small",
+                   help="ml-latest-small (bundled), ml-100k, or a directory")
+    p.add_argument("--protocol", default="leave-last-out", choices=PROTOCOLS)
+    p.add_argument("--export-split", type=Path, default=None,
+                   help="write train.csv and test.csv here, for running other libraries")
+    p.add_argument("--output", type=Path, default=None, help="write the JSON report here")
+    p.add_argument("--no-ablation", action="store_true", help="skip the feature ablation")
+    p.add_argument("--no-tune", action="store_true",
+                   help="keep default hyperparameters (quick look, not for the leaderboard)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.leaderboard import format_leaderboard
+    from training.leaderboard import run as evaluate
+    from training.params import FitParams
+
+    report = evaluate(args.dataset, args.protocol, args.export_split, 10, not args.quiet,
+                      FitParams(seed=args.seed, tune=not args.no_tune),
+                      with_ablation=not args.no_ablation)
+    print(format_leaderboard(report))
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=1, default=float))
+        print(f"report written to {args.output}")
+    return 0

@@ -61,9 +61,13 @@ class TuningGrid:
     candidates: tuple[tuple[int, int, int], ...] = ((100, 50, 25), (200, 100, 50),
                                                     (400, 100, 50))
     ranker_num_leaves: tuple[int, ...] = (15, 31, 63)
-    mmr_lambda: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)
-    # MMR: the smallest lambda whose validation NDCG@10 is within this share of lambda = 1.
-    mmr_max_ndcg_loss: float = 0.01
+    mmr_lambda: tuple[float, ...] = (1.0, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5)
+    mmr_top_n: tuple[int, ...] = (50, 100)
+    # MMR: among settings whose validation NDCG@10 is within mmr_max_ndcg_loss of plain
+    # ranking, the cheapest one that raises intra-list diversity by mmr_min_ild_gain; if none
+    # does, the most diverse affordable one.
+    mmr_max_ndcg_loss: float = 0.02
+    mmr_min_ild_gain: float = 0.10
 
 
 @dataclass
@@ -227,6 +231,30 @@ def tune_generators(f_ev: Events, v_ev: Events, users: Vocabulary, catalog: Item
     return tables
 
 
+def tune_mmr(ranker: LambdaRanker, stats: ItemStats, valid_ex: Examples, p: FitParams,
+             grid: TuningGrid | None) -> list[dict]:
+    """Try MMR settings on validation; sets p.mmr_lambda and p.mmr_top_n (see TuningGrid)."""
+    lams = grid.mmr_lambda if grid is not None else (1.0, p.mmr_lambda)
+    top_ns = grid.mmr_top_n if grid is not None else (p.mmr_top_n,)
+    rows = []
+    for top_n in top_ns:
+        pipe = RankingPipeline(ranker, stats, RankingConfig(1.0, top_n))
+        for lam in lams:
+            ndcg, ild = score_examples(ranker, pipe, valid_ex, lam)
+            rows.append({"mmr_lambda": lam, "mmr_top_n": top_n, "ndcg@10": ndcg, "ild": ild})
+    base = next(r for r in rows if r["mmr_lambda"] == 1.0)
+    for r in rows:
+        r["ndcg_change"] = r["ndcg@10"] / base["ndcg@10"] - 1 if base["ndcg@10"] else 0.0
+        r["ild_change"] = r["ild"] / base["ild"] - 1 if base["ild"] else 0.0
+    if grid is not None:
+        affordable = [r for r in rows if r["ndcg_change"] >= -grid.mmr_max_ndcg_loss]
+        enough = [r for r in affordable if r["ild_change"] >= grid.mmr_min_ild_gain]
+        best = (max(enough, key=lambda r: (r["ndcg_change"], r["mmr_lambda"])) if enough
+                else max(affordable, key=lambda r: (r["ild_change"], r["mmr_lambda"])))
+        p.mmr_lambda, p.mmr_top_n = best["mmr_lambda"], best["mmr_top_n"]
+    return rows
+
+
 def _set_counts(p: FitParams, counts: tuple[int, int, int], *models: RetrievalModels) -> None:
     p.als_candidates, p.content_candidates, p.trending_candidates = counts
     p.max_candidates = sum(counts)
@@ -283,17 +311,7 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, content,
     steps.update()
 
     steps.set_postfix_str("mmr")
-    pipe = RankingPipeline(ranker, stats_f, RankingConfig(1.0, p.mmr_top_n))
-    lam_grid = grid.mmr_lambda if grid is not None else (1.0, p.mmr_lambda)
-    mmr_rows = []
-    for lam in lam_grid:
-        ndcg, ild = score_examples(ranker, pipe, valid_ex, lam)
-        mmr_rows.append({"mmr_lambda": lam, "ndcg@10": ndcg, "ild": ild})
-    if grid is not None:
-        base = next(r["ndcg@10"] for r in mmr_rows if r["mmr_lambda"] == 1.0)
-        ok = [r for r in mmr_rows if r["ndcg@10"] >= (1 - grid.mmr_max_ndcg_loss) * base]
-        p.mmr_lambda = min(r["mmr_lambda"] for r in ok)
-    tuning["mmr"] = mmr_rows
+    tuning["mmr"] = mmr_rows = tune_mmr(ranker, stats_f, valid_ex, p, grid)
     ranking_config = RankingConfig(p.mmr_lambda, p.mmr_top_n)
     validation = evaluate(models_f, stats_f, RankingPipeline(ranker, stats_f, ranking_config),
                           v_ev, 10, progress)

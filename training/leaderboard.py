@@ -151,7 +151,8 @@ def run(dataset: str, protocol: str = "leave-last-out", export_dir: Path | None 
         "chosen": {key: params[key] for key in (
             "als_factors", "als_regularization", "als_alpha", "taste_half_life_days",
             "trending_half_life_days", "als_candidates", "content_candidates",
-            "trending_candidates", "max_candidates", "ranker_num_leaves", "mmr_lambda")},
+            "trending_candidates", "max_candidates", "ranker_num_leaves", "mmr_lambda",
+            "mmr_top_n")},
         "peers_chosen": {"implicit_als_tuned": best_als,
                          "ease_lambda": None if reason else lam},
         "tuning": {**trained.tuning, **tuning},

@@ -85,9 +85,12 @@ def render(reports: list[dict]) -> str:
         out.append(f"| peer EASE lambda | {rep['peers_chosen']['ease_lambda']} |")
         mmr = rep["tuning"].get("mmr", [])
         if mmr:
-            out += ["", "MMR on validation (NDCG@10 and ILD by lambda):", "",
-                    "| lambda | ndcg@10 | ild |", "|---|---|---|"]
-            out += [f"| {r['mmr_lambda']} | {r['ndcg@10']:.4f} | {r['ild']:.4f} |" for r in mmr]
+            out += ["", "MMR on validation (relative to lambda 1 with the same pool):", "",
+                    "| lambda | pool | ndcg@10 | ild | ndcg change | ild change |",
+                    "|---|---|---|---|---|---|"]
+            out += [f"| {r['mmr_lambda']} | {r['mmr_top_n']} | {r['ndcg@10']:.4f} | "
+                    f"{r['ild']:.4f} | {r['ndcg_change']:+.1%} | {r['ild_change']:+.1%} |"
+                    for r in mmr]
         if rep.get("ablation"):
             out += ["", "**Feature ablation** (validation NDCG@10 with the group removed and the "
                         "ranker retrained):", "", "| removed | ndcg@10 | change |", "|---|---|---|"]

@@ -54,7 +54,7 @@ class TuningGrid:
 
     als: tuple[dict, ...] = tuple(
         {"factors": f, "regularization": r, "alpha": a}
-        for f in (32, 64, 128) for r in (0.01, 0.1) for a in (1.0, 5.0, 20.0)
+        for f in (64, 128, 256) for r in (0.1, 1.0, 10.0) for a in (1.0, 5.0)
     )
     taste_half_life_days: tuple[float, ...] = (30.0, 180.0, 730.0, 0.0)
     trending_half_life_days: tuple[float, ...] = (3.0, 30.0, 180.0)

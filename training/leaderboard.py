@@ -81,7 +81,8 @@ def ablation(trained, p: FitParams) -> list[dict]:
 
 def run(dataset: str, protocol: str = "leave-last-out", export_dir: Path | None = None,
         k: int = 10, progress: bool = True, p: FitParams | None = None,
-        grid: TuningGrid | None = None, with_ablation: bool = True) -> dict:
+        grid: TuningGrid | None = None, with_ablation: bool = True,
+        peer_als_grid: list[dict] | None = None) -> dict:
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
     p = p or FitParams()
@@ -114,9 +115,9 @@ def run(dataset: str, protocol: str = "leave-last-out", export_dir: Path | None 
     f_ev, v_ev = train.take(~vmask), train.take(vmask)
     extra, tuning, skipped = {}, {}, {}
     t0 = time.perf_counter()
+    # The peer gets its own, wider grid (peers.DEFAULT_ALS_GRID), not the pipeline's.
     best_als, tuning["implicit_als_tuned"] = peers.tune_als(
-        f_ev, v_ev, n_users, n_items, [dict(g, iterations=p.als_iterations) for g in grid.als]
-        if grid is not None else None, seed=p.seed)
+        f_ev, v_ev, n_users, n_items, peer_als_grid, seed=p.seed)
     matrix = peers.interaction_matrix(train, n_users, n_items)
     als_model = AlsModel(**best_als, seed=p.seed).fit(matrix)
     fit_s["implicit_als_tuned"] = time.perf_counter() - t0

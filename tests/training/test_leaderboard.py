@@ -24,7 +24,7 @@ from training.split import Events, encode
 def report(synthetic_dir, tmp_path_factory):
     split = tmp_path_factory.mktemp("split")
     rep = run(str(synthetic_dir), export_dir=split, progress=False, p=small_params(),
-              grid=small_grid())
+              grid=small_grid(), peer_als_grid=list(small_grid().als))
     rep["_split"] = str(split)
     return rep
 

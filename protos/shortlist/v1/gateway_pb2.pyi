@@ -1,3 +1,4 @@
+from shortlist.v1 import admin_pb2 as _admin_pb2
 from shortlist.v1 import common_pb2 as _common_pb2
 from shortlist.v1 import retrieval_pb2 as _retrieval_pb2
 from google.protobuf.internal import containers as _containers

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from shortlist.v1 import admin_pb2 as shortlist_dot_v1_dot_admin__pb2
 from shortlist.v1 import gateway_pb2 as shortlist_dot_v1_dot_gateway__pb2
 from shortlist.v1 import retrieval_pb2 as shortlist_dot_v1_dot_retrieval__pb2
 
@@ -46,6 +47,31 @@ class GatewayStub:
                 request_serializer=shortlist_dot_v1_dot_retrieval__pb2.SimilarItemsRequest.SerializeToString,
                 response_deserializer=shortlist_dot_v1_dot_retrieval__pb2.SimilarItemsResponse.FromString,
                 _registered_method=True)
+        self.RecordInteraction = channel.unary_unary(
+                '/shortlist.v1.Gateway/RecordInteraction',
+                request_serializer=shortlist_dot_v1_dot_retrieval__pb2.RecordInteractionRequest.SerializeToString,
+                response_deserializer=shortlist_dot_v1_dot_retrieval__pb2.RecordInteractionResponse.FromString,
+                _registered_method=True)
+        self.UpsertItem = channel.unary_unary(
+                '/shortlist.v1.Gateway/UpsertItem',
+                request_serializer=shortlist_dot_v1_dot_retrieval__pb2.UpsertItemRequest.SerializeToString,
+                response_deserializer=shortlist_dot_v1_dot_retrieval__pb2.UpsertItemResponse.FromString,
+                _registered_method=True)
+        self.SearchItems = channel.unary_unary(
+                '/shortlist.v1.Gateway/SearchItems',
+                request_serializer=shortlist_dot_v1_dot_retrieval__pb2.SearchItemsRequest.SerializeToString,
+                response_deserializer=shortlist_dot_v1_dot_retrieval__pb2.SearchItemsResponse.FromString,
+                _registered_method=True)
+        self.ListVersions = channel.unary_unary(
+                '/shortlist.v1.Gateway/ListVersions',
+                request_serializer=shortlist_dot_v1_dot_admin__pb2.ListVersionsRequest.SerializeToString,
+                response_deserializer=shortlist_dot_v1_dot_admin__pb2.ListVersionsResponse.FromString,
+                _registered_method=True)
+        self.SetVersion = channel.unary_unary(
+                '/shortlist.v1.Gateway/SetVersion',
+                request_serializer=shortlist_dot_v1_dot_admin__pb2.SetVersionRequest.SerializeToString,
+                response_deserializer=shortlist_dot_v1_dot_admin__pb2.SetVersionResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -64,6 +90,39 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordInteraction(self, request, context):
+        """Forwarded to retrieval; acknowledged only once durable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertItem(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchItems(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVersions(self, request, context):
+        """Versions as retrieval sees them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetVersion(self, request, context):
+        """Pin (or unpin) a version on retrieval and ranking.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +135,31 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.SimilarItems,
                     request_deserializer=shortlist_dot_v1_dot_retrieval__pb2.SimilarItemsRequest.FromString,
                     response_serializer=shortlist_dot_v1_dot_retrieval__pb2.SimilarItemsResponse.SerializeToString,
+            ),
+            'RecordInteraction': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordInteraction,
+                    request_deserializer=shortlist_dot_v1_dot_retrieval__pb2.RecordInteractionRequest.FromString,
+                    response_serializer=shortlist_dot_v1_dot_retrieval__pb2.RecordInteractionResponse.SerializeToString,
+            ),
+            'UpsertItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertItem,
+                    request_deserializer=shortlist_dot_v1_dot_retrieval__pb2.UpsertItemRequest.FromString,
+                    response_serializer=shortlist_dot_v1_dot_retrieval__pb2.UpsertItemResponse.SerializeToString,
+            ),
+            'SearchItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchItems,
+                    request_deserializer=shortlist_dot_v1_dot_retrieval__pb2.SearchItemsRequest.FromString,
+                    response_serializer=shortlist_dot_v1_dot_retrieval__pb2.SearchItemsResponse.SerializeToString,
+            ),
+            'ListVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVersions,
+                    request_deserializer=shortlist_dot_v1_dot_admin__pb2.ListVersionsRequest.FromString,
+                    response_serializer=shortlist_dot_v1_dot_admin__pb2.ListVersionsResponse.SerializeToString,
+            ),
+            'SetVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetVersion,
+                    request_deserializer=shortlist_dot_v1_dot_admin__pb2.SetVersionRequest.FromString,
+                    response_serializer=shortlist_dot_v1_dot_admin__pb2.SetVersionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +217,141 @@ class Gateway:
             '/shortlist.v1.Gateway/SimilarItems',
             shortlist_dot_v1_dot_retrieval__pb2.SimilarItemsRequest.SerializeToString,
             shortlist_dot_v1_dot_retrieval__pb2.SimilarItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordInteraction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shortlist.v1.Gateway/RecordInteraction',
+            shortlist_dot_v1_dot_retrieval__pb2.RecordInteractionRequest.SerializeToString,
+            shortlist_dot_v1_dot_retrieval__pb2.RecordInteractionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shortlist.v1.Gateway/UpsertItem',
+            shortlist_dot_v1_dot_retrieval__pb2.UpsertItemRequest.SerializeToString,
+            shortlist_dot_v1_dot_retrieval__pb2.UpsertItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shortlist.v1.Gateway/SearchItems',
+            shortlist_dot_v1_dot_retrieval__pb2.SearchItemsRequest.SerializeToString,
+            shortlist_dot_v1_dot_retrieval__pb2.SearchItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shortlist.v1.Gateway/ListVersions',
+            shortlist_dot_v1_dot_admin__pb2.ListVersionsRequest.SerializeToString,
+            shortlist_dot_v1_dot_admin__pb2.ListVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shortlist.v1.Gateway/SetVersion',
+            shortlist_dot_v1_dot_admin__pb2.SetVersionRequest.SerializeToString,
+            shortlist_dot_v1_dot_admin__pb2.SetVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,

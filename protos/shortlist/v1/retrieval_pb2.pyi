@@ -95,3 +95,67 @@ class SimilarItemsResponse(_message.Message):
     items: _containers.RepeatedCompositeFieldContainer[ScoredItem]
     version: str
     def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., version: _Optional[str] = ...) -> None: ...
+
+class RecordInteractionRequest(_message.Message):
+    __slots__ = ("user_id", "item_id", "weight", "timestamp", "request_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    item_id: str
+    weight: float
+    timestamp: int
+    request_id: str
+    def __init__(self, user_id: _Optional[str] = ..., item_id: _Optional[str] = ..., weight: _Optional[float] = ..., timestamp: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RecordInteractionResponse(_message.Message):
+    __slots__ = ("sequence", "history_length")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    history_length: int
+    def __init__(self, sequence: _Optional[int] = ..., history_length: _Optional[int] = ...) -> None: ...
+
+class UpsertItemRequest(_message.Message):
+    __slots__ = ("item_id", "title", "categories", "text", "request_id")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    title: str
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    text: str
+    request_id: str
+    def __init__(self, item_id: _Optional[str] = ..., title: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., text: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class UpsertItemResponse(_message.Message):
+    __slots__ = ("created", "sequence")
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    created: bool
+    sequence: int
+    def __init__(self, created: _Optional[bool] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class SearchItemsRequest(_message.Message):
+    __slots__ = ("query", "k", "request_id")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    k: int
+    request_id: str
+    def __init__(self, query: _Optional[str] = ..., k: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class SearchItemsResponse(_message.Message):
+    __slots__ = ("items", "fuzzy", "version")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    FUZZY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ScoredItem]
+    fuzzy: bool
+    version: str
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., fuzzy: _Optional[bool] = ..., version: _Optional[str] = ...) -> None: ...

@@ -45,6 +45,21 @@ class RetrievalStub:
                 request_serializer=shortlist_dot_v1_dot_retrieval__pb2.SimilarItemsRequest.SerializeToString,
                 response_deserializer=shortlist_dot_v1_dot_retrieval__pb2.SimilarItemsResponse.FromString,
                 _registered_method=True)
+        self.RecordInteraction = channel.unary_unary(
+                '/shortlist.v1.Retrieval/RecordInteraction',
+                request_serializer=shortlist_dot_v1_dot_retrieval__pb2.RecordInteractionRequest.SerializeToString,
+                response_deserializer=shortlist_dot_v1_dot_retrieval__pb2.RecordInteractionResponse.FromString,
+                _registered_method=True)
+        self.UpsertItem = channel.unary_unary(
+                '/shortlist.v1.Retrieval/UpsertItem',
+                request_serializer=shortlist_dot_v1_dot_retrieval__pb2.UpsertItemRequest.SerializeToString,
+                response_deserializer=shortlist_dot_v1_dot_retrieval__pb2.UpsertItemResponse.FromString,
+                _registered_method=True)
+        self.SearchItems = channel.unary_unary(
+                '/shortlist.v1.Retrieval/SearchItems',
+                request_serializer=shortlist_dot_v1_dot_retrieval__pb2.SearchItemsRequest.SerializeToString,
+                response_deserializer=shortlist_dot_v1_dot_retrieval__pb2.SearchItemsResponse.FromString,
+                _registered_method=True)
 
 
 class RetrievalServicer:
@@ -65,6 +80,28 @@ class RetrievalServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordInteraction(self, request, context):
+        """Record one interaction: durable (synced to the event log) before it is acknowledged, and
+        applied to the user's online state at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertItem(self, request, context):
+        """Add or update an item: embedded with the content model and searchable at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchItems(self, request, context):
+        """Free-text search over item text, with a typo-tolerant title fallback.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetrievalServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +114,21 @@ def add_RetrievalServicer_to_server(servicer, server):
                     servicer.SimilarItems,
                     request_deserializer=shortlist_dot_v1_dot_retrieval__pb2.SimilarItemsRequest.FromString,
                     response_serializer=shortlist_dot_v1_dot_retrieval__pb2.SimilarItemsResponse.SerializeToString,
+            ),
+            'RecordInteraction': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordInteraction,
+                    request_deserializer=shortlist_dot_v1_dot_retrieval__pb2.RecordInteractionRequest.FromString,
+                    response_serializer=shortlist_dot_v1_dot_retrieval__pb2.RecordInteractionResponse.SerializeToString,
+            ),
+            'UpsertItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertItem,
+                    request_deserializer=shortlist_dot_v1_dot_retrieval__pb2.UpsertItemRequest.FromString,
+                    response_serializer=shortlist_dot_v1_dot_retrieval__pb2.UpsertItemResponse.SerializeToString,
+            ),
+            'SearchItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchItems,
+                    request_deserializer=shortlist_dot_v1_dot_retrieval__pb2.SearchItemsRequest.FromString,
+                    response_serializer=shortlist_dot_v1_dot_retrieval__pb2.SearchItemsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +186,87 @@ class Retrieval:
             '/shortlist.v1.Retrieval/SimilarItems',
             shortlist_dot_v1_dot_retrieval__pb2.SimilarItemsRequest.SerializeToString,
             shortlist_dot_v1_dot_retrieval__pb2.SimilarItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordInteraction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shortlist.v1.Retrieval/RecordInteraction',
+            shortlist_dot_v1_dot_retrieval__pb2.RecordInteractionRequest.SerializeToString,
+            shortlist_dot_v1_dot_retrieval__pb2.RecordInteractionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shortlist.v1.Retrieval/UpsertItem',
+            shortlist_dot_v1_dot_retrieval__pb2.UpsertItemRequest.SerializeToString,
+            shortlist_dot_v1_dot_retrieval__pb2.UpsertItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shortlist.v1.Retrieval/SearchItems',
+            shortlist_dot_v1_dot_retrieval__pb2.SearchItemsRequest.SerializeToString,
+            shortlist_dot_v1_dot_retrieval__pb2.SearchItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,

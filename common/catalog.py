@@ -10,15 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
 from shortlist.common.artifacts import read_json, write_json
 from shortlist.common.vocab import Vocabulary
 
 
 class ItemCatalog:
     def __init__(self, item_ids: list[str], titles: list[str],
-                 categories: list[list[str]]) -> None:
+                 categories: list[list[str]], texts: list[str] | None = None) -> None:
         self.vocab = Vocabulary(item_ids)
         self.titles = list(titles)
+        self.texts = list(texts) if texts is not None else [""] * len(self.titles)
         self.categories = [list(c) for c in categories]
         self.category_vocab = Vocabulary(sorted({c for cs in self.categories for c in cs}))
         self._matrix: sp.csr_matrix | None = None
@@ -26,7 +28,7 @@ class ItemCatalog:
     def __len__(self) -> int:
         return len(self.vocab)
 
-    def add(self, item_id: str, title: str, categories: list[str]) -> int:
+    def add(self, item_id: str, title: str, categories: list[str], text: str = "") -> int:
         """Insert or update an item; returns its index."""
         idx = self.vocab.add(item_id)
         for c in categories:
@@ -34,9 +36,11 @@ class ItemCatalog:
         if idx == len(self.titles):
             self.titles.append(title)
             self.categories.append(list(categories))
+            self.texts.append(text)
         else:
             self.titles[idx] = title
             self.categories[idx] = list(categories)
+            self.texts[idx] = text
         self._matrix = None
         return idx
 
@@ -64,9 +68,9 @@ class ItemCatalog:
 
     def save(self, path: Path) -> None:
         write_json(path, {"item_ids": self.vocab.all_ids, "titles": self.titles,
-                          "categories": self.categories})
+                          "categories": self.categories, "texts": self.texts})
 
     @classmethod
     def load(cls, path: Path) -> ItemCatalog:
         data = read_json(path)
-        return cls(data["item_ids"], data["titles"], data["categories"])
+        return cls(data["item_ids"], data["titles"], data["categories"], data.get("texts"))

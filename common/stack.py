@@ -53,6 +53,8 @@ class Stack:
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     log_dir: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # Retrieval's event log lives here (default: "state" beside the artifact root).
+    state_dir: Path | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @classmethod
@@ -71,6 +73,9 @@ class Stack:
             env[prefix + "RANKING_TARGET"] = self.address("ranking")
         else:
             env[prefix + "ARTIFACTS"] = str(self.artifacts)
+        if name == "retrieval":
+            state = self.state_dir or self.artifacts.resolve().parent / "state"
+            env.setdefault(prefix + "EVENT_LOG", str(state / "events.db"))
         return env
 
     def start_one(self, name: str, timeout_s: float = 120.0) -> None:

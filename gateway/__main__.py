@@ -6,10 +6,9 @@ import sys
 
 
 def main() -> int:
-    from shortlist.common.serving import run_main
-
     from gateway.server import create_server
     from gateway.settings import GatewaySettings
+    from shortlist.common.serving import run_main
 
     return run_main("gateway", GatewaySettings, create_server)
 

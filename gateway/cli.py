@@ -8,7 +8,8 @@ import sys
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, retrieval_pb2
+
+from shortlist.v1 import admin_pb2, common_pb2, gateway_pb2, gateway_pb2_grpc, retrieval_pb2
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 SEGMENTS = {v.number: v.name.removeprefix("USER_SEGMENT_").lower()
@@ -73,6 +74,75 @@ def cmd_similar(stub, args) -> int:
     return 0
 
 
+def _emit(args, obj: dict, text: str) -> int:
+    print(json.dumps(obj, indent=2) if args.json else text)
+    return 0
+
+
+def cmd_feedback(stub, args) -> int:
+    resp = stub.RecordInteraction(retrieval_pb2.RecordInteractionRequest(
+        user_id=args.user, item_id=args.item, weight=args.weight, timestamp=args.timestamp),
+        timeout=args.timeout)
+    return _emit(args, {"user_id": args.user, "item_id": args.item, "sequence": resp.sequence,
+                        "history_length": resp.history_length},
+                 f"recorded {args.user} -> {args.item} (event #{resp.sequence}, "
+                 f"{resp.history_length} items in history)")
+
+
+def cmd_upsert(stub, args) -> int:
+    resp = stub.UpsertItem(retrieval_pb2.UpsertItemRequest(
+        item_id=args.item, title=args.title, categories=args.category or [],
+        text=args.text or ""), timeout=args.timeout)
+    verb = "created" if resp.created else "updated"
+    return _emit(args, {"item_id": args.item, "created": resp.created,
+                        "sequence": resp.sequence}, f"{verb} {args.item} (event #{resp.sequence})")
+
+
+def cmd_search(stub, args) -> int:
+    resp = stub.SearchItems(retrieval_pb2.SearchItemsRequest(query=args.query, k=args.k),
+                            timeout=args.timeout)
+    items = [{"item_id": s.item.item_id, "score": round(s.score, 6), "title": s.item.title}
+             for s in resp.items]
+    if args.json:
+        return _emit(args, {"query": args.query, "items": items, "fuzzy": resp.fuzzy,
+                            "version": resp.version}, "")
+    if resp.fuzzy:
+        print(f"(no exact match for {args.query!r}; showing close spellings)")
+    print_table([(n + 1, i["item_id"], f"{i['score']:.4f}", i["title"])
+                 for n, i in enumerate(items)], ("#", "item", "score", "title"))
+    return 0
+
+
+def cmd_versions(stub, args) -> int:
+    resp = stub.ListVersions(admin_pb2.ListVersionsRequest(), timeout=args.timeout)
+    rows = [{"version": v.version, "created_at": v.created_at, "serving": v.serving,
+             "pinned": v.pinned} for v in resp.versions]
+    if args.json:
+        return _emit(args, {"serving": resp.serving, "pinned": resp.pinned or None,
+                            "versions": rows}, "")
+    print_table([(v["version"], v["created_at"], "serving" if v["serving"] else "",
+                  "pinned" if v["pinned"] else "") for v in rows],
+                ("version", "created", "", ""))
+    print(f"following: {'pinned ' + resp.pinned if resp.pinned else 'the newest version'}")
+    return 0
+
+
+def cmd_rollback(stub, args) -> int:
+    target = args.to
+    if not target and not args.latest:
+        listing = stub.ListVersions(admin_pb2.ListVersionsRequest(), timeout=args.timeout)
+        names = [v.version for v in listing.versions]
+        if listing.serving not in names or names.index(listing.serving) == 0:
+            print("error: no earlier version to roll back to", file=sys.stderr)
+            return 1
+        target = names[names.index(listing.serving) - 1]
+    resp = stub.SetVersion(admin_pb2.SetVersionRequest(version=target or ""),
+                           timeout=max(args.timeout, 60.0))
+    return _emit(args, {"serving": resp.serving, "pinned": resp.pinned or None},
+                 f"serving {resp.serving}" + (" (pinned)" if resp.pinned else
+                                              " (following the newest version)"))
+
+
 def cmd_health(channel, args) -> int:
     stub = health_pb2_grpc.HealthStub(channel)
     resp = stub.Check(health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
@@ -102,7 +172,24 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("-k", type=int, default=10)
     hl = sub.add_parser("health", help="grpc.health.v1 status of a server")
     hl.add_argument("--service", default="", help="service name; empty: the whole server")
-    for p in (rec, sim, hl):  # also accept --json/--target after the subcommand
+    fb = sub.add_parser("feedback", help="record an interaction (durable before it returns)")
+    fb.add_argument("--user", required=True)
+    fb.add_argument("--item", required=True)
+    fb.add_argument("--weight", type=float, default=1.0)
+    fb.add_argument("--timestamp", type=int, default=0, help="unix seconds; 0: now")
+    up = sub.add_parser("upsert-item", help="add or update an item; searchable at once")
+    up.add_argument("--item", required=True)
+    up.add_argument("--title", required=True)
+    up.add_argument("--category", action="append", help="repeat for several")
+    up.add_argument("--text", default="", help="description or tags for the content model")
+    se = sub.add_parser("search", help="search items by text (typo tolerant)")
+    se.add_argument("query")
+    se.add_argument("-k", type=int, default=10)
+    ve = sub.add_parser("versions", help="artifact versions and which one is served")
+    rb = sub.add_parser("rollback", help="serve an earlier version (default: the previous one)")
+    rb.add_argument("--to", default="", help="version to pin")
+    rb.add_argument("--latest", action="store_true", help="unpin: follow the newest again")
+    for p in (rec, sim, hl, fb, up, se, ve, rb):  # also accept --json/--target after it
         p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
         p.add_argument("--target", default=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -111,7 +198,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "health":
                 return cmd_health(channel, args)
             stub = gateway_pb2_grpc.GatewayStub(channel)
-            return {"recommend": cmd_recommend, "similar": cmd_similar}[args.command](stub, args)
+            commands = {"recommend": cmd_recommend, "similar": cmd_similar,
+                        "feedback": cmd_feedback, "upsert-item": cmd_upsert,
+                        "search": cmd_search, "versions": cmd_versions,
+                        "rollback": cmd_rollback}
+            return commands[args.command](stub, args)
         except grpc.RpcError as exc:
             print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1

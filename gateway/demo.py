@@ -8,10 +8,10 @@ import tempfile
 from pathlib import Path
 
 import grpc
-from shortlist.common.stack import Stack
-from shortlist.v1 import gateway_pb2, gateway_pb2_grpc
 
 from gateway.cli import print_table, recommend_json
+from shortlist.common.stack import Stack
+from shortlist.v1 import gateway_pb2, gateway_pb2_grpc
 
 
 def show(stub, title: str, request: gateway_pb2.RecommendRequest) -> None:

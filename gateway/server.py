@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import grpc
-from shortlist.common import serving
-from shortlist.v1 import gateway_pb2, gateway_pb2_grpc
 
 from gateway.service import GatewayService
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstream
+from shortlist.common import serving
+from shortlist.v1 import gateway_pb2, gateway_pb2_grpc
 
 SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
 

@@ -10,12 +10,12 @@ import logging
 import time
 
 import grpc
-from shortlist.common.logs import new_request_id
-from shortlist.v1 import gateway_pb2, gateway_pb2_grpc, ranking_pb2, retrieval_pb2
 
 from gateway.errors import GatewayError, InvalidRequest, UpstreamFailed
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstream
+from shortlist.common.logs import new_request_id
+from shortlist.v1 import gateway_pb2, gateway_pb2_grpc, ranking_pb2, retrieval_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                         ranked = self.upstream.ranking.Rank(
                             ranking_pb2.RankRequest(user=retrieved.user,
                                                     candidates=retrieved.candidates,
-                                                    k=k, request_id=rid),
+                                                    k=k, request_id=rid,
+                                                    version=retrieved.version),
                             timeout=min(s.ranking_timeout_s, left),
                         )
                     except grpc.RpcError as exc:
@@ -123,26 +124,24 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             fields["ms"] = round((time.perf_counter() - start) * 1e3, 3)
             logger.info("request", extra={"fields": fields})
 
-    def SimilarItems(self, request, context):
+    def _forward(self, rpc: str, call, request, context, fields: dict, timeout_s: float,
+                 check=None):
+        """Validate, pass one request to an upstream with a deadline, log one line."""
         start = time.perf_counter()
         rid = new_request_id()
-        fields = {"rpc": "SimilarItems", "request_id": rid, "item_id": request.item_id[:64]}
+        fields = {"rpc": rpc, "request_id": rid, **fields}
         try:
-            self._check_id("item_id", request.item_id)
-            k = request.k or self.settings.default_k
-            if k < 0 or k > self.settings.max_k:
-                raise InvalidRequest(f"k must be in [1, {self.settings.max_k}], got {request.k}")
+            if check is not None:
+                check()
+            if hasattr(request, "request_id"):
+                request.request_id = rid
             remaining = context.time_remaining()
-            timeout = min(self.settings.retrieval_timeout_s,
-                          remaining if remaining is not None else 1e9)
+            timeout = min(timeout_s, remaining if remaining is not None else 1e9)
             try:
-                response = self.upstream.retrieval.SimilarItems(
-                    retrieval_pb2.SimilarItemsRequest(item_id=request.item_id, k=k,
-                                                      request_id=rid),
-                    timeout=max(0.001, timeout))
+                response = call(request, timeout=max(0.001, timeout))
             except grpc.RpcError as exc:
                 raise self._upstream_error("retrieval", exc) from exc
-            fields.update(code="OK", returned=len(response.items))
+            fields["code"] = "OK"
             return response
         except GatewayError as exc:
             fields.update(code=exc.code.name, error=str(exc))
@@ -150,6 +149,50 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         finally:
             fields["ms"] = round((time.perf_counter() - start) * 1e3, 3)
             logger.info("request", extra={"fields": fields})
+
+    def _k(self, request) -> None:
+        k = request.k or self.settings.default_k
+        if k < 0 or k > self.settings.max_k:
+            raise InvalidRequest(f"k must be in [1, {self.settings.max_k}], got {request.k}")
+        request.k = k
+
+    def SimilarItems(self, request, context):
+        def check():
+            self._check_id("item_id", request.item_id)
+            self._k(request)
+        return self._forward("SimilarItems", self.upstream.retrieval.SimilarItems, request,
+                             context, {"item_id": request.item_id[:64]},
+                             self.settings.retrieval_timeout_s, check)
+
+    def SearchItems(self, request, context):
+        return self._forward("SearchItems", self.upstream.retrieval.SearchItems, request,
+                             context, {"query": request.query[:64]},
+                             self.settings.retrieval_timeout_s, lambda: self._k(request))
+
+    def RecordInteraction(self, request, context):
+        # Durability is retrieval's: it acknowledges only after the event log is synced.
+        return self._forward("RecordInteraction", self.upstream.retrieval.RecordInteraction,
+                             request, context, {"user_id": request.user_id[:64],
+                                                "item_id": request.item_id[:64]},
+                             self.settings.write_timeout_s)
+
+    def UpsertItem(self, request, context):
+        return self._forward("UpsertItem", self.upstream.retrieval.UpsertItem, request,
+                             context, {"item_id": request.item_id[:64]},
+                             self.settings.write_timeout_s)
+
+    def ListVersions(self, request, context):
+        return self._forward("ListVersions", self.upstream.retrieval_admin.ListVersions,
+                             request, context, {}, self.settings.retrieval_timeout_s)
+
+    def SetVersion(self, request, context):
+        """Pin (or unpin) on retrieval, then on ranking: both serve the same version."""
+        def both(req, timeout):
+            response = self.upstream.retrieval_admin.SetVersion(req, timeout=timeout)
+            self.upstream.ranking_admin.SetVersion(req, timeout=timeout)
+            return response
+        return self._forward("SetVersion", both, request, context,
+                             {"version": request.version[:64]}, self.settings.admin_timeout_s)
 
 
 def assemble(retrieved: retrieval_pb2.RetrieveResponse, ranked: ranking_pb2.RankResponse | None,

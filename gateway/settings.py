@@ -20,6 +20,11 @@ class GatewaySettings(BaseSettings):
                                      description="budget for a Recommend without a deadline")
     retrieval_timeout_s: float = Field(0.5, gt=0, description="deadline for each retrieval call")
     ranking_timeout_s: float = Field(0.3, gt=0, description="deadline for each ranking call")
+    write_timeout_s: float = Field(2.0, gt=0,
+                                   description="deadline for RecordInteraction and UpsertItem "
+                                               "(includes the durable write)")
+    admin_timeout_s: float = Field(60.0, gt=0,
+                                   description="deadline for SetVersion (includes loading it)")
     max_id_length: int = Field(256, ge=1, description="longest user or item id accepted")
     max_list_items: int = Field(1000, ge=1,
                                 description="longest recent_item_ids or filter list accepted")

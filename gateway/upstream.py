@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 
 import grpc
-from shortlist.v1 import ranking_pb2_grpc, retrieval_pb2_grpc
 
-# Idempotent reads retry on UNAVAILABLE with backoff; gRPC applies this per call.
+from shortlist.v1 import admin_pb2_grpc, ranking_pb2_grpc, retrieval_pb2_grpc
+
+# Idempotent reads retry on UNAVAILABLE with backoff; gRPC applies this per call. Writes
+# (RecordInteraction, UpsertItem, SetVersion) are not listed: they are never retried blindly.
+_IDEMPOTENT = [("shortlist.v1.Retrieval", m) for m in ("Retrieve", "SimilarItems", "SearchItems")]
+_IDEMPOTENT += [("shortlist.v1.Ranking", "Rank"), ("shortlist.v1.Admin", "ListVersions")]
 SERVICE_CONFIG = json.dumps({
     "methodConfig": [{
-        "name": [{"service": "shortlist.v1.Retrieval"}, {"service": "shortlist.v1.Ranking"}],
+        "name": [{"service": s, "method": m} for s, m in _IDEMPOTENT],
         "retryPolicy": {
             "maxAttempts": 3, "initialBackoff": "0.01s", "maxBackoff": "0.1s",
             "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"],
@@ -38,6 +42,8 @@ class Upstream:
                           channel(ranking_target, max_message_bytes)]
         self.retrieval = retrieval_pb2_grpc.RetrievalStub(self._channels[0])
         self.ranking = ranking_pb2_grpc.RankingStub(self._channels[1])
+        self.retrieval_admin = admin_pb2_grpc.AdminStub(self._channels[0])
+        self.ranking_admin = admin_pb2_grpc.AdminStub(self._channels[1])
 
     def close(self) -> None:
         for ch in self._channels:

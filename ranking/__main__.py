@@ -6,10 +6,9 @@ import sys
 
 
 def main() -> int:
-    from shortlist.common.serving import run_main
-
     from ranking.server import create_server
     from ranking.settings import RankingSettings
+    from shortlist.common.serving import run_main
 
     return run_main("ranking", RankingSettings, create_server)
 

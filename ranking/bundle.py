@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from shortlist.common.artifacts import read_json, write_json
-from shortlist.common.catalog import ItemCatalog
-
 from ranking.features import ItemStats
 from ranking.pipeline import RankingConfig, RankingPipeline
 from ranking.ranker import LambdaRanker
+from shortlist.common.artifacts import read_json, write_json
+from shortlist.common.catalog import ItemCatalog
 
 CATALOG = "catalog.json"
 DIR = "ranking"

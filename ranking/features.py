@@ -61,6 +61,26 @@ class ItemStats:
         indptr = np.concatenate([[0], np.cumsum(np.bincount(items, minlength=n_items))])
         return indptr.astype(np.int64), timestamps[order].astype(np.int64)
 
+    def append_item(self, genre_columns: list[int]) -> int:
+        """Row for an item the model has never seen (e.g. upserted after training).
+
+        It has no interactions yet and no content vector here; genres map to known columns.
+        Arrays are replaced, not resized in place, so concurrent readers stay consistent.
+        """
+        idx = len(self.popularity)
+        self.popularity = np.append(self.popularity, np.float32(0))
+        self.trending = np.append(self.trending, np.float32(0))
+        self.first_seen = np.append(self.first_seen, np.int64(self.now))
+        row = np.zeros((1, self.genres.shape[1]), dtype=np.float32)
+        row[0, [c for c in genre_columns if 0 <= c < self.genres.shape[1]]] = 1.0
+        self.genres = sp.vstack([self.genres, sp.csr_matrix(row)], format="csr")
+        self.vectors = np.vstack([self.vectors, np.zeros((1, self.vectors.shape[1]),
+                                                         self.vectors.dtype)])
+        self.als_vectors = np.vstack([self.als_vectors, np.zeros(
+            (1, self.als_vectors.shape[1]), self.als_vectors.dtype)])
+        self.times_indptr = np.append(self.times_indptr, self.times_indptr[-1])
+        return idx
+
     def count_between(self, items: np.ndarray, lo: int, hi: int) -> np.ndarray:
         """Events of each item with lo < t <= hi."""
         out = np.zeros(len(items), dtype=np.float32)

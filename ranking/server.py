@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import grpc
-from shortlist.common import artifacts, serving
-from shortlist.v1 import ranking_pb2, ranking_pb2_grpc
 
 from ranking.bundle import RankingModels
 from ranking.service import Loaded, RankingService
 from ranking.settings import RankingSettings
+from shortlist.common import artifacts, serving
+from shortlist.common.admin import AdminService
+from shortlist.common.versions import VersionWatcher
+from shortlist.v1 import admin_pb2, admin_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
 SERVICE = ranking_pb2.DESCRIPTOR.services_by_name["Ranking"].full_name
+ADMIN = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
 
 
-def load_models(settings: RankingSettings) -> Loaded:
-    """Resolve, verify against the manifest, and load a version; raises ArtifactError."""
+def load_models(settings: RankingSettings, path: Path) -> Loaded:
+    """Load one (already verified) version."""
     start = time.perf_counter()
-    path = artifacts.resolve(settings.artifacts, settings.version)
-    manifest = artifacts.verify(path)
+    manifest = artifacts.read_manifest(path)
     models = RankingModels.load(path)
     if settings.mmr_lambda is not None:
         models.config.mmr_lambda = settings.mmr_lambda
@@ -34,17 +37,25 @@ def load_models(settings: RankingSettings) -> Loaded:
 
 
 def create_server(settings: RankingSettings) -> tuple[grpc.Server, int]:
-    """Start serving health (NOT_SERVING) at once, load the models, then report SERVING."""
-    server = serving.new_server(settings.max_workers, settings.max_message_bytes)
+    """Serve health (NOT_SERVING) at once, load the models, then report SERVING.
+
+    Raises ArtifactError (after stopping the server) if no version can be loaded.
+    """
     service = RankingService(settings)
+    watcher = VersionWatcher(settings.artifacts, lambda path: load_models(settings, path),
+                             service.install, settings.reload_interval_s, settings.version)
+    server = serving.new_server(settings.max_workers, settings.max_message_bytes)
     ranking_pb2_grpc.add_RankingServicer_to_server(service, server)
-    health = serving.add_health_and_reflection(server, [SERVICE])
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminService(settings.artifacts, watcher,
+                                                           settings.version), server)
+    health = serving.add_health_and_reflection(server, [SERVICE, ADMIN])
     port = serving.bind(server, settings.address)
     server.start()
-    try:
-        service.loaded = load_models(settings)
-    except Exception:
+    watcher.check_now()
+    if service.current is None:
         server.stop(0)
-        raise
-    serving.set_serving(health, [SERVICE])
+        raise artifacts.ArtifactError(watcher.last_error or f"{settings.artifacts}: nothing "
+                                      "to serve")
+    watcher.start()
+    serving.set_serving(health, [SERVICE, ADMIN])
     return server, port

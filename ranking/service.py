@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
-from shortlist.common.logs import new_request_id
-from shortlist.v1 import ranking_pb2, ranking_pb2_grpc
 
 from ranking.bundle import RankingModels
 from ranking.errors import InvalidRequest
 from ranking.features import GENERATORS, RankingInput
 from ranking.pipeline import RankingPipeline
 from ranking.settings import RankingSettings
+from shortlist.common.logs import new_request_id
+from shortlist.v1 import ranking_pb2, ranking_pb2_grpc
 
 logger = logging.getLogger(__name__)
 _GEN_INDEX = {g: i for i, g in enumerate(GENERATORS)}
@@ -27,6 +28,25 @@ class Loaded:
     models: RankingModels
     pipeline: RankingPipeline
     version: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def learn_items(self, request: ranking_pb2.RankRequest) -> int:
+        """Add candidates newer than this model (upserted items) so they can be ranked."""
+        vocab = self.models.catalog.vocab
+        new = [c.item for c in request.candidates if c.item.item_id not in vocab]
+        if not new:
+            return 0
+        catalog, stats = self.models.catalog, self.models.stats
+        with self.lock:
+            added = 0
+            for item in new:
+                if item.item_id in vocab:
+                    continue  # another request added it meanwhile
+                cols = [c for c in catalog.category_vocab.indices(item.categories) if c >= 0]
+                stats.append_item(cols)
+                catalog.add(item.item_id, item.title, list(item.categories))
+                added += 1
+        return added
 
 
 def to_input(request: ranking_pb2.RankRequest, models: RankingModels) -> RankingInput:
@@ -53,9 +73,28 @@ def to_input(request: ranking_pb2.RankRequest, models: RankingModels) -> Ranking
 
 
 class RankingService(ranking_pb2_grpc.RankingServicer):
+    """Keeps the serving version and the one before it, so a request retrieved with either
+    is ranked with the same version while both servers move to a new one."""
+
+    KEEP = 2
+
     def __init__(self, settings: RankingSettings) -> None:
         self.settings = settings
-        self.loaded: Loaded | None = None
+        self.versions: dict[str, Loaded] = {}
+        self.current: Loaded | None = None
+
+    def install(self, loaded: Loaded, version: str) -> None:
+        versions = dict(self.versions)
+        versions[version] = loaded
+        while len(versions) > self.KEEP:
+            versions.pop(next(iter(versions)))
+        self.versions = versions
+        self.current = loaded
+
+    def _pick(self, version: str) -> Loaded | None:
+        if not version:
+            return self.current
+        return self.versions.get(version)
 
     def Rank(self, request, context):
         start = time.perf_counter()
@@ -63,9 +102,14 @@ class RankingService(ranking_pb2_grpc.RankingServicer):
         fields = {"rpc": "Rank", "request_id": rid, "user_id": request.user.user_id[:64],
                   "candidates": len(request.candidates)}
         try:
-            loaded = self.loaded
-            if loaded is None:
+            if self.current is None:
                 context.abort(grpc.StatusCode.UNAVAILABLE, "models are still loading")
+            loaded = self._pick(request.version)
+            if loaded is None:
+                fields["code"] = "FAILED_PRECONDITION"
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"version {request.version} is not loaded here (serving "
+                              f"{self.current.version})")
             k = request.k or 10
             if k < 0 or k > self.settings.max_k:
                 raise InvalidRequest(f"k must be in [1, {self.settings.max_k}], got {k}")
@@ -75,13 +119,8 @@ class RankingService(ranking_pb2_grpc.RankingServicer):
             lam = request.mmr_lambda if request.HasField("mmr_lambda") else None
             if lam is not None and not (0.0 <= lam <= 1.0 and math.isfinite(lam)):
                 raise InvalidRequest(f"mmr_lambda must be in [0, 1], got {lam}")
+            learned = loaded.learn_items(request)
             inp = to_input(request, loaded.models)
-            known = inp.items >= 0
-            if not known.all():  # items newer than this model: rank what we know
-                inp = RankingInput(inp.items[known], inp.gen_scores[known],
-                                   inp.gen_ranks[known], inp.retrieval_score[known],
-                                   inp.als_score[known], inp.taste_score[known],
-                                   inp.history_length, inp.recent_items, inp.user_time)
             if lam is None:
                 lam = self.settings.mmr_lambda
             pos, scores, timings = loaded.pipeline.rank(inp, k, lam)
@@ -91,8 +130,9 @@ class RankingService(ranking_pb2_grpc.RankingServicer):
                 response.items.add(item_id=item_id, score=s, rank=r + 1)
             for key, ms in timings.items():
                 response.timings_ms[key] = ms
-            fields.update(code="OK", returned=len(response.items), version=loaded.version,
-                          dropped_unknown=int((~known).sum()))
+            fields.update(code="OK", returned=len(response.items), version=loaded.version)
+            if learned:
+                fields["new_items"] = learned
             return response
         except InvalidRequest as exc:
             fields.update(code="INVALID_ARGUMENT", error=str(exc))

@@ -20,6 +20,9 @@ class RankingSettings(BaseSettings):
                                      description="MMR lambda; unset keeps the artifact's value")
     max_k: int = Field(1000, ge=1, description="largest k a caller may ask for")
     max_candidates: int = Field(5000, ge=1, description="most candidates accepted per request")
+    reload_interval_s: float = Field(2.0, gt=0,
+                                     description="how often the artifact root is checked for a "
+                                                 "new or pinned version")
     max_message_bytes: int = Field(16 * 1024 * 1024, description="gRPC max message size")
     grace_seconds: float = Field(5.0, description="drain time for in-flight calls on SIGTERM")
     log_level: str = Field("INFO", description="logging level")

@@ -6,10 +6,9 @@ import sys
 
 
 def main() -> int:
-    from shortlist.common.serving import run_main
-
     from retrieval.server import create_server
     from retrieval.settings import RetrievalSettings
+    from shortlist.common.serving import run_main
 
     return run_main("retrieval", RetrievalSettings, create_server)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
 from shortlist.common.artifacts import read_json, write_json
 
 

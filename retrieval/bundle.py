@@ -6,9 +6,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from shortlist.common.artifacts import read_json, write_json
-from shortlist.common.catalog import ItemCatalog
-from shortlist.common.vocab import Vocabulary
 
 from retrieval.als import AlsModel
 from retrieval.candidates import CandidateGenerator, RetrievalConfig
@@ -16,6 +13,9 @@ from retrieval.content import ContentModel
 from retrieval.history import UserHistory
 from retrieval.hnsw import HnswIndex, MipsIndex
 from retrieval.trending import TrendingModel
+from shortlist.common.artifacts import read_json, write_json
+from shortlist.common.catalog import ItemCatalog
+from shortlist.common.vocab import Vocabulary
 
 CATALOG = "catalog.json"
 DIR = "retrieval"

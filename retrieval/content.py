@@ -10,11 +10,11 @@ import re
 from pathlib import Path
 
 import numpy as np
-from shortlist.common.artifacts import read_json, write_json
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from retrieval.trending import decay
+from shortlist.common.artifacts import read_json, write_json
 
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
 

@@ -8,7 +8,9 @@ import numpy as np
 
 from retrieval.bundle import RetrievalModels, banned_mask
 from retrieval.candidates import CandidateSet
+from retrieval.content import item_document
 from retrieval.errors import InvalidRequest, ItemNotFound
+from retrieval.search import ItemSearch
 
 
 @dataclass
@@ -34,6 +36,9 @@ class Retriever:
         self.version = version
         self.max_candidates_limit = max_candidates_limit
         self._generator = models.generator()
+        c = models.catalog
+        self.search_index = ItemSearch.build(
+            c.titles, c.texts, c.categories, models.content)
 
     def retrieve(self, q: RetrieveQuery) -> Retrieved:
         if q.max_candidates < 0 or q.max_candidates > self.max_candidates_limit:
@@ -71,3 +76,36 @@ class Retriever:
         banned = banned_mask(len(m.catalog), [idx])
         return self._generator.search(m.content_index, m.content.vectors,
                                        m.content.vectors[idx], k, banned)
+
+    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        return self.search_index.search(query, k)
+
+    # -- online writes: callers serialise them (RetrievalState holds the write lock) ---------
+
+    def apply_interaction(self, user_id: str, item_id: str, weight: float,
+                          timestamp: int) -> int:
+        """Add one event to the user's online state; returns their distinct-item count."""
+        m = self.models
+        item = m.catalog.vocab.index(item_id)
+        if item < 0:
+            raise ItemNotFound(f"unknown item_id {item_id!r}")
+        user = m.users.add(user_id)
+        m.history.append(user, item, int(timestamp), float(weight))
+        return len(np.unique(m.history.events(user)[0]))
+
+    def apply_item(self, item_id: str, title: str, categories: list[str], text: str) -> bool:
+        """Insert or update an item: catalog, content vector and index, search. New if True."""
+        m = self.models
+        created = item_id not in m.catalog.vocab
+        idx = m.catalog.add(item_id, title, categories, text)
+        m.trending.extend(len(m.catalog))
+        if m.content is not None:
+            vec = m.content.embed([item_document(title, categories, text)])[0]
+            if idx >= len(m.content.vectors):
+                m.content.vectors = np.vstack([m.content.vectors, vec[None, :]])
+            else:
+                m.content.vectors[idx] = vec
+            if m.content_index is not None and np.linalg.norm(vec) > 0:
+                m.content_index.add(vec, idx)
+        self.search_index.add(idx, title, text, categories)
+        return created

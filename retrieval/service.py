@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import grpc
-from shortlist.common.logs import new_request_id
-from shortlist.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
 
 from retrieval.candidates import GENERATORS
 from retrieval.errors import InvalidRequest, ItemNotFound, NotReady, RetrievalError
+from retrieval.online import RetrievalState
 from retrieval.retriever import Retrieved, RetrieveQuery, Retriever
 from retrieval.settings import RetrievalSettings
+from shortlist.common.logs import new_request_id
+from shortlist.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -27,15 +29,12 @@ _CODES = {InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
 
 
 class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
-    def __init__(self, settings: RetrievalSettings) -> None:
+    def __init__(self, settings: RetrievalSettings, state: RetrievalState) -> None:
         self.settings = settings
-        self.retriever: Retriever | None = None
+        self.state = state
 
     def _current(self) -> Retriever:
-        retriever = self.retriever
-        if retriever is None:
-            raise NotReady("models are still loading")
-        return retriever
+        return self.state.retriever
 
     def _check_id(self, name: str, value: str, allow_empty: bool = False) -> None:
         if not value and not allow_empty:
@@ -101,6 +100,83 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         finally:
             fields["ms"] = round((time.perf_counter() - start) * 1e3, 3)
             logger.info("request", extra={"fields": fields})
+
+
+    def _text(self, name: str, value: str, allow_empty: bool = True) -> str:
+        if not value.strip() and not allow_empty:
+            raise InvalidRequest(f"{name} is empty")
+        if len(value) > self.settings.max_text_length:
+            raise InvalidRequest(f"{name} longer than {self.settings.max_text_length} characters")
+        if "\x00" in value:
+            raise InvalidRequest(f"{name} contains a NUL character")
+        return value
+
+    def _k(self, k: int) -> int:
+        k = k or 10
+        if k < 0 or k > self.settings.max_k:
+            raise InvalidRequest(f"k must be in [1, {self.settings.max_k}], got {k}")
+        return k
+
+    def _run(self, rpc: str, request, context, fields: dict, body):
+        """Common edge: request id, one log line, typed errors to status codes."""
+        start = time.perf_counter()
+        fields = {"rpc": rpc, "request_id": getattr(request, "request_id", "")
+                  or new_request_id(), **fields}
+        try:
+            response = body()
+            fields["code"] = "OK"
+            return response
+        except RetrievalError as exc:
+            fields.update(code=_CODES[type(exc)].name, error=str(exc))
+            context.abort(_CODES[type(exc)], str(exc))
+        finally:
+            fields["ms"] = round((time.perf_counter() - start) * 1e3, 3)
+            logger.info("request", extra={"fields": fields})
+
+    def RecordInteraction(self, request, context):
+        def body():
+            self._check_id("user_id", request.user_id)
+            self._check_id("item_id", request.item_id)
+            weight = request.weight or 1.0
+            if not math.isfinite(weight) or abs(weight) > 1e6:
+                raise InvalidRequest(f"weight must be finite and at most 1e6, got {weight}")
+            if request.timestamp < 0:
+                raise InvalidRequest(f"timestamp must be >= 0, got {request.timestamp}")
+            ts = request.timestamp or int(time.time())
+            seq, n = self.state.record_interaction(request.user_id, request.item_id, weight, ts)
+            return retrieval_pb2.RecordInteractionResponse(sequence=seq, history_length=n)
+        return self._run("RecordInteraction", request, context,
+                         {"user_id": request.user_id[:64], "item_id": request.item_id[:64]},
+                         body)
+
+    def UpsertItem(self, request, context):
+        def body():
+            self._check_id("item_id", request.item_id)
+            title = self._text("title", request.title, allow_empty=False)
+            self._check_list("categories", request.categories)
+            text = self._text("text", request.text)
+            seq, created = self.state.upsert_item(request.item_id, title,
+                                                  list(request.categories), text)
+            return retrieval_pb2.UpsertItemResponse(created=created, sequence=seq)
+        return self._run("UpsertItem", request, context, {"item_id": request.item_id[:64]},
+                         body)
+
+    def SearchItems(self, request, context):
+        def body():
+            query = request.query
+            if not query.strip():
+                raise InvalidRequest("query is empty")
+            if len(query) > self.settings.max_query_length:
+                raise InvalidRequest(
+                    f"query longer than {self.settings.max_query_length} characters")
+            k = self._k(request.k)
+            retriever = self._current()
+            idx, scores, fuzzy = retriever.search(query, k)
+            response = retrieval_pb2.SearchItemsResponse(fuzzy=fuzzy, version=retriever.version)
+            for i, s in zip(idx.tolist(), scores.tolist(), strict=True):
+                response.items.add(item=item_proto(retriever.models.catalog, i), score=s)
+            return response
+        return self._run("SearchItems", request, context, {"query": request.query[:64]}, body)
 
 
 def item_proto(catalog, idx: int) -> common_pb2.Item:

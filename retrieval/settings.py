@@ -23,6 +23,14 @@ class RetrievalSettings(BaseSettings):
     max_list_items: int = Field(1000, ge=1,
                                 description="longest recent_item_ids or filter list accepted")
     max_id_length: int = Field(256, ge=1, description="longest user or item id accepted")
+    max_query_length: int = Field(512, ge=1, description="longest SearchItems query accepted")
+    max_text_length: int = Field(20000, ge=1,
+                                 description="longest item title or text UpsertItem accepts")
+    event_log: Path = Field(Path("state/events.db"),
+                            description="SQLite file of acknowledged interactions and upserts")
+    reload_interval_s: float = Field(2.0, gt=0,
+                                     description="how often the artifact root is checked for a "
+                                                 "new or pinned version")
     max_message_bytes: int = Field(4 * 1024 * 1024, description="gRPC max message size")
     grace_seconds: float = Field(5.0, description="drain time for in-flight calls on SIGTERM")
     log_level: str = Field("INFO", description="logging level")

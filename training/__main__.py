@@ -35,7 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from shortlist.common.artifacts import ArtifactError
-
     from training.datasets import DatasetError
     from training.fit import FitError
 

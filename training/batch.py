@@ -33,12 +33,12 @@ def recommend_batch(version_dir: Path, user_ids: Iterable[str], k: int,
     ``version_dir`` is verified against its manifest before anything is loaded (ArtifactError
     otherwise). Unknown users are served like the retrieval server serves them (cold start).
     """
-    from shortlist.common import artifacts
     from tqdm import tqdm
 
     from ranking.bundle import RankingModels
     from retrieval.bundle import RetrievalModels
     from retrieval.retriever import RetrieveQuery, Retriever
+    from shortlist.common import artifacts
     from training.offline import to_ranking_input
 
     if k < 1:

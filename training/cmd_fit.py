@@ -14,6 +14,8 @@ def register(sub) -> None:
                    help="ml-latest-small (bundled), ml-100k, or a directory")
     p.add_argument("--out", default="artifacts", help="artifact root directory")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--events", type=Path, default=None, metavar="PATH",
+                   help="retrieval event log (SQLite) whose interactions and items to add")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -23,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from training.params import FitParams
 
     version = fit(args.dataset, Path(args.out), FitParams(seed=args.seed),
-                  progress=not args.quiet)
+                  progress=not args.quiet, events=args.events)
     manifest = read_manifest(version)
     models = manifest.data["metrics"]["models"]
     print(f"published {version}")

@@ -22,9 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from shortlist.common.artifacts import new_version, publish
-from shortlist.common.catalog import ItemCatalog
-from shortlist.common.vocab import Vocabulary
 from tqdm import tqdm
 
 from ranking.bundle import RankingModels
@@ -33,8 +30,12 @@ from ranking.pipeline import RankingConfig, RankingPipeline
 from ranking.ranker import LambdaRanker
 from retrieval.bundle import RetrievalModels, banned_mask
 from retrieval.candidates import CandidateSet
+from shortlist.common.artifacts import new_version, publish
+from shortlist.common.catalog import ItemCatalog
+from shortlist.common.vocab import Vocabulary
 from training.datasets import load
 from training.evaluation import evaluate
+from training.eventlog_data import extend_dataset
 from training.metrics import intra_list_distance, ndcg_at_k, recall_at_k
 from training.models import fit_content, fit_models
 from training.offline import candidates_for, to_ranking_input
@@ -311,7 +312,7 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, content,
     steps.update()
 
     steps.set_postfix_str("mmr")
-    tuning["mmr"] = mmr_rows = tune_mmr(ranker, stats_f, valid_ex, p, grid)
+    tuning["mmr"] = tune_mmr(ranker, stats_f, valid_ex, p, grid)
     ranking_config = RankingConfig(p.mmr_lambda, p.mmr_top_n)
     validation = evaluate(models_f, stats_f, RankingPipeline(ranker, stats_f, ranking_config),
                           v_ev, 10, progress)
@@ -326,17 +327,22 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, content,
 
 
 def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = True,
-        grid: TuningGrid | None = None) -> Path:
+        grid: TuningGrid | None = None, events: Path | None = None) -> Path:
     """Fit, validate and publish; returns the new version directory.
 
     ``grid`` defaults to the full ``TuningGrid``; pass ``p.tune = False`` to keep ``p`` as is.
+    ``events``: a retrieval event log folded into the data (``training.eventlog_data``); the
+    manifest's ``events`` block says through which seqs, so the server replays only newer ones.
     """
     p = p or FitParams()
     if grid is None and p.tune:
         grid = TuningGrid()
     t_start = time.time()
     ds = load(dataset)
-    catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories)
+    if events is not None:
+        ds = extend_dataset(ds, Path(events))
+    catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories,
+                          ds.items.texts)
     users, ev = encode(ds, catalog.vocab)
     content = fit_content(ds.items, p)
     trained = train_pipeline(ev, users, catalog, content, p, grid, progress)
@@ -357,6 +363,8 @@ def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = Tr
                     "k": 10, "models": trained.validation},
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if events is not None:
+        manifest["events"] = ds.extra["events"]
     version = new_version(ds.fingerprint)
     with publish(out, version, manifest) as staging:
         final.save(staging)

@@ -14,11 +14,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from shortlist.common.catalog import ItemCatalog
 
 from ranking.features import FEATURE_NAMES
 from ranking.pipeline import RankingConfig, RankingPipeline
 from retrieval.als import AlsModel
+from shortlist.common.catalog import ItemCatalog
 from training import peers
 from training.datasets import load
 from training.evaluation import UNION, evaluate
@@ -88,7 +88,8 @@ def run(dataset: str, protocol: str = "leave-last-out", export_dir: Path | None 
     p = p or FitParams()
     grid = grid if grid is not None else (TuningGrid() if p.tune else None)
     ds = load(dataset)
-    catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories)
+    catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories,
+                          ds.items.texts)
     users, ev = encode(ds, catalog.vocab)
     test_mask = leave_last_out(ev, ds.has_timestamps, p.min_user_items, p.seed)
     train, test = ev.take(~test_mask), ev.take(test_mask)

@@ -7,8 +7,6 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
-from shortlist.common.catalog import ItemCatalog
-from shortlist.common.vocab import Vocabulary
 
 from ranking.features import ItemStats
 from retrieval.als import AlsModel
@@ -18,6 +16,8 @@ from retrieval.content import ContentModel, item_document, normalize_rows
 from retrieval.history import UserHistory
 from retrieval.hnsw import HnswIndex, MipsIndex
 from retrieval.trending import TrendingModel
+from shortlist.common.catalog import ItemCatalog
+from shortlist.common.vocab import Vocabulary
 from training.datasets import Items
 from training.params import FitParams
 from training.split import Events

@@ -15,8 +15,8 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from shortlist.common.vocab import Vocabulary
 
+from shortlist.common.vocab import Vocabulary
 from training.split import Events, holdout_last
 
 PROTOCOLS = ("leave-last-out",)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from shortlist.common.vocab import Vocabulary
 
+from shortlist.common.vocab import Vocabulary
 from training.datasets import Dataset
 
 

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from shortlist.common import artifacts
 from shortlist.common.artifacts import (
     MANIFEST,

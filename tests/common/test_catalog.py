@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from shortlist.common.catalog import ItemCatalog
 
 
@@ -80,7 +81,7 @@ def test_save_load_round_trip(tmp_path, catalog):
     path = tmp_path / "catalog.json"
     catalog.save(path)
     data = json.loads(path.read_text())
-    assert set(data) == {"item_ids", "titles", "categories"}
+    assert set(data) == {"item_ids", "titles", "categories", "texts"}
     loaded = ItemCatalog.load(path)
     assert loaded.vocab.all_ids == catalog.vocab.all_ids
     assert loaded.titles == catalog.titles

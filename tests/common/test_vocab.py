@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from shortlist.common.vocab import UNKNOWN, Vocabulary
 
 # numpy's fixed-width unicode arrays drop trailing NULs, so ids never contain "\x00"

@@ -11,10 +11,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from shortlist.common.stack import Stack
-from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 from gateway import cli
+from shortlist.common.stack import Stack
+from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 pytestmark = pytest.mark.e2e
 

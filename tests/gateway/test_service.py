@@ -7,8 +7,6 @@ from concurrent import futures
 
 import grpc
 import pytest
-from shortlist.common.stack import free_port
-from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 
 from gateway.server import create_server as create_gateway
 from gateway.settings import GatewaySettings
@@ -16,6 +14,8 @@ from ranking.server import create_server as create_ranking
 from ranking.settings import RankingSettings
 from retrieval.server import create_server as create_retrieval
 from retrieval.settings import RetrievalSettings
+from shortlist.common.stack import free_port
+from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 
 
 @pytest.fixture(scope="module")

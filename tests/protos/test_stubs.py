@@ -101,6 +101,7 @@ def test_stubs_import_as_a_regular_package_in_a_fresh_interpreter(tmp_path):
 
 def test_recommend_request_fields():
     from google.protobuf.descriptor import FieldDescriptor as F
+
     from shortlist.v1 import gateway_pb2
 
     fields = {f.name: f for f in gateway_pb2.RecommendRequest.DESCRIPTOR.fields}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from shortlist.common import artifacts
 
 from retrieval.bundle import RetrievalModels, banned_mask
 from retrieval.candidates import (
@@ -17,6 +16,7 @@ from retrieval.candidates import (
     CandidateSet,
     segment_for,
 )
+from shortlist.common import artifacts
 
 ALS, CONTENT, TRENDING = (GENERATORS.index(g) for g in ("als", "content", "trending"))
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from shortlist.common import artifacts
 
 from retrieval.bundle import RetrievalModels
 from retrieval.candidates import GENERATORS
 from retrieval.errors import InvalidRequest, ItemNotFound
 from retrieval.retriever import RetrieveQuery, Retriever
+from shortlist.common import artifacts
 from tests.conftest import GENRES
 
 ALS, CONTENT, TRENDING = (GENERATORS.index(g) for g in ("als", "content", "trending"))

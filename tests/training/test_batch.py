@@ -10,11 +10,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+
+from gateway.settings import GatewaySettings
 from shortlist.common.artifacts import list_versions
 from shortlist.common.stack import Stack
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc
-
-from gateway.settings import GatewaySettings
 from training.__main__ import main
 from training.batch import DEFAULT_CANDIDATES, read_user_ids, recommend_batch
 

@@ -10,6 +10,9 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pytest
+
+from ranking.bundle import RankingModels
+from ranking.features import FEATURE_NAMES
 from shortlist.common.artifacts import (
     MANIFEST,
     SCHEMA_VERSION,
@@ -18,9 +21,6 @@ from shortlist.common.artifacts import (
     sha256_file,
     verify,
 )
-
-from ranking.bundle import RankingModels
-from ranking.features import FEATURE_NAMES
 from tests.conftest import write_synthetic
 from training.__main__ import main
 from training.datasets import load

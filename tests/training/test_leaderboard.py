@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from shortlist.common.catalog import ItemCatalog
 
+from shortlist.common.catalog import ItemCatalog
 from tests.conftest import small_grid, small_params, write_synthetic
 from training.__main__ import main
 from training.datasets import load

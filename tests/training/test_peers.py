@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+
 from shortlist.common.catalog import ItemCatalog
 from shortlist.common.vocab import Vocabulary
-
 from training.datasets import load
 from training.peers import (
     MAX_ITEMS,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from shortlist.common.vocab import Vocabulary
 
+from shortlist.common.vocab import Vocabulary
 from training.datasets import Dataset, Items
 from training.split import Events, dedupe, encode, holdout_last, user_order
 

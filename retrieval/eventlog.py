@@ -1,0 +1,245 @@
+"""The durable log of online writes (interactions and item upserts), one SQLite file.
+
+The retrieval server appends every accepted write here and acknowledges the client only after
+``append_*`` returns; on restart it replays the log (or the part newer than what the deployed
+artifact was trained on, see ``training.eventlog_data``), and training folds it into the data.
+
+Durability. The database runs in WAL mode with ``PRAGMA synchronous=FULL``: every append is
+its own transaction, and SQLite fsyncs the WAL before the commit returns. So an acknowledged
+write survives the process being killed (even ``kill -9``: the commit is in the OS by then)
+and, as far as SQLite and the disk honour fsync, a power loss. (``synchronous=NORMAL`` would
+survive a process crash but could lose the last commits on power loss.) ``fullfsync`` is also
+requested; it only matters on macOS, where a plain fsync does not reach the platter.
+
+Sequence numbers. ``seq`` is an ``AUTOINCREMENT`` key: never reused, even after a rollback, so
+it is strictly increasing in commit order. SQLite has one writer at a time and assigns the key
+inside the write transaction, so a reader that has seen ``seq = n`` will never later see a
+smaller, newly committed one: "replay everything after n" misses nothing.
+
+Threads. One connection (``check_same_thread=False``) guarded by a lock. SQLite serialises
+writers per database anyway, so a connection per thread would add no write parallelism, only
+``SQLITE_BUSY`` waits between the threads' connections and one open file set per thread (the
+gRPC pool's threads are long-lived, so those would never be closed). Reads are paged
+(``PAGE`` rows per query, the lock taken per page), so an iterator holds no lock between the
+rows it yields: a caller can append while iterating, and a long replay never blocks writers
+for more than one page. Other processes (e.g. training reading the log) may open the same
+file concurrently: WAL lets readers and the writer proceed together, and ``busy_timeout``
+covers the brief exclusive moments (checkpoints, schema creation).
+
+Nothing is validated beyond what storing a value exactly requires: ids, titles and text are
+stored as given (empty strings included), categories as a JSON list in the given order. A
+value SQLite cannot store exactly raises instead of being coerced: a non-``str`` id or title
+(SQLite would turn ``5`` into ``'5'``), a NaN weight (SQLite would store NULL), a
+non-integral timestamp, categories given as one string (it would be split into characters).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import operator
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+INTERACTIONS = "interactions"
+ITEMS = "items"
+TABLES = (INTERACTIONS, ITEMS)
+PAGE = 1000
+BUSY_TIMEOUT_MS = 10_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS interactions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT,
+    item_id TEXT,
+    weight REAL,
+    timestamp INTEGER,
+    received_at REAL
+);
+CREATE TABLE IF NOT EXISTS items (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id TEXT,
+    title TEXT,
+    categories TEXT /* JSON list */,
+    text TEXT,
+    received_at REAL
+);
+"""
+
+
+class EventLogError(Exception):
+    """The log cannot be opened with the required guarantees, or is of a newer schema."""
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    seq: int
+    user_id: str
+    item_id: str
+    weight: float
+    timestamp: int
+    received_at: float  # server clock (unix seconds) when the write was logged
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    seq: int
+    item_id: str
+    title: str
+    categories: list[str]
+    text: str
+    received_at: float
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be str, got {type(value).__name__}")
+    return value
+
+
+class EventLog:
+    """Append-only log of interactions and item upserts; see the module docstring."""
+
+    def __init__(self, path: str | Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        # isolation_level=None: autocommit, so each INSERT is one committed transaction and
+        # the module never holds an implicit transaction open behind our back.
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            str(self.path), timeout=busy_timeout_ms / 1000, isolation_level=None,
+            check_same_thread=False)
+        try:
+            self._setup(busy_timeout_ms)
+        except BaseException:
+            self._conn.close()
+            self._conn = None
+            raise
+
+    def _setup(self, busy_timeout_ms: int) -> None:
+        conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise EventLogError(f"{self.path}: cannot use WAL mode (got {mode!r})")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA fullfsync = ON")
+        conn.execute("PRAGMA checkpoint_fullfsync = ON")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                         (str(SCHEMA_VERSION),))
+            found = int(conn.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+            if found > SCHEMA_VERSION:
+                raise EventLogError(f"{self.path}: schema version {found} is newer than "
+                                    f"this code's {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- context manager / lifecycle -------------------------------------------------------
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection; idempotent. Every acknowledged append is already durable."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise EventLogError(f"{self.path}: event log is closed")
+        return self._conn
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def append_interaction(self, user_id: str, item_id: str, weight: float,
+                           timestamp: int) -> int:
+        """Log one interaction; returns its seq once the commit is durable."""
+        row = (_text("user_id", user_id), _text("item_id", item_id), _weight(weight),
+               operator.index(timestamp))
+        with self._lock:  # received_at taken under the lock: non-decreasing in seq order
+            cur = self._connection().execute(
+                "INSERT INTO interactions (user_id, item_id, weight, timestamp, received_at) "
+                "VALUES (?, ?, ?, ?, ?)", (*row, time.time()))
+            return int(cur.lastrowid)
+
+    def append_item(self, item_id: str, title: str, categories: Iterable[str],
+                    text: str) -> int:
+        """Log one item upsert (the full new state of the item); returns its seq, durable."""
+        if isinstance(categories, str | bytes):
+            raise TypeError("categories must be a list of strings, not one string")
+        row = (_text("item_id", item_id), _text("title", title),
+               json.dumps(list(categories), ensure_ascii=False), _text("text", text))
+        with self._lock:
+            cur = self._connection().execute(
+                "INSERT INTO items (item_id, title, categories, text, received_at) "
+                "VALUES (?, ?, ?, ?, ?)", (*row, time.time()))
+            return int(cur.lastrowid)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def interactions(self, after_seq: int = 0) -> Iterator[Interaction]:
+        """Interactions with ``seq > after_seq``, in seq order (see the module docstring)."""
+        for row in self._rows("SELECT seq, user_id, item_id, weight, timestamp, received_at "
+                              "FROM interactions WHERE seq > ? ORDER BY seq LIMIT ?",
+                              after_seq):
+            yield Interaction(*row)
+
+    def items(self, after_seq: int = 0) -> Iterator[ItemRecord]:
+        """Item upserts with ``seq > after_seq``, in seq order."""
+        for seq, item_id, title, cats, text, received_at in self._rows(
+                "SELECT seq, item_id, title, categories, text, received_at "
+                "FROM items WHERE seq > ? ORDER BY seq LIMIT ?", after_seq):
+            yield ItemRecord(seq, item_id, title, json.loads(cats), text, received_at)
+
+    def _rows(self, sql: str, after_seq: int) -> Iterator[tuple]:
+        after = operator.index(after_seq)
+        while True:
+            with self._lock:
+                page = self._connection().execute(sql, (after, PAGE)).fetchall()
+            yield from page
+            if len(page) < PAGE:
+                return
+            after = page[-1][0]
+
+    def last_seq(self, table: str) -> int:
+        """Highest seq in ``table`` ("interactions" or "items"); 0 if it is empty."""
+        if table not in TABLES:
+            raise ValueError(f"table must be one of {TABLES}, got {table!r}")
+        with self._lock:
+            value = self._connection().execute(f"SELECT MAX(seq) FROM {table}").fetchone()[0]
+        return int(value or 0)
+
+    def pragmas(self) -> dict[str, int | str]:
+        """The durability settings in force on this connection (for checks and diagnostics)."""
+        with self._lock:
+            conn = self._connection()
+            return {name: conn.execute(f"PRAGMA {name}").fetchone()[0]
+                    for name in ("journal_mode", "synchronous", "busy_timeout")}
+
+
+def _weight(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"weight must be a real number, got {type(value).__name__}")
+    weight = float(value)
+    if math.isnan(weight):
+        raise ValueError("weight is NaN, which SQLite would store as NULL")
+    return weight

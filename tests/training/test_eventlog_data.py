@@ -1,0 +1,145 @@
+"""Training on the retrieval event log: extend_dataset and `fit(..., events=...)`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval.eventlog import EventLog
+from shortlist.common.artifacts import MANIFEST, list_versions, verify
+from tests.conftest import small_grid, small_params
+from training.__main__ import build_parser
+from training.datasets import DatasetError, load
+from training.eventlog_data import extend_dataset
+from training.fit import fit
+
+
+def write_log(path: Path) -> dict[str, int]:
+    """A new user with a history, an existing user's extra event, a new and an updated item."""
+    with EventLog(path) as log:
+        log.append_item("new1", "Brand New", ["Documentary"], "nature whales ocean")
+        seqs = [log.append_interaction("newbie", f"i{k}", 1.0, 1_700_000_000 + k)
+                for k in (0, 6, 12, 18, 24, 30)]
+        seqs.append(log.append_interaction("newbie", "new1", 2.0, 1_700_000_100))
+        seqs.append(log.append_interaction("u0", "new1", 3.0, 1_700_000_200))
+        log.append_item("i1", "Old Title", ["Action"], "first")
+        last_item = log.append_item("i1", "Retitled", ["Action", "Comedy"], "second")
+        return {"interactions_through": max(seqs), "items_through": last_item}
+
+
+@pytest.fixture(scope="module")
+def log_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("events") / "events.sqlite"
+    write_log(path)
+    return path
+
+
+def test_extend_dataset_adds_users_items_and_events(synthetic_dir, log_path):
+    base = load(str(synthetic_dir))
+    n_base, n_items = len(base), len(base.items)
+    ds = extend_dataset(base, log_path)
+
+    assert len(ds) == n_base + 8
+    assert len(base) == n_base and len(base.items) == n_items  # input untouched
+    # a new user, with external ids, weights and timestamps as logged
+    mask = ds.user_ids == "newbie"
+    assert mask.sum() == 7
+    assert ds.item_ids[mask].tolist() == ["i0", "i6", "i12", "i18", "i24", "i30", "new1"]
+    assert ds.timestamps[mask].tolist()[-1] == 1_700_000_100
+    assert ds.weights[mask].tolist()[-1] == 2.0
+    # an existing user's extra interaction comes after their dataset events
+    u0 = np.flatnonzero(ds.user_ids == "u0")
+    assert u0[-1] == n_base + 7 and ds.item_ids[u0[-1]] == "new1"
+    assert ds.weights[u0[-1]] == 3.0 and ds.timestamps[u0[-1]] == 1_700_000_200
+    assert (ds.user_ids == "u0").sum() == (base.user_ids == "u0").sum() + 1
+    assert ds.user_ids[:n_base].tolist() == base.user_ids.tolist()
+    # a new item with categories and text, appended; an existing one updated, last write wins
+    assert len(ds.items) == n_items + 1
+    assert ds.items.item_ids[-1] == "new1"
+    assert ds.items.titles[-1] == "Brand New"
+    assert ds.items.categories[-1] == ["Documentary"]
+    assert ds.items.texts[-1] == "nature whales ocean"
+    i1 = ds.items.item_ids.index("i1")
+    assert ds.items.titles[i1] == "Retitled"
+    assert ds.items.categories[i1] == ["Action", "Comedy"]
+    assert ds.items.texts[i1] == "second"
+    assert base.items.titles[i1] != "Retitled"
+    # the fingerprint covers the log, deterministically
+    assert ds.fingerprint != base.fingerprint
+    assert extend_dataset(load(str(synthetic_dir)), log_path).fingerprint == ds.fingerprint
+    assert ds.extra["events"] == {"path": str(log_path.resolve()),
+                                  "interactions_through": 8, "items_through": 3}
+    assert ds.has_timestamps == base.has_timestamps and ds.name == base.name
+
+
+def test_fingerprint_follows_log_content(synthetic_dir, tmp_path):
+    base = load(str(synthetic_dir))
+    empty = tmp_path / "empty.sqlite"
+    EventLog(empty).close()
+    same = extend_dataset(base, empty)
+    assert same.fingerprint == base.fingerprint  # nothing added: the same training data
+    assert same.extra["events"]["interactions_through"] == 0
+    assert same.extra["events"]["items_through"] == 0
+    assert len(same) == len(base)
+
+    one, other = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    with EventLog(one) as log:
+        log.append_interaction("u1", "i2", 1.0, 5)
+    with EventLog(other) as log:
+        log.append_interaction("u1", "i2", 2.0, 5)
+    assert len({base.fingerprint, extend_dataset(base, one).fingerprint,
+                extend_dataset(base, other).fingerprint}) == 3
+
+
+def test_unknown_interacted_item_gets_a_placeholder(synthetic_dir, tmp_path):
+    base = load(str(synthetic_dir))
+    path = tmp_path / "events.sqlite"
+    with EventLog(path) as log:
+        log.append_interaction("u3", "ghost", 1.0, 1_700_000_000)
+    ds = extend_dataset(base, path)
+    assert ds.items.item_ids[-1] == "ghost"
+    assert (ds.items.titles[-1], ds.items.categories[-1], ds.items.texts[-1]) == (
+        "ghost", [], "")
+
+
+def test_missing_or_corrupt_log_is_a_dataset_error(synthetic_dir, tmp_path):
+    base = load(str(synthetic_dir))
+    with pytest.raises(DatasetError, match="not found"):
+        extend_dataset(base, tmp_path / "nope.sqlite")
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(DatasetError):
+        extend_dataset(base, bad)
+
+
+def test_fit_with_events_publishes_them(synthetic_dir, tmp_path):
+    log_path = tmp_path / "events.sqlite"
+    through = write_log(log_path)
+    out = tmp_path / "artifacts"
+    version = fit(str(synthetic_dir), out, small_params(), progress=False, grid=small_grid(),
+                  events=log_path)
+    assert list_versions(out) == [version]
+    verify(version)
+    manifest = json.loads((version / MANIFEST).read_text())
+    assert manifest["events"] == {"path": str(log_path.resolve()), **through}
+    base = load(str(synthetic_dir))
+    extended = extend_dataset(base, log_path)
+    assert manifest["dataset"]["fingerprint"] == extended.fingerprint != base.fingerprint
+    assert version.name.endswith(extended.fingerprint[:8])
+    assert manifest["dataset"]["users"] == len(np.unique(base.user_ids)) + 1
+    assert manifest["dataset"]["items"] == len(base.items) + 1
+    catalog = json.loads((version / "catalog.json").read_text())
+    idx = catalog["item_ids"].index("new1")
+    assert catalog["titles"][idx] == "Brand New"
+    assert catalog["categories"][idx] == ["Documentary"]
+    i1 = catalog["item_ids"].index("i1")
+    assert catalog["titles"][i1] == "Retitled"
+
+
+def test_cli_accepts_events(tmp_path):
+    args = build_parser().parse_args(["fit", "--dataset", "d", "--events", str(tmp_path / "e")])
+    assert args.events == tmp_path / "e"
+    assert build_parser().parse_args(["fit"]).events is None

@@ -43,6 +43,7 @@ class ContentModel:
         self.idf = np.zeros(0, dtype=np.float64)
         self.components = np.zeros((0, 0), dtype=np.float32)
         self.vectors = np.zeros((0, dim), dtype=np.float32)
+        self._embedder: TfidfVectorizer | None = None
 
     def fit(self, documents: list[str]) -> ContentModel:
         vec = TfidfVectorizer(
@@ -50,6 +51,7 @@ class ContentModel:
             max_features=self.max_features, token_pattern=r"(?u)\b\w\w+\b", dtype=np.float32,
         )
         tfidf = vec.fit_transform(documents)
+        self._embedder = None
         self.vocabulary = {k: int(v) for k, v in vec.vocabulary_.items()}
         self.idf = vec.idf_.astype(np.float64)
         dim = max(1, min(self.dim, tfidf.shape[1] - 1, tfidf.shape[0] - 1))
@@ -65,11 +67,15 @@ class ContentModel:
 
     def embed(self, documents: list[str]) -> np.ndarray:
         """Unit vectors for new documents in the fitted space (all-zero if no known term)."""
-        vec = TfidfVectorizer(
-            lowercase=True, sublinear_tf=True, token_pattern=r"(?u)\b\w\w+\b",
-            vocabulary=self.vocabulary, dtype=np.float32,
-        )
-        vec.idf_ = self.idf
+        vec = self._embedder
+        if vec is None:  # built once: validating the vocabulary costs ~1 ms per call
+            vec = TfidfVectorizer(
+                lowercase=True, sublinear_tf=True, token_pattern=r"(?u)\b\w\w+\b",
+                vocabulary=self.vocabulary, dtype=np.float32,
+            )
+            vec.idf_ = self.idf
+            vec.transform([""])  # validates the vocabulary now, not under concurrent calls
+            self._embedder = vec
         return self._project(vec.transform(documents))
 
     def taste(self, item_idx: np.ndarray, ages_s: np.ndarray,

@@ -40,7 +40,9 @@ class Results:
             degraded: bool) -> None:
         with self.lock:
             self.codes[code] += 1
-            self.stages.setdefault("end_to_end", []).append(end_to_end_ms)
+            # end_to_end is for answered requests; failures get their own latency row
+            key = "end_to_end" if code == "OK" else f"failed.{code}"
+            self.stages.setdefault(key, []).append(end_to_end_ms)
             if timings:
                 for key, ms in timings.items():
                     self.stages.setdefault(key, []).append(ms)

@@ -17,9 +17,15 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
-def new_server(max_workers: int, max_message_bytes: int = MAX_MESSAGE_BYTES) -> grpc.Server:
+def new_server(max_workers: int, max_message_bytes: int = MAX_MESSAGE_BYTES,
+               interceptors: Iterable[grpc.ServerInterceptor] = (),
+               max_concurrent_rpcs: int | None = None) -> grpc.Server:
+    """A thread-pool server. Past ``max_concurrent_rpcs`` calls in flight, gRPC answers
+    RESOURCE_EXHAUSTED at once instead of queueing without bound (overload protection)."""
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=list(interceptors),
+        maximum_concurrent_rpcs=max_concurrent_rpcs or None,
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -50,9 +56,16 @@ def set_serving(servicer: health.HealthServicer, service_names: Iterable[str]) -
         servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
 
-def bind(server: grpc.Server, address: str) -> int:
-    """Bind ``host:port`` (port 0 picks a free one) and return the bound port."""
-    port = server.add_insecure_port(address)
+def bind(server: grpc.Server, address: str,
+         credentials: grpc.ServerCredentials | None = None) -> int:
+    """Bind ``host:port`` (port 0 picks a free one) and return the bound port.
+
+    With ``credentials`` (see ``security.server_credentials``) the port serves TLS only.
+    """
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"cannot bind {address}")
     return port
@@ -79,6 +92,7 @@ def run_main(name: str, settings_factory, create_server) -> int:
 
     from shortlist.common.artifacts import ArtifactError
     from shortlist.common.logs import configure_logging
+    from shortlist.common.security import SecurityConfigError
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     settings = settings_factory()
@@ -89,6 +103,12 @@ def run_main(name: str, settings_factory, create_server) -> int:
     except ArtifactError as exc:
         log.error("cannot load artifacts", extra={"fields": {"error": str(exc)}})
         return 2
-    log.info("serving", extra={"fields": {"address": settings.address, "port": port}})
+    except SecurityConfigError as exc:
+        log.error("invalid TLS settings", extra={"fields": {"error": str(exc)}})
+        return 2
+    log.info("serving", extra={"fields": {
+        "address": settings.address, "port": port, "tls": bool(settings.tls_cert),
+        "mtls": bool(settings.tls_cert and settings.tls_client_ca),
+        "write_token": bool(settings.write_token.get_secret_value())}})
     run_until_signal(server, settings.grace_seconds)
     return 0

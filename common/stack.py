@@ -19,6 +19,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from shortlist.common.security import open_channel
+
 DEFAULT_PORTS = {"gateway": 50051, "retrieval": 50052, "ranking": 50053}
 START_ORDER = ("retrieval", "ranking", "gateway")
 
@@ -29,10 +31,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_serving(target: str, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
-    """Poll grpc.health.v1 until SERVING; fail early if the process exits."""
+def wait_serving(target: str, timeout_s: float, proc: subprocess.Popen | None = None,
+                 credentials: grpc.ChannelCredentials | None = None,
+                 server_name: str = "") -> None:
+    """Poll grpc.health.v1 until SERVING; fail early if the process exits.
+
+    ``credentials`` (TLS, with a client certificate for mTLS servers): plaintext when None.
+    """
     deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(target) as channel:
+    with open_channel(target, credentials, server_name=server_name) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
@@ -56,6 +63,9 @@ class Stack:
     # Retrieval's event log lives here (default: "state" beside the artifact root).
     state_dir: Path | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # For health checks of servers started with TLS settings in ``env``: None is plaintext.
+    credentials: grpc.ChannelCredentials | None = None
+    server_name: str = ""
 
     @classmethod
     def on_free_ports(cls, artifacts: Path, **kw) -> Stack:
@@ -86,7 +96,7 @@ class Stack:
         proc = subprocess.Popen([sys.executable, "-m", name], env=self.environment(name),
                                 stdout=out, stderr=out)
         self.procs[name] = proc
-        wait_serving(self.address(name), timeout_s, proc)
+        wait_serving(self.address(name), timeout_s, proc, self.credentials, self.server_name)
 
     def start(self, timeout_s: float = 120.0) -> Stack:
         try:

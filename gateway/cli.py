@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from shortlist.common import security
 from shortlist.v1 import admin_pb2, common_pb2, gateway_pb2, gateway_pb2_grpc, retrieval_pb2
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+TOKEN_ENV = "SHORTLIST_TOKEN"
 SEGMENTS = {v.number: v.name.removeprefix("USER_SEGMENT_").lower()
             for v in common_pb2.UserSegment.DESCRIPTOR.values}
 
@@ -159,6 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", default=DEFAULT_TARGET, help="gateway host:port")
     parser.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    tls = parser.add_argument_group("security", "TLS to the target (any --tls-* option turns "
+                                    "it on) and the write token")
+    tls.add_argument("--tls-ca", default="",
+                     help="PEM CA to verify the server (default with TLS: system roots)")
+    tls.add_argument("--tls-cert", default="",
+                     help="PEM client certificate, for servers that require mTLS")
+    tls.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
+    tls.add_argument("--tls-server-name", default="",
+                     help="name to check the server certificate against (default: the "
+                          "target's host)")
+    tls.add_argument("--token", default=None,
+                     help=f"bearer token sent on every call (default: ${TOKEN_ENV}); needed "
+                          "by feedback, upsert-item and rollback when the gateway has a "
+                          "write token")
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("recommend", help="recommendations for a user")
     rec.add_argument("--user", required=True)
@@ -193,7 +210,17 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
         p.add_argument("--target", default=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    with grpc.insecure_channel(args.target) as channel:
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV, "")
+    try:
+        credentials = security.channel_credentials(args.tls_ca, args.tls_cert, args.tls_key,
+                                                   prefix="--tls-")
+    except security.SecurityConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.tls_server_name and credentials is None:
+        credentials = grpc.ssl_channel_credentials()  # TLS with the system's roots
+    with security.open_channel(args.target, credentials, server_name=args.tls_server_name,
+                               token=token) as channel:
         try:
             if args.command == "health":
                 return cmd_health(channel, args)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -12,6 +12,9 @@ class GatewaySettings(BaseSettings):
     address: str = Field("127.0.0.1:50051", description="host:port to listen on (port 0: any)")
     retrieval_target: str = Field("127.0.0.1:50052", description="retrieval server host:port")
     ranking_target: str = Field("127.0.0.1:50053", description="ranking server host:port")
+    max_concurrent_rpcs: int = Field(64, ge=0,
+                                     description="calls in flight before new ones get "
+                                                 "RESOURCE_EXHAUSTED; 0: no limit")
     max_workers: int = Field(16, ge=1, description="gRPC worker threads")
     default_k: int = Field(10, ge=1, description="k used when a request leaves it at 0")
     max_k: int = Field(100, ge=1, description="largest k a caller may ask for")
@@ -28,6 +31,26 @@ class GatewaySettings(BaseSettings):
     max_id_length: int = Field(256, ge=1, description="longest user or item id accepted")
     max_list_items: int = Field(1000, ge=1,
                                 description="longest recent_item_ids or filter list accepted")
+    tls_cert: str = Field("", description="PEM certificate (chain) to serve TLS with; with "
+                                          "tls_key: TLS on, empty: plaintext")
+    tls_key: str = Field("", description="PEM private key of tls_cert")
+    tls_client_ca: str = Field("", description="PEM CA bundle; set: require client certificates "
+                                               "signed by it (mutual TLS; needs tls_cert)")
+    write_token: SecretStr = Field("", validate_default=True,
+                                   description="bearer token required on RecordInteraction, "
+                                               "UpsertItem and SetVersion; "
+                                               "empty: no check")
+    upstream_tls_ca: str = Field("", description="PEM CA to verify retrieval and ranking; set "
+                                                 "(or a client cert): TLS to them, empty: "
+                                                 "plaintext")
+    upstream_tls_cert: str = Field("", description="PEM client certificate for retrieval and "
+                                                   "ranking servers that require mTLS")
+    upstream_tls_key: str = Field("", description="PEM private key of upstream_tls_cert")
+    upstream_tls_server_name: str = Field("", description="name to check upstream certificates "
+                                                          "against; empty: the target's host")
+    upstream_token: SecretStr = Field("", validate_default=True,
+                                      description="bearer token sent to retrieval and ranking "
+                                                  "(their write_token)")
     max_message_bytes: int = Field(4 * 1024 * 1024, description="gRPC max message size")
     grace_seconds: float = Field(5.0, description="drain time for in-flight calls on SIGTERM")
     log_level: str = Field("INFO", description="logging level")

@@ -1,4 +1,8 @@
-"""Clients for retrieval and ranking: one channel each, every call with a deadline."""
+"""Clients for retrieval and ranking: one channel each, every call with a deadline.
+
+Plaintext by default; TLS (and mTLS) with ``credentials``, and every call carries ``token``
+(retrieval's and ranking's write token) when one is given.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 
 import grpc
 
+from shortlist.common import security
 from shortlist.v1 import admin_pb2_grpc, ranking_pb2_grpc, retrieval_pb2_grpc
 
 # Idempotent reads retry on UNAVAILABLE with backoff; gRPC applies this per call. Writes
@@ -23,8 +28,10 @@ SERVICE_CONFIG = json.dumps({
 })
 
 
-def channel(target: str, max_message_bytes: int) -> grpc.Channel:
-    return grpc.insecure_channel(target, options=[
+def channel(target: str, max_message_bytes: int,
+            credentials: grpc.ChannelCredentials | None = None, server_name: str = "",
+            token: str = "") -> grpc.Channel:
+    options = [
         ("grpc.service_config", SERVICE_CONFIG),
         ("grpc.enable_retries", 1),
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -32,18 +39,31 @@ def channel(target: str, max_message_bytes: int) -> grpc.Channel:
         # Reconnect quickly when a restarted server comes back.
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 1000),
-    ])
+    ]
+    return security.open_channel(target, credentials, options, server_name, token)
 
 
 class Upstream:
-    def __init__(self, retrieval_target: str, ranking_target: str,
-                 max_message_bytes: int) -> None:
-        self._channels = [channel(retrieval_target, max_message_bytes),
-                          channel(ranking_target, max_message_bytes)]
+    def __init__(self, retrieval_target: str, ranking_target: str, max_message_bytes: int,
+                 credentials: grpc.ChannelCredentials | None = None, server_name: str = "",
+                 token: str = "") -> None:
+        tls = {"credentials": credentials, "server_name": server_name, "token": token}
+        self._channels = [channel(retrieval_target, max_message_bytes, **tls),
+                          channel(ranking_target, max_message_bytes, **tls)]
         self.retrieval = retrieval_pb2_grpc.RetrievalStub(self._channels[0])
         self.ranking = ranking_pb2_grpc.RankingStub(self._channels[1])
         self.retrieval_admin = admin_pb2_grpc.AdminStub(self._channels[0])
         self.ranking_admin = admin_pb2_grpc.AdminStub(self._channels[1])
+
+    @classmethod
+    def from_settings(cls, settings) -> Upstream:
+        """Targets, TLS and token from the gateway's ``upstream_*`` settings."""
+        credentials = security.channel_credentials(
+            settings.upstream_tls_ca, settings.upstream_tls_cert, settings.upstream_tls_key,
+            prefix="upstream_tls_")
+        return cls(settings.retrieval_target, settings.ranking_target,
+                   settings.max_message_bytes, credentials, settings.upstream_tls_server_name,
+                   security.secret(settings.upstream_token))
 
     def close(self) -> None:
         for ch in self._channels:

@@ -11,7 +11,7 @@ import grpc
 from ranking.bundle import RankingModels
 from ranking.service import Loaded, RankingService
 from ranking.settings import RankingSettings
-from shortlist.common import artifacts, serving
+from shortlist.common import artifacts, security, serving
 from shortlist.common.admin import AdminService
 from shortlist.common.versions import VersionWatcher
 from shortlist.v1 import admin_pb2, admin_pb2_grpc, ranking_pb2, ranking_pb2_grpc
@@ -39,17 +39,21 @@ def load_models(settings: RankingSettings, path: Path) -> Loaded:
 def create_server(settings: RankingSettings) -> tuple[grpc.Server, int]:
     """Serve health (NOT_SERVING) at once, load the models, then report SERVING.
 
-    Raises ArtifactError (after stopping the server) if no version can be loaded.
+    Raises ArtifactError (after stopping the server) if no version can be loaded, and
+    SecurityConfigError (before anything starts) if the TLS settings are unusable.
     """
+    credentials = security.server_credentials(settings)
     service = RankingService(settings)
     watcher = VersionWatcher(settings.artifacts, lambda path: load_models(settings, path),
                              service.install, settings.reload_interval_s, settings.version)
-    server = serving.new_server(settings.max_workers, settings.max_message_bytes)
+    server = serving.new_server(settings.max_workers, settings.max_message_bytes,
+                                security.server_interceptors(settings),
+                                max_concurrent_rpcs=settings.max_concurrent_rpcs)
     ranking_pb2_grpc.add_RankingServicer_to_server(service, server)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminService(settings.artifacts, watcher,
                                                            settings.version), server)
     health = serving.add_health_and_reflection(server, [SERVICE, ADMIN])
-    port = serving.bind(server, settings.address)
+    port = serving.bind(server, settings.address, credentials)
     server.start()
     watcher.check_now()
     if service.current is None:

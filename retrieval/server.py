@@ -14,7 +14,7 @@ from retrieval.online import Prepared, RetrievalState
 from retrieval.retriever import Retriever
 from retrieval.service import RetrievalService
 from retrieval.settings import RetrievalSettings
-from shortlist.common import artifacts, serving
+from shortlist.common import artifacts, security, serving
 from shortlist.common.admin import AdminService
 from shortlist.common.versions import VersionWatcher
 from shortlist.v1 import admin_pb2, admin_pb2_grpc, retrieval_pb2, retrieval_pb2_grpc
@@ -44,19 +44,23 @@ def loader(settings: RetrievalSettings, state: RetrievalState):
 def create_server(settings: RetrievalSettings) -> tuple[grpc.Server, int]:
     """Serve health (NOT_SERVING) at once, load models and replay the log, then SERVING.
 
-    Raises ArtifactError (after stopping the server) if no version can be loaded.
+    Raises ArtifactError (after stopping the server) if no version can be loaded, and
+    SecurityConfigError (before anything starts) if the TLS settings are unusable.
     """
+    credentials = security.server_credentials(settings)
     settings.event_log.parent.mkdir(parents=True, exist_ok=True)
     state = RetrievalState(EventLog(settings.event_log))
     watcher = VersionWatcher(settings.artifacts, loader(settings, state),
                              lambda prepared, _version: state.swap(prepared),
                              settings.reload_interval_s, settings.version)
-    server = serving.new_server(settings.max_workers, settings.max_message_bytes)
+    server = serving.new_server(settings.max_workers, settings.max_message_bytes,
+                                security.server_interceptors(settings),
+                                max_concurrent_rpcs=settings.max_concurrent_rpcs)
     retrieval_pb2_grpc.add_RetrievalServicer_to_server(RetrievalService(settings, state), server)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminService(settings.artifacts, watcher,
                                                            settings.version), server)
     health = serving.add_health_and_reflection(server, [SERVICE, ADMIN])
-    port = serving.bind(server, settings.address)
+    port = serving.bind(server, settings.address, credentials)
     server.start()
     watcher.check_now()
     if not state.ready:

@@ -36,6 +36,8 @@ class Retriever:
         self.version = version
         self.max_candidates_limit = max_candidates_limit
         self._generator = models.generator()
+        if models.als is not None:
+            _ = models.als.gram  # warm: the first fold-in would otherwise pay for it
         c = models.catalog
         self.search_index = ItemSearch.build(
             c.titles, c.texts, c.categories, models.content)

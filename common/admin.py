@@ -41,7 +41,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"this server is fixed to version {self.fixed_version} by its "
                           "*_VERSION setting")
-        if wanted and ("/" in wanted or wanted.startswith(".") or len(wanted) > 256):
+        if wanted and ("/" in wanted or "\\" in wanted or "\x00" in wanted
+                       or wanted.startswith(".") or len(wanted.encode()) > 255):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a version name: {wanted!r}")
         try:
             if wanted:
@@ -52,6 +53,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             code = (grpc.StatusCode.NOT_FOUND if "not found" in str(exc)
                     else grpc.StatusCode.FAILED_PRECONDITION)
             context.abort(code, str(exc))
+        except OSError as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"cannot pin {wanted!r}: {exc}")
         self.watcher.check_now(force=True)
         if wanted and self.watcher.serving != wanted:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,

@@ -68,6 +68,7 @@ class Results:
 
 def make_request(rng: np.random.Generator, users: list[str],
                  seen_items: list[str]) -> gateway_pb2.RecommendRequest:
+    seen_items = seen_items[:]  # callbacks append from other threads: work on a snapshot
     kind = rng.choice([m for m, _ in MIX], p=[p for _, p in MIX])
     req = gateway_pb2.RecommendRequest(k=10, debug=True)
     if kind == "established" or (kind == "filtered" and users):

@@ -22,6 +22,11 @@ logger = logging.getLogger(__name__)
 # Statuses from retrieval that describe the caller's request and are passed through as is.
 _PASS_THROUGH = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
                  grpc.StatusCode.RESOURCE_EXHAUSTED}
+# SetVersion also passes FAILED_PRECONDITION through (a fixed *_VERSION setting, a version that
+# fails verification): retrying cannot help, so it must not look like UNAVAILABLE.
+_ADMIN_PASS_THROUGH = _PASS_THROUGH | {grpc.StatusCode.FAILED_PRECONDITION}
+# Longest version name: one directory name under the artifact root (NAME_MAX, in bytes).
+_MAX_VERSION_BYTES = 255
 
 
 class GatewayService(gateway_pb2_grpc.GatewayServicer):
@@ -34,6 +39,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             raise InvalidRequest(f"{name} is empty")
         if len(value) > self.settings.max_id_length:
             raise InvalidRequest(f"{name} longer than {self.settings.max_id_length} characters")
+        if "\x00" in value:
+            raise InvalidRequest(f"{name} contains a NUL character")
 
     def _check_list(self, name: str, values) -> None:
         if len(values) > self.settings.max_list_items:
@@ -41,9 +48,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         for v in values:
             self._check_id(name, v)
 
-    def _upstream_error(self, who: str, exc: grpc.RpcError) -> UpstreamFailed:
+    def _upstream_error(self, who: str, exc: grpc.RpcError,
+                        pass_through=_PASS_THROUGH) -> UpstreamFailed:
         code = exc.code()
-        if code in _PASS_THROUGH:
+        if code in pass_through:
             return UpstreamFailed(code, exc.details() or code.name)
         return UpstreamFailed(grpc.StatusCode.UNAVAILABLE,
                               f"{who} unavailable ({code.name}): {exc.details()}")
@@ -125,7 +133,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             logger.info("request", extra={"fields": fields})
 
     def _forward(self, rpc: str, call, request, context, fields: dict, timeout_s: float,
-                 check=None):
+                 check=None, pass_through=_PASS_THROUGH):
         """Validate, pass one request to an upstream with a deadline, log one line."""
         start = time.perf_counter()
         rid = new_request_id()
@@ -140,7 +148,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             try:
                 response = call(request, timeout=max(0.001, timeout))
             except grpc.RpcError as exc:
-                raise self._upstream_error("retrieval", exc) from exc
+                raise self._upstream_error("retrieval", exc, pass_through) from exc
             fields["code"] = "OK"
             return response
         except GatewayError as exc:
@@ -187,12 +195,22 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     def SetVersion(self, request, context):
         """Pin (or unpin) on retrieval, then on ranking: both serve the same version."""
+        def check():
+            v = request.version
+            if v and (v.startswith(".") or any(c in v for c in "/\\\x00")
+                      or len(v.encode()) > _MAX_VERSION_BYTES):
+                raise InvalidRequest(f"not a version name: {v[:64]!r}")
+
         def both(req, timeout):
             response = self.upstream.retrieval_admin.SetVersion(req, timeout=timeout)
-            self.upstream.ranking_admin.SetVersion(req, timeout=timeout)
+            try:
+                self.upstream.ranking_admin.SetVersion(req, timeout=timeout)
+            except grpc.RpcError as exc:
+                raise self._upstream_error("ranking", exc, _ADMIN_PASS_THROUGH) from exc
             return response
         return self._forward("SetVersion", both, request, context,
-                             {"version": request.version[:64]}, self.settings.admin_timeout_s)
+                             {"version": request.version[:64]}, self.settings.admin_timeout_s,
+                             check, _ADMIN_PASS_THROUGH)
 
 
 def assemble(retrieved: retrieval_pb2.RetrieveResponse, ranked: ranking_pb2.RankResponse | None,

@@ -21,6 +21,34 @@ from shortlist.v1 import ranking_pb2, ranking_pb2_grpc
 
 logger = logging.getLogger(__name__)
 _GEN_INDEX = {g: i for i, g in enumerate(GENERATORS)}
+# An item id ranking does not know is learned into its catalog, so it must be a well-formed id.
+# Looser than retrieval's default max_id_length (256) so that a retrieval configured for longer
+# ids is not refused here; retrieval sends at most 20 recent items.
+MAX_ID_LENGTH = 1024
+MAX_RECENT_ITEMS = 1000
+
+
+def check_request(request: ranking_pb2.RankRequest, vocab) -> None:
+    """Reject what retrieval never sends; unknown recent ids are only looked up (ignored)."""
+    if request.user.history_length < 0:
+        raise InvalidRequest(f"user.history_length must be >= 0, got "
+                             f"{request.user.history_length}")
+    if len(request.user.recent_item_ids) > MAX_RECENT_ITEMS:
+        raise InvalidRequest(f"user.recent_item_ids has more than {MAX_RECENT_ITEMS} entries")
+    seen: set[str] = set()
+    for cand in request.candidates:
+        item_id = cand.item.item_id
+        if item_id in seen:  # retrieval's candidates are distinct; the response would repeat it
+            raise InvalidRequest(f"duplicate candidate item id {item_id[:64]!r}")
+        seen.add(item_id)
+        if item_id in vocab:
+            continue
+        if not item_id:
+            raise InvalidRequest("a candidate has an empty item id")
+        if len(item_id) > MAX_ID_LENGTH:
+            raise InvalidRequest(f"candidate item id longer than {MAX_ID_LENGTH} characters")
+        if "\x00" in item_id:
+            raise InvalidRequest("candidate item id contains a NUL character")
 
 
 @dataclass
@@ -119,6 +147,7 @@ class RankingService(ranking_pb2_grpc.RankingServicer):
             lam = request.mmr_lambda if request.HasField("mmr_lambda") else None
             if lam is not None and not (0.0 <= lam <= 1.0 and math.isfinite(lam)):
                 raise InvalidRequest(f"mmr_lambda must be in [0, 1], got {lam}")
+            check_request(request, loaded.models.catalog.vocab)
             learned = loaded.learn_items(request)
             inp = to_input(request, loaded.models)
             if lam is None:

@@ -66,14 +66,14 @@ _ARTICLES = frozenset({
     "den", "det", "el", "los", "las", "un", "une", "una", "uno", "o", "os", "as", "de", "het",
     "en", "ett", "ta", "to",
 })
-_YEAR_SUFFIX = re.compile(r"\s*\(\s*(\d{4})\s*(?:[-\u2013]\s*\d{0,4}\s*)?\)\s*$")
+_YEAR_SUFFIX = re.compile(r"(?<!\s)\s*\(\s*(\d{4})\s*(?:[-\u2013]\s*\d{0,4}\s*)?\)\s*$")
 _PARENS = re.compile(r"\(([^()]*)\)")
 _AKA = re.compile(r"^\s*a\.?\s*k\.?\s*a\.?\s*", re.IGNORECASE)
 _TRAILING_ARTICLE = re.compile(r"^(.*\S)\s*,\s*([^\W\d_]+'?)\s*$")
 _APOSTROPHES = re.compile(r"['\u2019\u2018`]")
 _WORD = re.compile(r"[^\W_]+")
 # A word possibly joined by apostrophes, hyphens or dots: "schindler's", "spider-man", "e.t".
-_COMPOUND = re.compile(r"[^\W_]+(?:['\u2019.\-][^\W_]+)+")
+_COMPOUND = re.compile(r"(?<![^\W_])[^\W_]+(?:['\u2019.\-][^\W_]+)+")
 _JOINERS = re.compile(r"['\u2019.\-]")
 
 

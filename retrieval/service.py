@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 
 import grpc
@@ -12,11 +13,22 @@ from retrieval.candidates import GENERATORS
 from retrieval.errors import InvalidRequest, ItemNotFound, NotReady, RetrievalError
 from retrieval.online import RetrievalState
 from retrieval.retriever import Retrieved, RetrieveQuery, Retriever
+from retrieval.search import fold
 from retrieval.settings import RetrievalSettings
 from shortlist.common.logs import new_request_id
 from shortlist.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
 
 logger = logging.getLogger(__name__)
+
+# How far ahead of this server's clock an interaction's timestamp may be (clock skew): a
+# timestamp beyond it would become the user's "now" and skew every time-aware feature.
+MAX_FUTURE_S = 86400
+# Longest run of letters/digits (a "word") or of whitespace in an item's title or text. The
+# search index's tokenisers (retrieval/search.py: _COMPOUND in document_tokens, _YEAR_SUFFIX in
+# title_keys) are quadratic in such a run, under the write and search locks: one 20,000-letter
+# word took ~7 s to index, stalling every write and search meanwhile. 256 keeps it under 0.1 s.
+MAX_RUN_LENGTH = 256
+_RUN = re.compile(r"[^\W_]+|\s+")
 
 SEGMENTS = {
     "new": common_pb2.USER_SEGMENT_NEW,
@@ -41,6 +53,8 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             raise InvalidRequest(f"{name} is empty")
         if len(value) > self.settings.max_id_length:
             raise InvalidRequest(f"{name} longer than {self.settings.max_id_length} characters")
+        if "\x00" in value:  # ids end up in the event log and in saved vocabularies
+            raise InvalidRequest(f"{name} contains a NUL character")
 
     def _check_list(self, name: str, values) -> None:
         if len(values) > self.settings.max_list_items:
@@ -109,7 +123,17 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             raise InvalidRequest(f"{name} longer than {self.settings.max_text_length} characters")
         if "\x00" in value:
             raise InvalidRequest(f"{name} contains a NUL character")
+        self._check_runs(name, value)
         return value
+
+    @staticmethod
+    def _check_runs(name: str, value: str) -> None:
+        # Folding (as the search index does) joins "e\u0301e\u0301" into "ee" and expands
+        # "\u3300" into four letters, so runs are measured after it too.
+        if any(len(run) > MAX_RUN_LENGTH for form in (value, fold(value))
+               for run in _RUN.findall(form)):
+            raise InvalidRequest(f"{name} has a word or a whitespace run longer than "
+                                 f"{MAX_RUN_LENGTH} characters")
 
     def _k(self, k: int) -> int:
         k = k or 10
@@ -140,9 +164,11 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             weight = request.weight or 1.0
             if not math.isfinite(weight) or abs(weight) > 1e6:
                 raise InvalidRequest(f"weight must be finite and at most 1e6, got {weight}")
-            if request.timestamp < 0:
-                raise InvalidRequest(f"timestamp must be >= 0, got {request.timestamp}")
-            ts = request.timestamp or int(time.time())
+            now = int(time.time())
+            if request.timestamp < 0 or request.timestamp > now + MAX_FUTURE_S:
+                raise InvalidRequest(f"timestamp must be in [0, now + {MAX_FUTURE_S}s], got "
+                                     f"{request.timestamp}")
+            ts = request.timestamp or now
             seq, n = self.state.record_interaction(request.user_id, request.item_id, weight, ts)
             return retrieval_pb2.RecordInteractionResponse(sequence=seq, history_length=n)
         return self._run("RecordInteraction", request, context,
@@ -154,6 +180,8 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             self._check_id("item_id", request.item_id)
             title = self._text("title", request.title, allow_empty=False)
             self._check_list("categories", request.categories)
+            for category in request.categories:
+                self._check_runs("categories", category)
             text = self._text("text", request.text)
             seq, created = self.state.upsert_item(request.item_id, title,
                                                   list(request.categories), text)
@@ -169,6 +197,8 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             if len(query) > self.settings.max_query_length:
                 raise InvalidRequest(
                     f"query longer than {self.settings.max_query_length} characters")
+            if "\x00" in query:
+                raise InvalidRequest("query contains a NUL character")
             k = self._k(request.k)
             retriever = self._current()
             idx, scores, fuzzy = retriever.search(query, k)

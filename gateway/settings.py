@@ -12,7 +12,7 @@ class GatewaySettings(BaseSettings):
     address: str = Field("127.0.0.1:50051", description="host:port to listen on (port 0: any)")
     retrieval_target: str = Field("127.0.0.1:50052", description="retrieval server host:port")
     ranking_target: str = Field("127.0.0.1:50053", description="ranking server host:port")
-    max_concurrent_rpcs: int = Field(64, ge=0,
+    max_concurrent_rpcs: int = Field(32, ge=0,
                                      description="calls in flight before new ones get "
                                                  "RESOURCE_EXHAUSTED; 0: no limit")
     max_workers: int = Field(16, ge=1, description="gRPC worker threads")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from shortlist.common.settings import ServerSettings
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="SHORTLIST_GATEWAY_")
 
     address: str = Field("127.0.0.1:50051", description="host:port to listen on (port 0: any)")
@@ -31,11 +33,6 @@ class GatewaySettings(BaseSettings):
     max_id_length: int = Field(256, ge=1, description="longest user or item id accepted")
     max_list_items: int = Field(1000, ge=1,
                                 description="longest recent_item_ids or filter list accepted")
-    tls_cert: str = Field("", description="PEM certificate (chain) to serve TLS with; with "
-                                          "tls_key: TLS on, empty: plaintext")
-    tls_key: str = Field("", description="PEM private key of tls_cert")
-    tls_client_ca: str = Field("", description="PEM CA bundle; set: require client certificates "
-                                               "signed by it (mutual TLS; needs tls_cert)")
     write_token: SecretStr = Field("", validate_default=True,
                                    description="bearer token required on RecordInteraction, "
                                                "UpsertItem and SetVersion; "
@@ -51,6 +48,3 @@ class GatewaySettings(BaseSettings):
     upstream_token: SecretStr = Field("", validate_default=True,
                                       description="bearer token sent to retrieval and ranking "
                                                   "(their write_token)")
-    max_message_bytes: int = Field(4 * 1024 * 1024, description="gRPC max message size")
-    grace_seconds: float = Field(5.0, description="drain time for in-flight calls on SIGTERM")
-    log_level: str = Field("INFO", description="logging level")

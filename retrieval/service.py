@@ -63,10 +63,9 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             self._check_id(name, v)
 
     def Retrieve(self, request, context):
-        start = time.perf_counter()
-        rid = request.request_id or new_request_id()
-        fields = {"rpc": "Retrieve", "request_id": rid, "user_id": request.user_id[:64]}
-        try:
+        fields = {"user_id": request.user_id[:64]}
+
+        def body():
             self._check_id("user_id", request.user_id)
             self._check_list("recent_item_ids", request.recent_item_ids)
             f = request.filters
@@ -79,42 +78,29 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
                 exclude_categories=list(f.exclude_categories),
                 max_candidates=request.max_candidates,
             )
-            result = self._current().retrieve(query)
-            response = to_proto(result, self._current())
-            fields.update(code="OK", candidates=len(response.candidates),
+            retriever = self._current()  # one version for the whole request
+            result = retriever.retrieve(query)
+            response = to_proto(result, retriever)
+            fields.update(candidates=len(response.candidates),
                           segment=result.candidates.segment, version=result.version)
             return response
-        except RetrievalError as exc:
-            fields.update(code=_CODES[type(exc)].name, error=str(exc))
-            context.abort(_CODES[type(exc)], str(exc))
-        finally:
-            fields["ms"] = round((time.perf_counter() - start) * 1e3, 3)
-            logger.info("request", extra={"fields": fields})
+        return self._run("Retrieve", request, context, fields, body)
 
     def SimilarItems(self, request, context):
-        start = time.perf_counter()
-        rid = request.request_id or new_request_id()
-        fields = {"rpc": "SimilarItems", "request_id": rid, "item_id": request.item_id[:64]}
-        try:
+        fields = {"item_id": request.item_id[:64]}
+
+        def body():
             self._check_id("item_id", request.item_id)
-            k = request.k or 10
-            if k < 0 or k > self.settings.max_k:
-                raise InvalidRequest(f"k must be in [1, {self.settings.max_k}], got {k}")
+            k = self._k(request.k)
             retriever = self._current()
             idx, scores = retriever.similar_items(request.item_id, k)
             catalog = retriever.models.catalog
             response = retrieval_pb2.SimilarItemsResponse(version=retriever.version)
             for i, s in zip(idx.tolist(), scores.tolist(), strict=True):
                 response.items.add(item=item_proto(catalog, i), score=s)
-            fields.update(code="OK", items=len(response.items))
+            fields["items"] = len(response.items)
             return response
-        except RetrievalError as exc:
-            fields.update(code=_CODES[type(exc)].name, error=str(exc))
-            context.abort(_CODES[type(exc)], str(exc))
-        finally:
-            fields["ms"] = round((time.perf_counter() - start) * 1e3, 3)
-            logger.info("request", extra={"fields": fields})
-
+        return self._run("SimilarItems", request, context, fields, body)
 
     def _text(self, name: str, value: str, allow_empty: bool = True) -> str:
         if not value.strip() and not allow_empty:
@@ -144,8 +130,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
     def _run(self, rpc: str, request, context, fields: dict, body):
         """Common edge: request id, one log line, typed errors to status codes."""
         start = time.perf_counter()
-        fields = {"rpc": rpc, "request_id": getattr(request, "request_id", "")
-                  or new_request_id(), **fields}
+        fields.update(rpc=rpc, request_id=getattr(request, "request_id", "") or new_request_id())
         try:
             response = body()
             fields["code"] = "OK"

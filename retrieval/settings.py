@@ -5,20 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from shortlist.common.settings import ServerSettings
 
 
-class RetrievalSettings(BaseSettings):
+class RetrievalSettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="SHORTLIST_RETRIEVAL_")
 
     address: str = Field("127.0.0.1:50052", description="host:port to listen on (port 0: any)")
     artifacts: Path = Field(Path("artifacts"),
                             description="artifact root (latest version served) or one version")
     version: str = Field("", description="pin this version under the root; empty: the latest")
-    max_concurrent_rpcs: int = Field(64, ge=0,
-                                     description="calls in flight before new ones get "
-                                                 "RESOURCE_EXHAUSTED; 0: no limit")
-    max_workers: int = Field(8, ge=1, description="gRPC worker threads")
     hnsw_ef: int = Field(0, ge=0, description="HNSW search ef; 0 keeps the artifact's value")
     max_candidates_limit: int = Field(2000, ge=1,
                                       description="largest max_candidates a caller may ask for")
@@ -34,15 +32,7 @@ class RetrievalSettings(BaseSettings):
     reload_interval_s: float = Field(2.0, gt=0,
                                      description="how often the artifact root is checked for a "
                                                  "new or pinned version")
-    tls_cert: str = Field("", description="PEM certificate (chain) to serve TLS with; with "
-                                          "tls_key: TLS on, empty: plaintext")
-    tls_key: str = Field("", description="PEM private key of tls_cert")
-    tls_client_ca: str = Field("", description="PEM CA bundle; set: require client certificates "
-                                               "signed by it (mutual TLS; needs tls_cert)")
     write_token: SecretStr = Field("", validate_default=True,
                                    description="bearer token required on RecordInteraction, "
                                                "UpsertItem and Admin.SetVersion; "
                                                "empty: no check")
-    max_message_bytes: int = Field(4 * 1024 * 1024, description="gRPC max message size")
-    grace_seconds: float = Field(5.0, description="drain time for in-flight calls on SIGTERM")
-    log_level: str = Field("INFO", description="logging level")

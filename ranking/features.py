@@ -6,7 +6,7 @@ ranks, ALS and taste similarity) plus item-side statistics owned by ranking.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,8 @@ FEATURE_NAMES = [
     "genre_affinity",
 ]
 
+_KEY_SPAN = np.int64(1) << 33  # > any unix time in seconds until the year 2242
+
 # Window for "how popular was this item when the user was last active".
 POP_WINDOW_DAYS = 30.0
 
@@ -52,6 +54,7 @@ class ItemStats:
     als_vectors: np.ndarray  # unit-normalised ALS item factors (item-item similarity)
     times_indptr: np.ndarray  # per-item event times, CSR: times[indptr[i]:indptr[i+1]]
     times: np.ndarray  # int64, sorted within each item
+    _keys: np.ndarray | None = field(default=None, init=False, repr=False)
 
     @staticmethod
     def event_times(items: np.ndarray, timestamps: np.ndarray,
@@ -82,14 +85,22 @@ class ItemStats:
         return idx
 
     def count_between(self, items: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        """Events of each item with lo < t <= hi."""
-        out = np.zeros(len(items), dtype=np.float32)
-        ok = items < len(self.times_indptr) - 1
-        for row in np.flatnonzero(ok):
-            a, b = self.times_indptr[items[row]], self.times_indptr[items[row] + 1]
-            seg = self.times[a:b]
-            out[row] = np.searchsorted(seg, hi, "right") - np.searchsorted(seg, lo, "right")
-        return out
+        """Events of each item with lo < t <= hi: two binary searches over all events.
+
+        Events are keyed ``item * 2**33 + time`` (sorted, since times are sorted within an
+        item), so one vectorised searchsorted answers every candidate at once.
+        """
+        if self._keys is None or len(self._keys) != len(self.times):
+            n_events = np.diff(self.times_indptr)
+            owner = np.repeat(np.arange(len(n_events), dtype=np.int64), n_events)
+            self._keys = owner * _KEY_SPAN + np.clip(self.times, 0, _KEY_SPAN - 1)
+        items = np.asarray(items, dtype=np.int64)
+        base = items * _KEY_SPAN
+        lo_key = base + np.clip(lo, -1, _KEY_SPAN - 1)
+        hi_key = base + np.clip(hi, -1, _KEY_SPAN - 1)
+        counts = (np.searchsorted(self._keys, hi_key, "right")
+                  - np.searchsorted(self._keys, lo_key, "right"))
+        return counts.astype(np.float32)
 
     def __len__(self) -> int:
         return len(self.popularity)

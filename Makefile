@@ -8,7 +8,7 @@ DATASET ?= ml-latest-small
 export OPENBLAS_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE ?= 1
 
-.PHONY: install protos demo serve test lint train retrain quality clean
+.PHONY: install protos demo serve test lint train retrain quality bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,17 @@ serve: train
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# A small-scale run of the whole benchmark harness (a few minutes), for regression checks:
+# synthetic data, a quick fit, the three servers on free ports, open-loop load, bench/bench.json.
+bench: $(STAMP)
+	$(BIN)/shortlist-train synth --users 5000 --items 1500 --interactions 100000 \
+		--out bench/data --quiet
+	rm -rf bench/artifacts
+	$(BIN)/shortlist-train fit --dataset bench/data --out bench/artifacts --no-tune --quiet
+	$(BIN)/python -m shortlist.common.stack run --artifacts bench/artifacts -- \
+		$(BIN)/shortlist-bench --target {gateway} --users bench/data/users.txt \
+		--rate 40 --duration 15 --output bench/bench.json
 
 # The leaderboards in docs/quality.md: evaluate on both datasets, then render the page.
 QUALITY_DATASETS ?= ml-100k ml-latest-small

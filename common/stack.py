@@ -130,10 +130,22 @@ class Stack:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="run the three Shortlist servers")
-    parser.add_argument("command", choices=["serve"])
+    parser = argparse.ArgumentParser(
+        description="run the three Shortlist servers: `serve` until Ctrl-C, or `run` them on "
+                    "free ports around one command ({gateway} in it becomes the gateway's "
+                    "address), e.g. `run -- shortlist-bench --target {gateway}`")
+    parser.add_argument("command", choices=["serve", "run"])
     parser.add_argument("--artifacts", default="artifacts")
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cmd = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if args.command == "run":
+        if not cmd:
+            parser.error("run needs a command after --")
+        with Stack.on_free_ports(Path(args.artifacts),
+                                 log_dir=Path(args.artifacts).resolve().parent / "logs") as s:
+            cmd = [a.replace("{gateway}", s.address("gateway")) for a in cmd]
+            return subprocess.run(cmd, check=False).returncode
     stack = Stack(Path(args.artifacts))
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))

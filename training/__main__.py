@@ -11,7 +11,8 @@ import logging
 import os
 import sys
 
-COMMAND_MODULES = ("training.cmd_fit", "training.cmd_evaluate", "training.batch")
+COMMAND_MODULES = ("training.cmd_fit", "training.cmd_evaluate", "training.batch",
+                   "training.synth")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--events", type=Path, default=None, metavar="PATH",
                    help="retrieval event log (SQLite) whose interactions and items to add")
+    p.add_argument("--no-tune", action="store_true",
+                   help="keep the default hyperparameters (quick fits, benchmarks)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -24,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from training.fit import fit
     from training.params import FitParams
 
-    version = fit(args.dataset, Path(args.out), FitParams(seed=args.seed),
+    params = FitParams(seed=args.seed, tune=not args.no_tune)
+    version = fit(args.dataset, Path(args.out), params,
                   progress=not args.quiet, events=args.events)
     manifest = read_manifest(version)
     models = manifest.data["metrics"]["models"]

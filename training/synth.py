@@ -1,0 +1,126 @@
+"""`shortlist-train synth`: a synthetic dataset in the generic format, at any scale.
+
+It is built to look like real interaction data, so that scale tests exercise every model:
+  * topics (categories) that users follow: each user mixes one to three favourite topics;
+  * skewed popularity: items are drawn Zipf-like within a topic, topics themselves are skewed;
+  * drift: each topic's appeal waxes and wanes over the time span (a slow sine with its own
+    phase), and every user is active in a window of that span;
+  * titles, categories and text built from per-topic vocabularies, for the content model;
+  * enough signal that a personalised model beats popularity (users stick to their topics).
+Users are generated in chunks and streamed to disk, so memory stays bounded by the chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+SPAN_S = 3 * 365 * 86400
+START = 1_500_000_000
+SYLLABLES = ("ka", "lo", "mi", "ra", "ten", "vo", "zu", "shi", "ber", "dan", "el", "or", "qua",
+             "ny", "pe", "ro", "sa", "ti", "um", "wex")
+
+
+def _word(rng: np.random.Generator) -> str:
+    return "".join(rng.choice(SYLLABLES, int(rng.integers(2, 4))))
+
+
+def generate(out: Path, n_users: int, n_items: int, n_interactions: int, n_topics: int = 40,
+             seed: int = 42, chunk_users: int = 50_000, progress: bool = True) -> Path:
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    n_topics = max(1, min(n_topics, n_items))
+    topic_names = [f"topic{t:02d}-{_word(rng)}" for t in range(n_topics)]
+    topic_words = [[_word(rng) for _ in range(12)] for _ in range(n_topics)]
+
+    # Items: a topic each (skewed topic sizes), Zipf-like popularity within the topic.
+    topic_share = rng.dirichlet(np.full(n_topics, 2.0))
+    item_topic = rng.choice(n_topics, n_items, p=topic_share)
+    item_pop = 1.0 / (1.0 + rng.permutation(n_items)) ** 0.9
+    with open(out / "items.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["item_id", "title", "categories", "text"])
+        for i in tqdm(range(n_items), desc="items", unit="item", disable=not progress):
+            t = item_topic[i]
+            words = rng.choice(topic_words[t], 4, replace=False)
+            second = topic_names[(t + 1 + int(rng.integers(n_topics - 1))) % n_topics] \
+                if n_topics > 1 and rng.random() < 0.2 else ""
+            cats = topic_names[t] + (f"|{second}" if second else "")
+            w.writerow([f"i{i}", f"{words[0].title()} {words[1].title()} {i}", cats,
+                        " ".join(words[2:]) + " " + _word(rng)])
+    members = [np.flatnonzero(item_topic == t) for t in range(n_topics)]
+    cdfs = []
+    for m in members:
+        p = item_pop[m]
+        cdfs.append(np.cumsum(p) / p.sum() if len(m) else np.zeros(0))
+    phase = rng.uniform(0, 2 * np.pi, n_topics)
+
+    # Users: activity is log-normal, scaled so the total is close to n_interactions.
+    activity = rng.lognormal(0.0, 1.0, n_users)
+    per_user = np.maximum(1, np.round(activity / activity.sum() * n_interactions)).astype(int)
+    written = 0
+    with open(out / "interactions.csv", "w", newline="") as fh:
+        fh.write("user_id,item_id,weight,timestamp\n")
+        bar = tqdm(total=int(per_user.sum()), desc="interactions", unit="row",
+                   disable=not progress)
+        for lo in range(0, n_users, chunk_users):
+            hi = min(n_users, lo + chunk_users)
+            counts = per_user[lo:hi]
+            n = int(counts.sum())
+            user = np.repeat(np.arange(lo, hi), counts)
+            favs = rng.choice(n_topics, (hi - lo, 3), p=topic_share)
+            mix = rng.dirichlet(np.ones(3), hi - lo)
+            start = rng.uniform(0, SPAN_S * 0.8, hi - lo)
+            length = rng.uniform(0.02, 0.2, hi - lo) * SPAN_S
+            offset = np.repeat(start, counts) + rng.random(n) * np.repeat(length, counts)
+            stamps = START + offset.astype(np.int64)
+            row = user - lo
+            # topic: a favourite (weighted by the user's mix and its drifting appeal) or noise
+            fav_w = mix[row] * (1.2 + np.sin(phase[favs[row]] + 2 * np.pi * offset[:, None]
+                                             / SPAN_S))
+            pick = (rng.random(n)[:, None] > np.cumsum(fav_w / fav_w.sum(1, keepdims=True),
+                                                       axis=1)).sum(1)
+            topic = favs[row, np.minimum(pick, 2)]
+            noise = rng.random(n) < 0.15
+            topic[noise] = rng.choice(n_topics, int(noise.sum()), p=topic_share)
+            items = np.empty(n, dtype=np.int64)
+            for t in np.unique(topic):
+                sel = np.flatnonzero(topic == t)
+                if len(members[t]) == 0:
+                    items[sel] = rng.integers(n_items, size=len(sel))
+                    continue
+                pos = np.searchsorted(cdfs[t], rng.random(len(sel)))
+                items[sel] = members[t][np.minimum(pos, len(members[t]) - 1)]
+            weight = np.clip(np.round(rng.normal(3.8, 0.9, n) * 2) / 2, 0.5, 5.0)
+            fh.write("".join(f"u{u},i{i},{w:g},{s}\n" for u, i, w, s in
+                             zip(user.tolist(), items.tolist(), weight.tolist(),
+                                 stamps.tolist(), strict=True)))
+            written += n
+            bar.update(n)
+        bar.close()
+    # The user ids, one per line: what `shortlist-bench --users` takes.
+    (out / "users.txt").write_text("".join(f"u{u}\n" for u in range(n_users)))
+    return out
+
+
+def register(sub) -> None:
+    p = sub.add_parser("synth", help="write a synthetic dataset in the generic format")
+    p.add_argument("--users", type=int, default=10_000)
+    p.add_argument("--items", type=int, default=2_000)
+    p.add_argument("--interactions", type=int, default=200_000)
+    p.add_argument("--topics", type=int, default=40)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    generate(args.out, args.users, args.items, args.interactions, args.topics, args.seed,
+             progress=not args.quiet)
+    print(f"wrote {args.out}/interactions.csv and items.csv")
+    return 0

@@ -90,7 +90,7 @@ def run(target: str, rate: float, duration_s: float, users: list[str], timeout_s
     seen_items: list[str] = []
     in_flight = threading.Semaphore(max_in_flight)
     with grpc.insecure_channel(target) as channel:
-        stub = gateway_pb2_grpc.GatewayStub(channel)
+        client = gateway_pb2_grpc.GatewayStub(channel)
         grpc.channel_ready_future(channel).result(timeout=10)
 
         def done(fut, t0):
@@ -117,7 +117,7 @@ def run(target: str, rate: float, duration_s: float, users: list[str], timeout_s
                 continue
             req = make_request(rng, users, seen_items)
             t0 = time.perf_counter()
-            fut = stub.Recommend.future(req, timeout=timeout_s)
+            fut = client.Recommend.future(req, timeout=timeout_s)
             fut.add_done_callback(lambda f, t0=t0: done(f, t0))
             res.sent += 1
         for _ in range(max_in_flight):  # wait for every answer

@@ -43,13 +43,13 @@ def print_table(rows: list[tuple], headers: tuple[str, ...]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def cmd_recommend(stub, args) -> int:
+def cmd_recommend(client, args) -> int:
     req = gateway_pb2.RecommendRequest(
         user_id=args.user, k=args.k, recent_item_ids=args.recent or [], debug=True,
         filters=common_pb2.Filters(exclude_item_ids=args.exclude or [],
                                    include_categories=args.include_category or [],
                                    exclude_categories=args.exclude_category or []))
-    resp = stub.Recommend(req, timeout=args.timeout)
+    resp = client.Recommend(req, timeout=args.timeout)
     out = recommend_json(args.user, resp)
     if args.json:
         print(json.dumps(out, indent=2))
@@ -63,8 +63,8 @@ def cmd_recommend(stub, args) -> int:
     return 0
 
 
-def cmd_similar(stub, args) -> int:
-    resp = stub.SimilarItems(retrieval_pb2.SimilarItemsRequest(item_id=args.item, k=args.k),
+def cmd_similar(client, args) -> int:
+    resp = client.SimilarItems(retrieval_pb2.SimilarItemsRequest(item_id=args.item, k=args.k),
                              timeout=args.timeout)
     items = [{"item_id": s.item.item_id, "score": round(s.score, 6), "title": s.item.title}
              for s in resp.items]
@@ -82,8 +82,8 @@ def _emit(args, obj: dict, text: str) -> int:
     return 0
 
 
-def cmd_feedback(stub, args) -> int:
-    resp = stub.RecordInteraction(retrieval_pb2.RecordInteractionRequest(
+def cmd_feedback(client, args) -> int:
+    resp = client.RecordInteraction(retrieval_pb2.RecordInteractionRequest(
         user_id=args.user, item_id=args.item, weight=args.weight, timestamp=args.timestamp),
         timeout=args.timeout)
     return _emit(args, {"user_id": args.user, "item_id": args.item, "sequence": resp.sequence,
@@ -92,8 +92,8 @@ def cmd_feedback(stub, args) -> int:
                  f"{resp.history_length} items in history)")
 
 
-def cmd_upsert(stub, args) -> int:
-    resp = stub.UpsertItem(retrieval_pb2.UpsertItemRequest(
+def cmd_upsert(client, args) -> int:
+    resp = client.UpsertItem(retrieval_pb2.UpsertItemRequest(
         item_id=args.item, title=args.title, categories=args.category or [],
         text=args.text or ""), timeout=args.timeout)
     verb = "created" if resp.created else "updated"
@@ -101,8 +101,8 @@ def cmd_upsert(stub, args) -> int:
                         "sequence": resp.sequence}, f"{verb} {args.item} (event #{resp.sequence})")
 
 
-def cmd_search(stub, args) -> int:
-    resp = stub.SearchItems(retrieval_pb2.SearchItemsRequest(query=args.query, k=args.k),
+def cmd_search(client, args) -> int:
+    resp = client.SearchItems(retrieval_pb2.SearchItemsRequest(query=args.query, k=args.k),
                             timeout=args.timeout)
     items = [{"item_id": s.item.item_id, "score": round(s.score, 6), "title": s.item.title}
              for s in resp.items]
@@ -116,8 +116,8 @@ def cmd_search(stub, args) -> int:
     return 0
 
 
-def cmd_versions(stub, args) -> int:
-    resp = stub.ListVersions(admin_pb2.ListVersionsRequest(), timeout=args.timeout)
+def cmd_versions(client, args) -> int:
+    resp = client.ListVersions(admin_pb2.ListVersionsRequest(), timeout=args.timeout)
     rows = [{"version": v.version, "created_at": v.created_at, "serving": v.serving,
              "pinned": v.pinned} for v in resp.versions]
     if args.json:
@@ -130,16 +130,16 @@ def cmd_versions(stub, args) -> int:
     return 0
 
 
-def cmd_rollback(stub, args) -> int:
+def cmd_rollback(client, args) -> int:
     target = args.to
     if not target and not args.latest:
-        listing = stub.ListVersions(admin_pb2.ListVersionsRequest(), timeout=args.timeout)
+        listing = client.ListVersions(admin_pb2.ListVersionsRequest(), timeout=args.timeout)
         names = [v.version for v in listing.versions]
         if listing.serving not in names or names.index(listing.serving) == 0:
             print("error: no earlier version to roll back to", file=sys.stderr)
             return 1
         target = names[names.index(listing.serving) - 1]
-    resp = stub.SetVersion(admin_pb2.SetVersionRequest(version=target or ""),
+    resp = client.SetVersion(admin_pb2.SetVersionRequest(version=target or ""),
                            timeout=max(args.timeout, 60.0))
     return _emit(args, {"serving": resp.serving, "pinned": resp.pinned or None},
                  f"serving {resp.serving}" + (" (pinned)" if resp.pinned else
@@ -147,8 +147,8 @@ def cmd_rollback(stub, args) -> int:
 
 
 def cmd_health(channel, args) -> int:
-    stub = health_pb2_grpc.HealthStub(channel)
-    resp = stub.Check(health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
+    client = health_pb2_grpc.HealthStub(channel)
+    resp = client.Check(health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
     if args.json:
         print(json.dumps({"target": args.target, "service": args.service, "status": status}))
@@ -224,12 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command == "health":
                 return cmd_health(channel, args)
-            stub = gateway_pb2_grpc.GatewayStub(channel)
+            client = gateway_pb2_grpc.GatewayStub(channel)
             commands = {"recommend": cmd_recommend, "similar": cmd_similar,
                         "feedback": cmd_feedback, "upsert-item": cmd_upsert,
                         "search": cmd_search, "versions": cmd_versions,
                         "rollback": cmd_rollback}
-            return commands[args.command](stub, args)
+            return commands[args.command](client, args)
         except grpc.RpcError as exc:
             print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1

@@ -14,8 +14,8 @@ from shortlist.common.stack import Stack
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc
 
 
-def show(stub, title: str, request: gateway_pb2.RecommendRequest) -> None:
-    resp = stub.Recommend(request, timeout=5.0)
+def show(client, title: str, request: gateway_pb2.RecommendRequest) -> None:
+    resp = client.Recommend(request, timeout=5.0)
     out = recommend_json(request.user_id, resp)
     print(f"\n== {title}: user {request.user_id!r}, segment {out['segment']}, "
           f"version {resp.version}{', DEGRADED' if resp.degraded else ''}")
@@ -38,13 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"starting retrieval, ranking and gateway on free ports (logs in {logs}) ...")
     with Stack.on_free_ports(Path(args.artifacts), log_dir=logs) as stack:
         with grpc.insecure_channel(stack.address("gateway")) as channel:
-            stub = gateway_pb2_grpc.GatewayStub(channel)
+            client = gateway_pb2_grpc.GatewayStub(channel)
             for user in ("1", "42", "414"):
-                show(stub, "known user", gateway_pb2.RecommendRequest(
+                show(client, "known user", gateway_pb2.RecommendRequest(
                     user_id=user, k=10, debug=True))
-            show(stub, "brand-new user", gateway_pb2.RecommendRequest(
+            show(client, "brand-new user", gateway_pb2.RecommendRequest(
                 user_id="demo-new-user", k=10, debug=True))
-            show(stub, "new user with onboarding picks (Toy Story, Star Wars)",
+            show(client, "new user with onboarding picks (Toy Story, Star Wars)",
                  gateway_pb2.RecommendRequest(user_id="demo-onboarding", k=10, debug=True,
                                               recent_item_ids=["1", "260"]))
     print("\nstopped all servers.")

@@ -4,7 +4,7 @@ Interactions are appended to the dataset's (external ids, weight, timestamp as l
 (user, item) pair seen before is collapsed to its latest event by ``training.split.encode``).
 Item upserts update the catalog: the last logged state of an item wins, items new to the
 catalog are appended in order of first appearance, and an interacted item that neither the
-dataset nor the log describes gets a placeholder row, as the loaders do.
+dataset nor the log describes gets a catalog row titled by its id, as the loaders do.
 
 The log is read interactions first, then items, each as one seq-ordered pass while the server
 may still be appending. Each pass yields every record up to the highest seq it returns (seqs

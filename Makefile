@@ -42,15 +42,19 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # A small-scale run of the whole benchmark harness (a few minutes), for regression checks:
-# synthetic data, a quick fit, the three servers on free ports, open-loop load, bench/bench.json.
+# synthetic data, a quick fit, the three servers on free ports (with /metrics), open-loop load,
+# bench/bench.json and the latency breakdown bench/bench.png (matplotlib, the report extra).
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,report]'
 	$(BIN)/shortlist-train synth --users 5000 --items 1500 --interactions 100000 \
 		--out bench/data --quiet
 	rm -rf bench/artifacts
 	$(BIN)/shortlist-train fit --dataset bench/data --out bench/artifacts --no-tune --quiet
 	$(BIN)/python -m shortlist.common.stack run --artifacts bench/artifacts -- \
 		$(BIN)/shortlist-bench --target {gateway} --users bench/data/users.txt \
-		--rate 40 --duration 15 --output bench/bench.json
+		--rate 40 --duration 15 --output bench/bench.json \
+		--metrics gateway={gateway_metrics} --metrics retrieval={retrieval_metrics} \
+		--metrics ranking={ranking_metrics} --plot bench/bench.png
 
 # The leaderboards in docs/quality.md: evaluate on both datasets, then render the page.
 QUALITY_DATASETS ?= ml-100k ml-latest-small

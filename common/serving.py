@@ -71,6 +71,13 @@ def bind(server: grpc.Server, address: str,
     return port
 
 
+def serve_metrics(metrics, settings) -> int | None:
+    """Start the Prometheus endpoint if ``settings.metrics_port`` is set; its bound port."""
+    if settings.metrics_port is None:
+        return None
+    return metrics.serve(settings.metrics_host, settings.metrics_port)
+
+
 def run_until_signal(server: grpc.Server, grace_s: float) -> None:
     """Block until SIGTERM/SIGINT, then stop accepting, drain in-flight calls and return."""
     stop = threading.Event()

@@ -17,5 +17,9 @@ class ServerSettings(BaseSettings):
     tls_key: str = Field("", description="PEM private key of tls_cert")
     tls_client_ca: str = Field("", description="PEM CA bundle; set: require client certificates "
                                                "signed by it (mutual TLS; needs tls_cert)")
+    metrics_port: int | None = Field(None, ge=0, le=65535,
+                                     description="port of the Prometheus /metrics endpoint "
+                                                 "(0 picks a free one, logged); unset: none")
+    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds")
     grace_seconds: float = Field(5.0, description="drain time for in-flight calls on SIGTERM")
     log_level: str = Field("INFO", description="logging level")

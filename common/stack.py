@@ -22,6 +22,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from shortlist.common.security import open_channel
 
 DEFAULT_PORTS = {"gateway": 50051, "retrieval": 50052, "ranking": 50053}
+# Prometheus /metrics endpoints of `serve --metrics` (`run` and the tests use free ports).
+DEFAULT_METRICS_PORTS = {"gateway": 9101, "retrieval": 9102, "ranking": 9103}
 START_ORDER = ("retrieval", "ranking", "gateway")
 
 
@@ -66,18 +68,48 @@ class Stack:
     # For health checks of servers started with TLS settings in ``env``: None is plaintext.
     credentials: grpc.ChannelCredentials | None = None
     server_name: str = ""
+    # Servers listed here serve Prometheus /metrics on that port; the others serve none.
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def on_free_ports(cls, artifacts: Path, **kw) -> Stack:
+    def on_free_ports(cls, artifacts: Path, metrics: bool = False, **kw) -> Stack:
+        """A stack beside any other (tests, `run`); ``metrics``: free metrics ports too."""
+        if metrics:
+            kw.setdefault("metrics_ports", {name: free_port() for name in DEFAULT_PORTS})
         return cls(artifacts, {name: free_port() for name in DEFAULT_PORTS}, **kw)
 
     def address(self, name: str) -> str:
         return f"127.0.0.1:{self.ports[name]}"
 
+    def metrics_address(self, name: str) -> str:
+        """HOST:PORT of a server's /metrics endpoint (what `shortlist-bench --metrics` takes)."""
+        if name not in self.metrics_ports:
+            raise KeyError(f"{name} has no metrics port (Stack(metrics_ports=...) or "
+                           "Stack.on_free_ports(..., metrics=True))")
+        return f"127.0.0.1:{self.metrics_ports[name]}"
+
+    def placeholders(self) -> dict[str, str]:
+        """What `run` substitutes in its command: {gateway} and {<server>_metrics}."""
+        out = {"{gateway}": self.address("gateway")}
+        for name in self.metrics_ports:
+            out[f"{{{name}_metrics}}"] = self.metrics_address(name)
+        return out
+
+    def substitute(self, args: list[str]) -> list[str]:
+        table = self.placeholders()
+        out = []
+        for arg in args:
+            for key, value in table.items():
+                arg = arg.replace(key, value)
+            out.append(arg)
+        return out
+
     def environment(self, name: str) -> dict[str, str]:
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **self.env}
         prefix = f"SHORTLIST_{name.upper()}_"
         env[prefix + "ADDRESS"] = self.address(name)
+        if name in self.metrics_ports:
+            env[prefix + "METRICS_PORT"] = str(self.metrics_ports[name])
         if name == "gateway":
             env[prefix + "RETRIEVAL_TARGET"] = self.address("retrieval")
             env[prefix + "RANKING_TARGET"] = self.address("ranking")
@@ -133,26 +165,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="run the three Shortlist servers: `serve` until Ctrl-C, or `run` them on "
                     "free ports around one command ({gateway} in it becomes the gateway's "
-                    "address), e.g. `run -- shortlist-bench --target {gateway}`")
+                    "address, {gateway_metrics}, {retrieval_metrics}, {ranking_metrics} the "
+                    "servers' /metrics endpoints), e.g. `run -- shortlist-bench --target "
+                    "{gateway} --metrics gateway={gateway_metrics}`")
     parser.add_argument("command", choices=["serve", "run"])
     parser.add_argument("--artifacts", default="artifacts")
+    parser.add_argument("--metrics", action="store_true",
+                        help="serve Prometheus /metrics: `serve` on ports "
+                             + ", ".join(f"{n} {p}" for n, p in DEFAULT_METRICS_PORTS.items())
+                             + "; `run` on free ports (implied by a {..._metrics} placeholder)")
     argv = list(sys.argv[1:] if argv is None else argv)
     cmd = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     if args.command == "run":
         if not cmd:
             parser.error("run needs a command after --")
-        with Stack.on_free_ports(Path(args.artifacts),
+        metrics = args.metrics or any(f"{{{n}_metrics}}" in a for n in DEFAULT_PORTS for a in cmd)
+        with Stack.on_free_ports(Path(args.artifacts), metrics=metrics,
                                  log_dir=Path(args.artifacts).resolve().parent / "logs") as s:
-            cmd = [a.replace("{gateway}", s.address("gateway")) for a in cmd]
-            return subprocess.run(cmd, check=False).returncode
-    stack = Stack(Path(args.artifacts))
+            return subprocess.run(s.substitute(cmd), check=False).returncode
+    stack = Stack(Path(args.artifacts),
+                  metrics_ports=dict(DEFAULT_METRICS_PORTS) if args.metrics else {})
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     try:
         stack.start()
         print("serving: " + ", ".join(f"{n} {stack.address(n)}" for n in DEFAULT_PORTS)
               + " (Ctrl-C to stop)", flush=True)
+        if stack.metrics_ports:
+            print("metrics: " + ", ".join(f"{n} http://{stack.metrics_address(n)}/metrics"
+                                          for n in stack.metrics_ports), flush=True)
         while not stopping and all(p.poll() is None for p in stack.procs.values()):
             time.sleep(0.5)
         dead = [n for n, p in stack.procs.items() if p.poll() is not None]

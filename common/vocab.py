@@ -41,7 +41,10 @@ class Vocabulary:
         return self._ids[idx]
 
     def ids(self, idx: Iterable[int] | np.ndarray) -> list[str]:
-        return [self._ids[int(i)] for i in idx]
+        if isinstance(idx, np.ndarray):
+            idx = idx.tolist()  # plain ints: no per-element numpy scalar conversion
+        ids = self._ids
+        return [ids[i] for i in idx]
 
     @property
     def all_ids(self) -> list[str]:

@@ -3,18 +3,49 @@
 Requests are sent at a fixed rate whether or not earlier ones have answered (open loop), so
 queueing shows up in the tail instead of slowing the generator down. Each response carries the
 servers' own stage timings (``debug``), which are aggregated next to the client's end-to-end
-latency; "network" is what the client saw minus what the gateway measured.
+latency.
+
+Network and serialisation are not measured anywhere; they are what is left over at each hop,
+so each is a difference of two clocks on one path (clamped at 0):
+
+- ``network.client_gateway``: the client's end-to-end minus the gateway's ``total``;
+- ``network.gateway_retrieval``: the gateway's ``retrieval`` call minus ``retrieval.total``, the
+  time inside retrieval's handler (so it also holds the gateway's retries and stub work);
+- ``network.gateway_ranking``: the same for ranking;
+- ``network``: their sum, for the requests that have at least the first.
+
+``--metrics NAME=HOST:PORT`` also reads the servers' Prometheus endpoints before and after the
+run. Their histograms count every request the servers saw in that window, from any client and
+including the ones the harness gave up on, so they answer "what did the servers see", while the
+``stages`` table answers "what did this client's answered requests see". Percentiles from
+buckets are estimates (linear interpolation within a bucket, as Prometheus'
+``histogram_quantile``): good to the bucket width, no finer.
+
+``--plot`` draws where the milliseconds go. Percentiles of stages do not add up to the
+end-to-end percentile, so the stacked bars are built per request instead: each answered
+request's end-to-end is split into leaf parts that add up to it exactly (network, gateway
+overhead, each retrieval stage, "retrieval other", each ranking stage, "ranking other"), and
+each bar is the mean split of the requests whose end-to-end lies in a narrow band around that
+percentile (p45-p55, p94-p96, p98.5-p99.5). Means, not medians, so the segments add up to the
+band's mean end-to-end; the end-to-end percentile itself is marked on the bar. A second panel
+shows each stage's own p50 and p99. The report keeps the same numbers as ``composition``.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
+import http.client
 import json
+import logging
+import math
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +54,176 @@ import numpy as np
 
 from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
+logger = logging.getLogger(__name__)
+
 MIX = (("established", 0.7), ("new", 0.1), ("onboarding", 0.1), ("filtered", 0.1))
+UPSTREAMS = ("retrieval", "ranking")
+HOPS = {"retrieval": "network.gateway_retrieval", "ranking": "network.gateway_ranking"}
+# The end-to-end percentiles the plot explains, and the band of requests each one is read from.
+BANDS = {"p50": (45.0, 50.0, 55.0), "p95": (94.0, 95.0, 96.0), "p99": (98.5, 99.0, 99.5)}
+# Known stages first, in pipeline order; stages a server adds later are appended by name.
+STAGE_ORDER = ("total", "gateway", "retrieval", "ranking", "user_vectors", "als", "content",
+               "trending", "merge", "features", "model", "mmr")
+QUANTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
+STAGE_HISTOGRAM = "shortlist_stage_seconds_bucket"
+REQUEST_COUNTER = "shortlist_requests_total"
+
+
+def network_parts(end_to_end_ms: float, timings: Mapping[str, float]) -> dict[str, float]:
+    """The per-hop network/serialisation remainders of one request, and their sum.
+
+    A hop is only reported when both of its clocks are there: a degraded request has no
+    ``ranking.total``, and guessing its hop would hide the failed call's time in "network".
+    """
+    parts: dict[str, float] = {}
+    if "total" in timings:
+        parts["network.client_gateway"] = max(0.0, end_to_end_ms - timings["total"])
+    for upstream, hop in HOPS.items():
+        inner = timings.get(f"{upstream}.total")
+        if upstream in timings and inner is not None:
+            parts[hop] = max(0.0, timings[upstream] - inner)
+    if "network.client_gateway" in parts:
+        parts["network"] = sum(parts.values())
+    return parts
+
+
+def _ordered(names: Iterable[str]) -> list[str]:
+    rank = {n: i for i, n in enumerate(STAGE_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def leaf_breakdown(end_to_end_ms: float, timings: Mapping[str, float]) -> dict[str, float]:
+    """One answered request's end-to-end split into parts that do not overlap.
+
+    The parts add up to ``end_to_end_ms`` (up to the clamping at 0): network (every hop),
+    the gateway's own work, each server's top-level stages and the rest of each server's
+    handler ("<server>.other"). When an upstream reported no ``total`` (ranking failed or was
+    late and the answer is degraded) the whole call counts as "<server>.other".
+    """
+    leaves = {"network": network_parts(end_to_end_ms, timings).get("network", 0.0),
+              "gateway": timings.get("gateway", 0.0)}
+    for upstream in UPSTREAMS:
+        prefix = upstream + "."
+        inner = timings.get(prefix + "total")
+        if inner is None:
+            leaves[prefix + "other"] = timings.get(upstream, 0.0)
+            continue
+        stages = {k[len(prefix):]: v for k, v in timings.items() if k.startswith(prefix)
+                  and k != prefix + "total" and "." not in k[len(prefix):]}
+        for name in _ordered(stages):
+            leaves[prefix + name] = stages[name]
+        leaves[prefix + "other"] = max(0.0, inner - sum(stages.values()))
+    return leaves
+
+
+def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
+    """The q-quantile of a Prometheus histogram, as PromQL's ``histogram_quantile`` computes it.
+
+    ``buckets`` are (upper bound, cumulative count) pairs, ``+Inf`` included. Observations are
+    assumed spread evenly within a bucket, so the answer is exact only to the bucket width;
+    the lowest bucket starts at 0, and a rank in the ``+Inf`` bucket answers the highest finite
+    bound (nothing better is known). None when the histogram is empty.
+    """
+    if not buckets:
+        return None
+    ordered = sorted(buckets)
+    total = ordered[-1][1]
+    if total <= 0 or not math.isinf(ordered[-1][0]):
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for upper, count in ordered:
+        count = max(count, below)  # counts must not decrease; a torn scrape could break that
+        if count >= rank and count > 0:
+            if math.isinf(upper):
+                return lower if len(ordered) > 1 else None
+            if upper <= 0:
+                return upper
+            return lower + (upper - lower) * (rank - below) / (count - below)
+        lower, below = upper, count
+    return lower
+
+
+@dataclass
+class Scrape:
+    """What one /metrics endpoint said at one moment (counters since the server started)."""
+
+    stages: dict[str, dict[float, float]] = field(default_factory=dict)  # stage -> le -> n
+    requests: dict[tuple[str, str], float] = field(default_factory=dict)  # (rpc, code) -> n
+
+
+def scrape(address: str, timeout_s: float = 5.0) -> Scrape:
+    """Read and parse one endpoint; ``address`` is HOST:PORT or a full URL."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = address if "://" in address else f"http://{address}/metrics"
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (operator's URL)
+        text = resp.read().decode()
+    out = Scrape()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == STAGE_HISTOGRAM:
+                le = float(s.labels["le"])
+                out.stages.setdefault(s.labels["stage"], {})[le] = s.value
+            elif s.name == REQUEST_COUNTER:
+                key = (s.labels.get("rpc", ""), s.labels.get("code", ""))
+                out.requests[key] = out.requests.get(key, 0.0) + s.value
+    return out
+
+
+def try_scrape(name: str, address: str, warnings: list[str],
+               timeout_s: float = 5.0) -> Scrape | None:
+    """A scrape that turns every failure into a warning: the load numbers are still worth it."""
+    try:
+        return scrape(address, timeout_s)
+    except (OSError, ValueError, KeyError, http.client.HTTPException) as exc:
+        warnings.append(f"metrics {name} ({address}): scrape failed: {exc}")
+        return None
+
+
+def scrape_difference(before: Scrape | None, after: Scrape) -> Scrape | None:
+    """after - before; None when a counter went down (the server restarted in between)."""
+    if before is None:
+        return after
+    diff = Scrape()
+    for stage, buckets in after.stages.items():
+        old = before.stages.get(stage, {})
+        diff.stages[stage] = {le: n - old.get(le, 0.0) for le, n in buckets.items()}
+    for key, n in after.requests.items():
+        diff.requests[key] = n - before.requests.get(key, 0.0)
+    values = [n for b in diff.stages.values() for n in b.values()] + list(diff.requests.values())
+    return None if any(n < 0 for n in values) else diff
+
+
+def server_report(name: str, before: Scrape | None, after: Scrape | None,
+                  warnings: list[str]) -> tuple[dict[str, dict], dict[str, int]]:
+    """Per-stage percentile estimates and request counts by code for one endpoint's window."""
+    if after is None:
+        return {}, {}
+    diff = scrape_difference(before, after)
+    if diff is None:
+        warnings.append(f"metrics {name}: counters went down during the run (server "
+                        "restarted?); its numbers cover everything since it started")
+        diff = after
+    elif before is None:
+        warnings.append(f"metrics {name}: no scrape before the run; its numbers cover "
+                        "everything since the server started")
+    stages: dict[str, dict] = {}
+    for stage in _ordered(diff.stages):
+        buckets = sorted(diff.stages[stage].items())
+        count = int(round(buckets[-1][1])) if buckets else 0
+        if count <= 0:
+            continue
+        row = {}
+        for key, q in QUANTILES.items():
+            v = histogram_quantile(q, buckets)
+            row[key] = None if v is None else v * 1e3
+        stages[f"{name}.{stage}"] = {**row, "count": count}
+    codes: Counter = Counter()
+    for (_rpc, code), n in diff.requests.items():
+        if n > 0:
+            codes[code] += int(round(n))
+    return stages, dict(sorted(codes.items()))
 
 
 @dataclass
@@ -33,6 +233,8 @@ class Results:
     sent: int = 0
     codes: Counter = field(default_factory=Counter)
     stages: dict[str, list[float]] = field(default_factory=dict)
+    # (end_to_end_ms, leaf_breakdown) of every answered request that carried timings
+    breakdowns: list[tuple[float, dict[str, float]]] = field(default_factory=list)
     degraded: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -44,11 +246,12 @@ class Results:
             key = "end_to_end" if code == "OK" else f"failed.{code}"
             self.stages.setdefault(key, []).append(end_to_end_ms)
             if timings:
-                for key, ms in timings.items():
+                extra = network_parts(end_to_end_ms, timings)
+                for key, ms in {**timings, **extra}.items():
                     self.stages.setdefault(key, []).append(ms)
                 if "total" in timings:
-                    self.stages.setdefault("network", []).append(
-                        max(0.0, end_to_end_ms - timings["total"]))
+                    self.breakdowns.append((end_to_end_ms,
+                                            leaf_breakdown(end_to_end_ms, timings)))
             self.degraded += degraded
 
     def report(self) -> dict:
@@ -63,7 +266,46 @@ class Results:
                             "max_ms": float(arr.max()), "count": int(len(arr))}
         return {"qps": ok / span, "requests": self.sent, "ok": ok, "degraded": self.degraded,
                 "errors": {c: n for c, n in self.codes.items() if c != "OK"},
-                "duration_s": span, "stages": stages}
+                "duration_s": span, "stages": stages,
+                "composition": composition(self.breakdowns), "warnings": []}
+
+
+def composition(breakdowns: Sequence[tuple[float, Mapping[str, float]]]) -> dict[str, dict]:
+    """Mean leaf split of the requests around each end-to-end percentile (see the module doc).
+
+    A band always holds at least the request at the percentile's rank, so small runs still
+    get a (noisier) bar; ``requests`` says how many it is the mean of.
+    """
+    if not breakdowns:
+        return {}
+    e2e = np.asarray([b[0] for b in breakdowns])
+    order = np.argsort(e2e, kind="stable")
+    n = len(e2e)
+    leaves = _leaf_order({k for _, b in breakdowns for k in b})
+    out = {}
+    for label, (lo, q, hi) in BANDS.items():
+        i0 = int(math.floor(lo / 100 * (n - 1)))
+        i1 = int(math.ceil(hi / 100 * (n - 1)))
+        picked = [breakdowns[i] for i in order[i0:i1 + 1]]
+        out[label] = {
+            "end_to_end_ms": float(np.percentile(e2e, q)), "band": [lo, hi],
+            "requests": len(picked),
+            "mean_end_to_end_ms": float(np.mean([p[0] for p in picked])),
+            "mean_ms": {k: float(np.mean([p[1].get(k, 0.0) for p in picked])) for k in leaves},
+        }
+    return out
+
+
+def _leaf_order(names: Iterable[str]) -> list[str]:
+    names = set(names)
+    out = [n for n in ("network", "gateway") if n in names]
+    for upstream in UPSTREAMS:
+        prefix = upstream + "."
+        own = [n[len(prefix):] for n in names if n.startswith(prefix) and n != prefix + "other"]
+        out += [prefix + n for n in _ordered(own)]
+        if prefix + "other" in names:
+            out.append(prefix + "other")
+    return out + sorted(names - set(out))
 
 
 def make_request(rng: np.random.Generator, users: list[str],
@@ -83,15 +325,23 @@ def make_request(rng: np.random.Generator, users: list[str],
 
 
 def run(target: str, rate: float, duration_s: float, users: list[str], timeout_s: float = 2.0,
-        max_in_flight: int = 2000, seed: int = 42) -> dict:
-    """Send ``rate`` requests per second for ``duration_s``; returns the report."""
+        max_in_flight: int = 2000, seed: int = 42,
+        metrics: Mapping[str, str] | None = None) -> dict:
+    """Send ``rate`` requests per second for ``duration_s``; returns the report.
+
+    ``metrics`` (name -> HOST:PORT) are scraped right before the first request and right
+    after the last answer, so the servers' histograms cover the run's window.
+    """
     rng = np.random.default_rng(seed)
     res = Results()
     seen_items: list[str] = []
     in_flight = threading.Semaphore(max_in_flight)
+    metrics = dict(metrics or {})
+    warnings: list[str] = []
     with grpc.insecure_channel(target) as channel:
         client = gateway_pb2_grpc.GatewayStub(channel)
         grpc.channel_ready_future(channel).result(timeout=10)
+        before = {name: try_scrape(name, addr, warnings) for name, addr in metrics.items()}
 
         def done(fut, t0):
             ms = (time.perf_counter() - t0) * 1e3
@@ -123,25 +373,286 @@ def run(target: str, rate: float, duration_s: float, users: list[str], timeout_s
         for _ in range(max_in_flight):  # wait for every answer
             in_flight.acquire(timeout=timeout_s + 1)
         res.finished = time.perf_counter()
-    return res.report()
+        after = {name: try_scrape(name, addr, warnings) for name, addr in metrics.items()}
+    report = res.report()
+    if metrics:
+        report["server_metrics"], report["server_requests"] = {}, {}
+        for name in metrics:
+            stages, codes = server_report(name, before[name], after[name], warnings)
+            report["server_metrics"].update(stages)
+            if after[name] is not None:
+                report["server_requests"][name] = codes
+    report["warnings"] = warnings
+    return report
+
+
+def _ms(v: float | None) -> str:
+    return f"{v:>9.2f}" if v is not None else f"{'-':>9}"
 
 
 def summary(report: dict) -> str:
     lines = [f"qps {report['qps']:.1f}  requests {report['requests']}  ok {report['ok']}  "
              f"degraded {report['degraded']}  errors {report['errors'] or 'none'}",
-             f"{'stage':<28}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}  (ms)"]
-    order = ["end_to_end", "network", "total", "gateway", "retrieval", "ranking"]
+             f"{'stage (client view)':<28}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}  (ms)"]
+    order = _stage_rows(report)
     names = order + sorted(set(report["stages"]) - set(order))
     for name in names:
         s = report["stages"].get(name)
         if s:
             lines.append(f"{name:<28}{s['p50_ms']:>9.2f}{s['p95_ms']:>9.2f}{s['p99_ms']:>9.2f}"
                          f"{s['max_ms']:>9.2f}")
+    if report.get("server_metrics") is not None:
+        lines += ["", f"{'stage (server /metrics)':<28}{'p50':>9}{'p95':>9}{'p99':>9}"
+                      f"{'count':>9}  (ms, bucket-interpolated, all clients)"]
+        for name, s in report["server_metrics"].items():
+            lines.append(f"{name:<28}{_ms(s['p50_ms'])}{_ms(s['p95_ms'])}{_ms(s['p99_ms'])}"
+                         f"{s['count']:>9}")
+        for server, codes in report.get("server_requests", {}).items():
+            counted = ", ".join(f"{c} {n}" for c, n in codes.items()) or "none"
+            lines.append(f"requests seen by {server}: {counted}")
+    for w in report.get("warnings", []):
+        lines.append(f"warning: {w}")
     return "\n".join(lines)
 
 
+# ---- the plot ------------------------------------------------------------------------------
+
+# Retrieval in blues and teals, ranking in reds and oranges, neighbours told apart by lightness.
+_BLUES = ("#08306b", "#2e86de", "#48c9b0", "#0b7285", "#74b9ff", "#5b5fc7")
+_ORANGES = ("#a63603", "#f16913", "#fdbe85", "#d62728", "#fd8d3c", "#7f2704")
+
+
+def _colours(leaves: Sequence[str]) -> dict[str, str]:
+    colours = {"network": "#b39ddb", "gateway": "#8c8c8c",
+               "retrieval.other": "#cfd8e3", "ranking.other": "#eadccb"}
+    n = {"retrieval": 0, "ranking": 0}
+    for leaf in leaves:
+        family = leaf.split(".")[0]
+        if leaf in colours:
+            continue
+        if family in n:
+            palette = _BLUES if family == "retrieval" else _ORANGES
+            colours[leaf] = palette[n[family] % len(palette)]
+            n[family] += 1
+        else:
+            colours[leaf] = "#bdbdbd"
+    return colours
+
+
+def _label(leaf: str) -> str:
+    if leaf == "network":
+        return "network (all hops)"
+    return leaf.replace(".other", " other").replace(".", ": ")
+
+
+def _stage_rows(report: dict) -> list[str]:
+    """The stages of the p50/p99 panel: end-to-end, the hops, then each server's stages."""
+    stages = report.get("stages", {})
+    first = ["end_to_end", "network", "network.client_gateway", "network.gateway_retrieval",
+             "network.gateway_ranking", "total", "gateway"]
+    rows = [s for s in first if s in stages]
+    for upstream in UPSTREAMS:
+        prefix = upstream + "."
+        own = [n[len(prefix):] for n in stages if n.startswith(prefix) and n != prefix + "total"]
+        rows += [s for s in (upstream, prefix + "total") if s in stages]
+        rows += [prefix + n for n in _ordered(own)]
+    return rows
+
+
+def _title(report: dict) -> str:
+    return (f"shortlist-bench: where the milliseconds go ({report.get('qps', 0):.1f} qps, "
+            f"{report.get('ok', 0)} answered, {report.get('degraded', 0)} degraded)")
+
+
+STACK_NOTE = ("each bar: mean split of the answered requests whose end-to-end lies in the band "
+              "around that percentile; segments add up to their mean end-to-end; "
+              "| = end-to-end percentile")
+
+
+def plot(report: dict, path: Path) -> Path | None:
+    """Draw the report to ``path``: PNG (or any matplotlib format) or self-contained HTML.
+
+    HTML never needs matplotlib (an inline SVG), so it is the format that always works; for
+    other formats a missing matplotlib (the optional ``report`` extra) is a warning in the
+    report, not a failure of the run. Returns the path written, or None.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".html", ".htm"):
+        path.write_text(render_html(report))
+        return path
+    try:
+        import matplotlib
+    except ImportError:
+        msg = f"plot {path}: matplotlib is not installed (pip install -e '.[report]'); skipped"
+        logger.warning(msg)
+        report.setdefault("warnings", []).append(msg)
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    comp = report.get("composition", {})
+    rows = _stage_rows(report)
+    leaves = _leaf_order({k for c in comp.values() for k in c["mean_ms"]})
+    colours = _colours(leaves)
+    fig, (ax1, ax2) = plt.subplots(
+        2, 1, figsize=(12, 4.0 + 0.28 * len(rows) + 0.5 * len(comp)),
+        gridspec_kw={"height_ratios": [max(1.2, 0.9 * len(comp)), max(1.5, 0.28 * len(rows))]})
+    fig.suptitle(_title(report), fontsize=12, fontweight="bold")
+
+    labels = list(comp)
+    widest = max([c["end_to_end_ms"] for c in comp.values()]
+                 + [sum(c["mean_ms"].values()) for c in comp.values()] + [1e-3])
+    for y, label in enumerate(labels):
+        c = comp[label]
+        left = 0.0
+        for leaf in leaves:
+            ms = c["mean_ms"].get(leaf, 0.0)
+            if ms <= 0:
+                continue
+            # the unexplained rest of a handler is hatched, so it does not pass for a stage
+            ax1.barh(y, ms, left=left, color=colours[leaf], edgecolor="white", linewidth=0.5,
+                     hatch="//" if leaf.endswith(".other") else None,
+                     label=_label(leaf) if y == 0 else None)
+            if ms >= 0.06 * widest:
+                ax1.text(left + ms / 2, y, f"{ms:.1f}", ha="center", va="center", fontsize=8)
+            left += ms
+        ax1.plot([c["end_to_end_ms"]] * 2, [y - 0.42, y + 0.42], color="black", linewidth=2)
+        ax1.text(max(left, c["end_to_end_ms"]) + 0.01 * widest, y,
+                 f"{c['end_to_end_ms']:.1f} ms", va="center", fontsize=9)
+    ax1.set_yticks(range(len(labels)),
+                   [f"{lab} (p{c['band'][0]:g}-p{c['band'][1]:g}, n={c['requests']})"
+                    for lab, c in comp.items()])
+    ax1.invert_yaxis()
+    ax1.set_xlim(0, widest * 1.15)
+    ax1.set_xlabel("ms")
+    ax1.set_title(STACK_NOTE, fontsize=8.5, wrap=True)
+    if comp:
+        ax1.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    else:
+        ax1.text(0.5, 0.5, "no answered requests", ha="center", transform=ax1.transAxes)
+
+    stages = report.get("stages", {})
+    ys = np.arange(len(rows))
+    p50 = [max(stages[r]["p50_ms"], 1e-3) for r in rows]
+    p99 = [max(stages[r]["p99_ms"], 1e-3) for r in rows]
+    ax2.barh(ys - 0.2, p50, height=0.4, color="#4c72b0", label="p50")
+    ax2.barh(ys + 0.2, p99, height=0.4, color="#dd8452", label="p99")
+    for y, a, b in zip(ys, p50, p99, strict=True):
+        ax2.text(b * 1.08, y, f"{a:.2f} / {b:.2f}", va="center", fontsize=7.5)
+    ax2.set_yticks(ys, rows, fontsize=8.5)
+    ax2.invert_yaxis()
+    ax2.set_xscale("log")
+    ax2.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    if rows:
+        ax2.set_xlim(min(p50) / 2, max(p99) * 4)
+    ax2.set_xlabel("ms (log scale); labels: p50 / p99")
+    ax2.set_title("each stage's own percentiles (client view, answered requests)", fontsize=9)
+    ax2.legend(loc="lower right", fontsize=8)
+    ax2.grid(axis="x", which="major", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def render_html(report: dict) -> str:
+    """The plot as one HTML page with inline SVG: no matplotlib, no scripts, no fetches."""
+    esc = html.escape
+    comp = report.get("composition", {})
+    leaves = _leaf_order({k for c in comp.values() for k in c["mean_ms"]})
+    colours = _colours(leaves)
+    widest = max([c["end_to_end_ms"] for c in comp.values()]
+                 + [sum(c["mean_ms"].values()) for c in comp.values()] + [1e-3])
+    x0, width, row_h = 230, 620, 34
+    scale = width / (widest * 1.15)
+    height = 30 + row_h * max(1, len(comp))
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{x0 + width + 90}" '
+           f'height="{height}" font-family="sans-serif" font-size="12">']
+    for i, (label, c) in enumerate(comp.items()):
+        y = 10 + i * row_h
+        svg.append(f'<text x="4" y="{y + 17}">{esc(label)} (p{c["band"][0]:g}-'
+                   f'p{c["band"][1]:g}, n={c["requests"]})</text>')
+        left = 0.0
+        for leaf in leaves:
+            ms = c["mean_ms"].get(leaf, 0.0)
+            if ms <= 0:
+                continue
+            svg.append(f'<rect x="{x0 + left * scale:.1f}" y="{y}" width="{ms * scale:.1f}" '
+                       f'height="24" fill="{colours[leaf]}" stroke="white">'
+                       f'<title>{esc(_label(leaf))}: {ms:.2f} ms</title></rect>')
+            left += ms
+        mark = x0 + c["end_to_end_ms"] * scale
+        svg.append(f'<line x1="{mark:.1f}" x2="{mark:.1f}" y1="{y - 3}" y2="{y + 27}" '
+                   'stroke="black" stroke-width="2"/>')
+        svg.append(f'<text x="{x0 + max(left, c["end_to_end_ms"]) * scale + 6:.1f}" '
+                   f'y="{y + 17}">{c["end_to_end_ms"]:.1f} ms</text>')
+    if not comp:
+        svg.append('<text x="10" y="25">no answered requests</text>')
+    svg.append("</svg>")
+    legend = " ".join(f'<span class="key"><i style="background:{colours[leaf]}"></i>'
+                      f"{esc(_label(leaf))}</span>" for leaf in leaves)
+    head = "<tr><th>band</th>" + "".join(f"<th>{esc(_label(k))}</th>" for k in leaves)
+    head += "<th>sum</th><th>end-to-end pXX</th></tr>"
+    body = "".join(
+        f"<tr><td>{esc(lab)}</td>"
+        + "".join(f"<td>{c['mean_ms'].get(k, 0.0):.2f}</td>" for k in leaves)
+        + f"<td>{sum(c['mean_ms'].values()):.2f}</td><td>{c['end_to_end_ms']:.2f}</td></tr>"
+        for lab, c in comp.items())
+    stages = report.get("stages", {})
+    rows = _stage_rows(report)
+    top = max([stages[r]["p99_ms"] for r in rows] + [1e-3])
+    stage_rows = "".join(
+        f"<tr><td>{esc(r)}</td><td>{stages[r]['p50_ms']:.2f}</td>"
+        f"<td>{stages[r]['p99_ms']:.2f}</td><td class='bars'>"
+        f"<div class='b50' style='width:{100 * stages[r]['p50_ms'] / top:.1f}%'></div>"
+        f"<div class='b99' style='width:{100 * stages[r]['p99_ms'] / top:.1f}%'></div></td></tr>"
+        for r in rows)
+    server = report.get("server_metrics") or {}
+    server_rows = "".join(
+        f"<tr><td>{esc(n)}</td>" + "".join(
+            f"<td>{s[k]:.2f}</td>" if s[k] is not None else "<td>-</td>"
+            for k in QUANTILES) + f"<td>{s['count']}</td></tr>"
+        for n, s in server.items())
+    server_html = (f"<h2>Servers' own view (/metrics, bucket-interpolated, all clients)</h2>"
+                   f"<table><tr><th>stage</th><th>p50</th><th>p95</th><th>p99</th>"
+                   f"<th>count</th></tr>{server_rows}</table>") if server else ""
+    warnings = "".join(f"<li>{esc(w)}</li>" for w in report.get("warnings", []))
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>shortlist-bench</title>
+<style>
+body{{font-family:sans-serif;margin:1.5em;color:#222}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ddd;padding:2px 8px;text-align:right;font-size:13px}}
+td:first-child,th:first-child{{text-align:left}} .key{{margin-right:1em;font-size:13px}}
+.key i{{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}}
+td.bars{{width:360px;text-align:left}} .b50,.b99{{height:6px;margin:1px 0}}
+.b50{{background:#4c72b0}} .b99{{background:#dd8452}} p.note{{font-size:13px;color:#555}}
+</style></head><body>
+<h1 style="font-size:18px">{esc(_title(report))}</h1>
+<h2>Where the milliseconds go</h2>
+<p class="note">{esc(STACK_NOTE)}</p>
+{"".join(svg)}
+<p>{legend}</p>
+<table>{head}{body}</table>
+<h2>Each stage's own percentiles (ms; blue p50, orange p99)</h2>
+<table><tr><th>stage</th><th>p50</th><th>p99</th><th></th></tr>{stage_rows}</table>
+{server_html}
+{f"<h2>Warnings</h2><ul>{warnings}</ul>" if warnings else ""}
+</body></html>
+"""
+
+
+def _endpoint(value: str) -> tuple[str, str]:
+    name, sep, address = value.partition("=")
+    if not sep or not name or not address:
+        raise argparse.ArgumentTypeError(f"expected NAME=HOST:PORT, got {value!r}")
+    return name, address
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="shortlist-bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="shortlist-bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default="127.0.0.1:50051")
     parser.add_argument("--rate", type=float, default=50.0, help="requests per second")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds")
@@ -149,12 +660,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=Path, default=None,
                         help="known user ids, one per line (default: 1..600, MovieLens-style)")
     parser.add_argument("--output", type=Path, default=None, help="write the JSON report")
+    parser.add_argument("--metrics", type=_endpoint, action="append", default=[],
+                        metavar="NAME=HOST:PORT",
+                        help="a server's Prometheus endpoint to read before and after the run "
+                             "(repeatable), e.g. gateway=127.0.0.1:9101")
+    parser.add_argument("--plot", type=Path, default=None, metavar="PATH",
+                        help="draw the latency breakdown: .png (needs matplotlib) or .html")
     args = parser.parse_args(argv)
     users = ([u.strip() for u in args.users.read_text().splitlines() if u.strip()]
              if args.users else [str(i) for i in range(1, 601)])
-    report = run(args.target, args.rate, args.duration, users, args.timeout)
+    report = run(args.target, args.rate, args.duration, users, args.timeout,
+                 metrics=dict(args.metrics))
+    if args.plot:
+        plot(report, args.plot)
     print(summary(report))
     if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=1))
     return 0 if report["ok"] else 1
 

@@ -15,6 +15,7 @@ from gateway.errors import GatewayError, InvalidRequest, UpstreamFailed
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstream
 from shortlist.common.logs import new_request_id
+from shortlist.common.metrics import Metrics
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc, ranking_pb2, retrieval_pb2
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,9 @@ _MAX_VERSION_BYTES = 255
 
 
 class GatewayService(gateway_pb2_grpc.GatewayServicer):
-    def __init__(self, settings: GatewaySettings, upstream: Upstream) -> None:
+    def __init__(self, settings: GatewaySettings, upstream: Upstream,
+                 metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics("gateway")
         self.settings = settings
         self.upstream = upstream
 
@@ -79,7 +82,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                     retrieval_pb2.RetrieveRequest(
                         user_id=request.user_id, recent_item_ids=request.recent_item_ids,
                         filters=request.filters, max_candidates=max(s.candidates, k),
-                        request_id=rid),
+                        request_id=rid, k=k),
                     timeout=max(0.001, min(s.retrieval_timeout_s, deadline - t0)),
                 )
             except grpc.RpcError as exc:
@@ -87,7 +90,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             retrieval_ms = (time.perf_counter() - t0) * 1e3
 
             ranked, ranking_ms, degrade_reason = None, 0.0, ""
-            if retrieved.candidates:
+            if retrieved.candidates.item_ids:
                 t0 = time.perf_counter()
                 left = deadline - t0
                 if left <= 0.002:
@@ -97,6 +100,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                         ranked = self.upstream.ranking.Rank(
                             ranking_pb2.RankRequest(user=retrieved.user,
                                                     candidates=retrieved.candidates,
+                                                    items=retrieved.items,
                                                     k=k, request_id=rid,
                                                     version=retrieved.version),
                             timeout=min(s.ranking_timeout_s, left),
@@ -113,6 +117,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             t["total"], t["retrieval"] = total_ms, retrieval_ms
             t["ranking"] = ranking_ms
             t["gateway"] = max(0.0, total_ms - retrieval_ms - ranking_ms)
+            self.metrics.stages(t)
             if request.debug:
                 for key, ms in retrieved.timings_ms.items():
                     t[f"retrieval.{key}"] = ms
@@ -130,6 +135,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             context.abort(exc.code, str(exc))
         finally:
             fields["ms"] = round((time.perf_counter() - start) * 1e3, 3)
+            self.metrics.request(fields["rpc"], fields.get("code", "UNKNOWN"), fields["ms"])
             logger.info("request", extra={"fields": fields})
 
     def _forward(self, rpc: str, call, request, context, fields: dict, timeout_s: float,
@@ -156,6 +162,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             context.abort(exc.code, str(exc))
         finally:
             fields["ms"] = round((time.perf_counter() - start) * 1e3, 3)
+            self.metrics.request(fields["rpc"], fields.get("code", "UNKNOWN"), fields["ms"])
             logger.info("request", extra={"fields": fields})
 
     def _k(self, request) -> None:
@@ -215,23 +222,38 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
 def assemble(retrieved: retrieval_pb2.RetrieveResponse, ranked: ranking_pb2.RankResponse | None,
              k: int, debug: bool) -> gateway_pb2.RecommendResponse:
-    """Join ranking's order with retrieval's item details; retrieval order if not ranked."""
+    """Join ranking's order with retrieval's signals; retrieval order if not ranked.
+
+    Item details come from retrieval when it described the item (the first k, and anything
+    upserted since the version was published), else from ranking's catalog.
+    """
     response = gateway_pb2.RecommendResponse(segment=retrieved.user.segment)
-    by_id = {c.item.item_id: c for c in retrieved.candidates}
+    cols = retrieved.candidates
+    ids = list(cols.item_ids)
+    row_of = {item_id: row for row, item_id in enumerate(ids)}
+    details = {it.item_id: it for it in retrieved.items}
     if ranked is not None:
         response.version = ranked.version
-        rows = [(by_id[r.item_id], r.score, r.rank) for r in ranked.items if r.item_id in by_id]
+        rows = [(row_of[r.item_id], r.score, r.rank, r) for r in ranked.items
+                if r.item_id in row_of]
     else:
         response.version = retrieved.version
-        rows = [(c, c.retrieval_score, 0) for c in retrieved.candidates[:k]]
-    for cand, score, rank in rows[:k]:
+        rows = [(row, cols.retrieval_scores[row], 0, None) for row in range(min(k, len(ids)))]
+    generators = list(cols.generators)
+    n_gen = len(generators)
+    for row, score, rank, ranked_item in rows[:k]:
+        item_id = ids[row]
+        described = details.get(item_id) or ranked_item
         item = response.items.add(
-            item_id=cand.item.item_id, score=score, title=cand.item.title,
-            categories=cand.item.categories, retrieval_rank=cand.retrieval_rank,
-            ranking_rank=rank,
+            item_id=item_id, score=score,
+            title=described.title if described is not None else "",
+            categories=described.categories if described is not None else [],
+            retrieval_rank=row + 1, ranking_rank=rank,
         )
-        item.sources.extend(cand.sources)
-        if not debug:
-            for src in item.sources:
-                src.ClearField("score")
+        for g in range(n_gen):
+            g_rank = cols.generator_ranks[row * n_gen + g]
+            if g_rank > 0:
+                src = item.sources.add(generator=generators[g], rank=g_rank)
+                if debug:
+                    src.score = cols.generator_scores[row * n_gen + g]
     return response

@@ -13,6 +13,7 @@ from ranking.service import Loaded, RankingService
 from ranking.settings import RankingSettings
 from shortlist.common import artifacts, security, serving
 from shortlist.common.admin import AdminService
+from shortlist.common.metrics import Metrics
 from shortlist.common.versions import VersionWatcher
 from shortlist.v1 import admin_pb2, admin_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 
@@ -43,7 +44,8 @@ def create_server(settings: RankingSettings) -> tuple[grpc.Server, int]:
     SecurityConfigError (before anything starts) if the TLS settings are unusable.
     """
     credentials = security.server_credentials(settings)
-    service = RankingService(settings)
+    metrics = Metrics("ranking")
+    service = RankingService(settings, metrics)
     watcher = VersionWatcher(settings.artifacts, lambda path: load_models(settings, path),
                              service.install, settings.reload_interval_s, settings.version)
     server = serving.new_server(settings.max_workers, settings.max_message_bytes,
@@ -61,5 +63,6 @@ def create_server(settings: RankingSettings) -> tuple[grpc.Server, int]:
         raise artifacts.ArtifactError(watcher.last_error or f"{settings.artifacts}: nothing "
                                       "to serve")
     watcher.start()
+    serving.serve_metrics(metrics, settings)
     serving.set_serving(health, [SERVICE, ADMIN])
     return server, port

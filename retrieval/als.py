@@ -18,8 +18,11 @@ from shortlist.common.artifacts import read_json, write_json
 
 class AlsModel:
     def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 1.0,
-                 iterations: int = 15, seed: int = 42) -> None:
+                 iterations: int = 15, seed: int = 42, num_threads: int = 0) -> None:
         self.factors = factors
+        # 0: every core. implicit solves each user (item) independently within a half-step,
+        # so the factors do not depend on the thread count (checked: identical to the bit).
+        self.num_threads = num_threads
         self.regularization = regularization
         self.alpha = alpha
         self.iterations = iterations
@@ -36,7 +39,7 @@ class AlsModel:
         model = AlternatingLeastSquares(
             factors=self.factors, regularization=self.regularization, alpha=self.alpha,
             iterations=self.iterations, random_state=self.seed, calculate_training_loss=False,
-            num_threads=1,
+            num_threads=self.num_threads,
         )
         model.fit(sp.csr_matrix(user_items, dtype=np.float32), show_progress=show_progress)
         self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)

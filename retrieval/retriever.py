@@ -36,6 +36,9 @@ class Retriever:
         self.version = version
         self.max_candidates_limit = max_candidates_limit
         self._generator = models.generator()
+        # Items added or changed by UpsertItem since this version: responses describe them,
+        # because ranking's copy of the catalog is the published one.
+        self.touched: set[int] = set()
         if models.als is not None:
             _ = models.als.gram  # warm: the first fold-in would otherwise pay for it
         c = models.catalog
@@ -100,6 +103,7 @@ class Retriever:
         m = self.models
         created = item_id not in m.catalog.vocab
         idx = m.catalog.add(item_id, title, categories, text)
+        self.touched.add(idx)
         m.trending.extend(len(m.catalog))
         if m.content is not None:
             vec = m.content.embed([item_document(title, categories, text)])[0]

@@ -16,6 +16,7 @@ from retrieval.service import RetrievalService
 from retrieval.settings import RetrievalSettings
 from shortlist.common import artifacts, security, serving
 from shortlist.common.admin import AdminService
+from shortlist.common.metrics import Metrics
 from shortlist.common.versions import VersionWatcher
 from shortlist.v1 import admin_pb2, admin_pb2_grpc, retrieval_pb2, retrieval_pb2_grpc
 
@@ -56,7 +57,9 @@ def create_server(settings: RetrievalSettings) -> tuple[grpc.Server, int]:
     server = serving.new_server(settings.max_workers, settings.max_message_bytes,
                                 security.server_interceptors(settings),
                                 max_concurrent_rpcs=settings.max_concurrent_rpcs)
-    retrieval_pb2_grpc.add_RetrievalServicer_to_server(RetrievalService(settings, state), server)
+    metrics = Metrics("retrieval")
+    retrieval_pb2_grpc.add_RetrievalServicer_to_server(
+        RetrievalService(settings, state, metrics), server)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminService(settings.artifacts, watcher,
                                                            settings.version), server)
     health = serving.add_health_and_reflection(server, [SERVICE, ADMIN])
@@ -68,5 +71,6 @@ def create_server(settings: RetrievalSettings) -> tuple[grpc.Server, int]:
         raise artifacts.ArtifactError(watcher.last_error or f"{settings.artifacts}: nothing "
                                       "to serve")
     watcher.start()
+    serving.serve_metrics(metrics, settings)
     serving.set_serving(health, [SERVICE, ADMIN])
     return server, port

@@ -16,6 +16,7 @@ from retrieval.retriever import Retrieved, RetrieveQuery, Retriever
 from retrieval.search import fold
 from retrieval.settings import RetrievalSettings
 from shortlist.common.logs import new_request_id
+from shortlist.common.metrics import Metrics
 from shortlist.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,9 @@ _CODES = {InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
 
 
 class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
-    def __init__(self, settings: RetrievalSettings, state: RetrievalState) -> None:
+    def __init__(self, settings: RetrievalSettings, state: RetrievalState,
+                 metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics("retrieval")
         self.settings = settings
         self.state = state
 
@@ -78,10 +81,14 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
                 exclude_categories=list(f.exclude_categories),
                 max_candidates=request.max_candidates,
             )
+            k = self._k(request.k)
+            start = time.perf_counter()
             retriever = self._current()  # one version for the whole request
             result = retriever.retrieve(query)
-            response = to_proto(result, retriever)
-            fields.update(candidates=len(response.candidates),
+            response = to_proto(result, retriever, k)
+            response.timings_ms["total"] = (time.perf_counter() - start) * 1e3
+            self.metrics.stages(response.timings_ms)
+            fields.update(candidates=len(result.candidates),
                           segment=result.candidates.segment, version=result.version)
             return response
         return self._run("Retrieve", request, context, fields, body)
@@ -140,6 +147,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             context.abort(_CODES[type(exc)], str(exc))
         finally:
             fields["ms"] = round((time.perf_counter() - start) * 1e3, 3)
+            self.metrics.request(rpc, fields.get("code", "UNKNOWN"), fields["ms"])
             logger.info("request", extra={"fields": fields})
 
     def RecordInteraction(self, request, context):
@@ -199,7 +207,7 @@ def item_proto(catalog, idx: int) -> common_pb2.Item:
                            categories=catalog.categories[idx])
 
 
-def to_proto(result: Retrieved, retriever: Retriever) -> retrieval_pb2.RetrieveResponse:
+def to_proto(result: Retrieved, retriever: Retriever, k: int) -> retrieval_pb2.RetrieveResponse:
     c = result.candidates
     catalog = retriever.models.catalog
     response = retrieval_pb2.RetrieveResponse(version=result.version)
@@ -210,14 +218,16 @@ def to_proto(result: Retrieved, retriever: Retriever) -> retrieval_pb2.RetrieveR
     response.user.last_timestamp = c.user_time
     for key, ms in c.timings_ms.items():
         response.timings_ms[key] = ms
-    for row, item in enumerate(c.items.tolist()):
-        cand = response.candidates.add(
-            item=item_proto(catalog, item), retrieval_rank=row + 1,
-            retrieval_score=float(c.retrieval_score[row]), als_score=float(c.als_score[row]),
-            taste_score=float(c.taste_score[row]),
-        )
-        for g, name in enumerate(GENERATORS):
-            rank = int(c.gen_ranks[row, g])
-            if rank > 0:
-                cand.sources.add(generator=name, score=float(c.gen_scores[row, g]), rank=rank)
+    cols = response.candidates
+    cols.item_ids.extend(catalog.vocab.ids(c.items))
+    cols.retrieval_scores.extend(c.retrieval_score.tolist())
+    cols.als_scores.extend(c.als_score.tolist())
+    cols.taste_scores.extend(c.taste_score.tolist())
+    cols.generators.extend(GENERATORS)
+    cols.generator_scores.extend(c.gen_scores.ravel().tolist())
+    cols.generator_ranks.extend(c.gen_ranks.ravel().tolist())
+    items = c.items.tolist()
+    touched = retriever.touched
+    described = items[:k] + ([i for i in items[k:] if i in touched] if touched else [])
+    response.items.extend(item_proto(catalog, i) for i in described)
     return response

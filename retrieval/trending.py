@@ -6,8 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.hnsw import exact_top_k
-
 DAY = 86400.0
 
 
@@ -22,6 +20,8 @@ class TrendingModel:
     def __init__(self, scores: np.ndarray | None = None, half_life_days: float = 30.0) -> None:
         self.half_life_days = half_life_days
         self.scores = np.zeros(0, dtype=np.float32) if scores is None else scores
+        # (scores array, its order): one attribute, so concurrent readers see a matching pair
+        self._sorted_pair: tuple[np.ndarray, np.ndarray] | None = None
 
     def fit(self, item_idx: np.ndarray, timestamps: np.ndarray, n_items: int,
             now: int, weights: np.ndarray | None = None) -> TrendingModel:
@@ -37,13 +37,29 @@ class TrendingModel:
                 [self.scores, np.zeros(n_items - len(self.scores), np.float32)])
 
     def top(self, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Best k items by trending score; ``exclude`` is a boolean mask of banned items."""
-        scores = self.scores.astype(np.float64)
-        if exclude is not None and exclude.any():
-            scores = np.where(exclude[: len(scores)], -np.inf, scores)
-            k = min(k, int(np.isfinite(scores).sum()))
-        idx = exact_top_k(scores, k)
-        return idx, self.scores[idx]
+        """Best k items by trending score (ties: lower index); ``exclude`` masks banned items.
+
+        Walks a precomputed order, so a request costs O(k + banned) rather than a pass over
+        the catalog (0.5 ms at 100K items, per request).
+        """
+        scores, order = self._sorted()
+        k = min(k, len(scores))
+        if exclude is None:
+            idx = order[:k]
+        else:
+            exclude = exclude[: len(scores)]
+            n_banned = int(np.count_nonzero(exclude))
+            head = order[: k + n_banned]  # at most n_banned of these are excluded
+            idx = head[~exclude[head]][:k]
+        return idx, scores[idx]
+
+    def _sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.scores  # replaced (never mutated) by fit and extend
+        pair = self._sorted_pair
+        if pair is None or pair[0] is not scores:
+            pair = (scores, np.lexsort((np.arange(len(scores)), -scores.astype(np.float64))))
+            self._sorted_pair = pair
+        return pair
 
     def save(self, path: Path) -> None:
         np.save(path, self.scores, allow_pickle=False)

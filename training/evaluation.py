@@ -59,8 +59,18 @@ def recommenders(models: RetrievalModels, stats: ItemStats,
             return np.zeros(0, np.int64)
         return gen.search(models.content_index, models.content.vectors, taste, k, banned)[0]
 
+    cached: dict[int, object] = {}
+
+    def cands_of(user):
+        """The user's candidates, generated once for union, pipeline and pipeline_mmr (users
+        are evaluated one after another, so one entry is enough)."""
+        if user not in cached:
+            cached.clear()
+            cached[user] = candidates_for(models, gen, user)
+        return cached[user]
+
     def union(user, banned):  # the whole merged candidate list, in retrieval (RRF) order
-        return candidates_for(models, gen, user).items
+        return cands_of(user).items
 
     out: dict[str, Recommender] = {"random": random, "popularity": popularity,
                                    "trending": trending}
@@ -72,7 +82,7 @@ def recommenders(models: RetrievalModels, stats: ItemStats,
     if pipeline is not None:
         def ranked(lam):
             def run(user, banned):
-                cands = candidates_for(models, gen, user)
+                cands = cands_of(user)
                 pos, _, _ = pipeline.rank(to_ranking_input(cands), k, lam)
                 return cands.items[pos]
             return run

@@ -85,12 +85,14 @@ def extend_dataset(ds: Dataset, log_path: Path) -> Dataset:
               "items_through": max((r.seq for r in item_records), default=0)}
     logger.info("event log folded in", extra={"fields": {
         **events, "interactions": len(interactions), "item_upserts": len(item_records)}})
+    user_codes, user_values = _append_ids(ds.user_codes, ds.user_values,
+                                          [r.user_id for r in interactions])
+    item_codes, item_values = _append_ids(ds.item_codes, ds.item_values,
+                                          [r.item_id for r in interactions])
     return Dataset(
         name=ds.name,
-        user_ids=np.concatenate([ds.user_ids, np.asarray(
-            [r.user_id for r in interactions], dtype=np.str_)]),
-        item_ids=np.concatenate([ds.item_ids, np.asarray(
-            [r.item_id for r in interactions], dtype=np.str_)]),
+        user_codes=user_codes, user_values=user_values,
+        item_codes=item_codes, item_values=item_values,
         weights=np.concatenate([ds.weights, np.asarray(
             [r.weight for r in interactions], dtype=np.float32)]),
         timestamps=np.concatenate([ds.timestamps, np.asarray(
@@ -100,3 +102,12 @@ def extend_dataset(ds: Dataset, log_path: Path) -> Dataset:
         fingerprint=fingerprint,
         extra={**ds.extra, "events": events},
     )
+
+
+def _append_ids(codes: np.ndarray, values: list[str],
+                new: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Dictionary-encoded ids with ``new`` rows appended (new distinct values at the end)."""
+    index = {v: i for i, v in enumerate(values)}
+    extra = np.fromiter((index.setdefault(v, len(index)) for v in new), dtype=np.int64,
+                        count=len(new))
+    return np.concatenate([codes, extra]), list(index)

@@ -208,7 +208,7 @@ def tune_generators(f_ev: Events, v_ev: Events, users: Vocabulary, catalog: Item
     tables["als"] = table
 
     sample = _sample_users(v_ev, p.max_ranker_users, p.seed)
-    models, _ = fit_models(f_ev, users, catalog, content, p)
+    models, _ = fit_models(f_ev, users, catalog, content, p, progress, "tuning models")
     if content is not None:
         rows = []
         for hl in grid.taste_half_life_days:
@@ -285,8 +285,10 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, content,
     steps.update()
 
     steps.set_postfix_str("ranker")
-    models_g, stats_g = fit_models(g_ev, users, catalog, content, p)
-    models_f, stats_f = fit_models(f_ev, users, catalog, content, p)
+    models_g, stats_g = fit_models(g_ev, users, catalog, content, p, progress,
+                                   "models for ranker labels")
+    models_f, stats_f = fit_models(f_ev, users, catalog, content, p, progress,
+                                   "models for validation")
     count_grid = grid.candidates if grid is not None else (
         (p.als_candidates, p.content_candidates, p.trending_candidates),)
     leaves_grid = grid.ranker_num_leaves if grid is not None else (p.ranker_num_leaves,)
@@ -314,12 +316,13 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, content,
     steps.set_postfix_str("mmr")
     tuning["mmr"] = tune_mmr(ranker, stats_f, valid_ex, p, grid)
     ranking_config = RankingConfig(p.mmr_lambda, p.mmr_top_n)
+    eval_users = _sample_users(v_ev, p.max_eval_users, p.seed)
     validation = evaluate(models_f, stats_f, RankingPipeline(ranker, stats_f, ranking_config),
-                          v_ev, 10, progress)
+                          v_ev.take(np.isin(v_ev.users, eval_users)), 10, progress)
     steps.update()
 
     steps.set_postfix_str("final models")
-    models, stats = fit_models(ev, users, catalog, content, p)
+    models, stats = fit_models(ev, users, catalog, content, p, progress, "final models")
     steps.update()
     steps.close()
     return Trained(models, stats, ranker, ranking_config, p, tuning, validation, train_ex,

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
+from tqdm import tqdm
 
 from ranking.features import ItemStats
 from retrieval.als import AlsModel
@@ -42,7 +43,12 @@ def fit_content(items: Items, p: FitParams) -> ContentModel | None:
 
 
 def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog,
-               content: ContentModel | None, p: FitParams) -> tuple[RetrievalModels, ItemStats]:
+               content: ContentModel | None, p: FitParams, progress: bool = False,
+               desc: str = "models") -> tuple[RetrievalModels, ItemStats]:
+    """Every retrieval model plus ranking's item statistics; minutes at a million users, so
+    each step shows on a progress bar (ALS also shows its iterations)."""
+    steps = tqdm(total=5, desc=desc, unit="step", disable=not progress, leave=False)
+    steps.set_postfix_str("trending, history")
     n_users, n_items = len(users), len(catalog)
     now = int(ev.timestamps.max())
     seconds: dict[str, float] = {}
@@ -51,6 +57,8 @@ def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog,
         ev.items, ev.timestamps, n_items, now)
     seconds["trending"] = time.perf_counter() - t0
     history = UserHistory.from_events(ev.users, ev.items, ev.timestamps, ev.weights, n_users)
+    steps.update()
+    steps.set_postfix_str("als")
 
     als = als_index = None
     t0 = time.perf_counter()
@@ -58,12 +66,17 @@ def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog,
         matrix = sp.csr_matrix((np.ones(len(ev), np.float32), (ev.users, ev.items)),
                                shape=(n_users, n_items))
         als = AlsModel(p.als_factors, p.als_regularization, p.als_alpha, p.als_iterations,
-                       p.seed).fit(matrix)
+                       p.seed).fit(matrix, show_progress=progress)
+        steps.update()
+        steps.set_postfix_str("als index")
         als_index = MipsIndex.build(als.item_factors, p.hnsw_m, p.hnsw_ef_construction,
                                     p.hnsw_ef, p.seed)
         seconds["als"] = time.perf_counter() - t0
     else:
         logger.warning("ALS generator skipped: too few interactions")
+        steps.update()
+    steps.update()
+    steps.set_postfix_str("content index")
 
     content_index = None
     if content is not None:
@@ -71,6 +84,8 @@ def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog,
         content_index = HnswIndex.build(content.vectors, "cosine", p.hnsw_m,
                                         p.hnsw_ef_construction, p.hnsw_ef, p.seed)
         seconds["content"] = time.perf_counter() - t0
+    steps.update()
+    steps.set_postfix_str("item statistics")
 
     config = RetrievalConfig(
         als_candidates=p.als_candidates, content_candidates=p.content_candidates,
@@ -96,4 +111,6 @@ def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog,
         first_seen=first_seen, genres=catalog.category_matrix, vectors=vectors, now=now,
         als_vectors=als_vectors, times_indptr=times_indptr, times=times,
     )
+    steps.update()
+    steps.close()
     return models, stats

@@ -33,6 +33,9 @@ class FitParams:
     label_fraction: float = 0.2
     min_user_items: int = 5
     max_ranker_users: int = 20000
+    # validation metrics (and the tuning that reads them) on at most this many users: at a
+    # million users the full set costs more than the fit and moves the mean by noise only
+    max_eval_users: int = 20000
     ranker_rounds: int = 400
     ranker_learning_rate: float = 0.05
     ranker_num_leaves: int = 31

@@ -27,8 +27,9 @@ class Events:
 
 def encode(ds: Dataset, item_vocab: Vocabulary) -> tuple[Vocabulary, Events]:
     """Index users and items, collapsing duplicate (user, item) pairs to the latest event."""
-    users, u = Vocabulary.from_values(ds.user_ids.tolist())
-    i = item_vocab.indices(ds.item_ids.tolist())
+    users = Vocabulary(ds.user_values)
+    u = ds.user_codes.astype(np.int64)
+    i = item_vocab.indices(ds.item_values)[ds.item_codes]
     ev = Events(u, i, ds.timestamps.astype(np.int64), ds.weights.astype(np.float32))
     return users, dedupe(ev)
 

@@ -1,23 +1,32 @@
-"""shortlist-bench on a tiny stack: the report is complete and consistent (not speed)."""
+"""shortlist-bench: the report is complete and consistent (not speed), on a tiny stack and in
+its parts (network remainders, histogram quantiles, scrape windows, plots, stack plumbing)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
+import sys
+from pathlib import Path
 
 import pytest
 
 from gateway import bench
-from shortlist.common.stack import Stack
+from shortlist.common.metrics import Metrics
+from shortlist.common.stack import Stack, free_port
 
-pytestmark = pytest.mark.e2e
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 
+@pytest.mark.e2e
 def test_report_shape_and_consistency(trained, tmp_path):
-    with Stack.on_free_ports(trained, log_dir=tmp_path / "logs",
+    with Stack.on_free_ports(trained, metrics=True, log_dir=tmp_path / "logs",
                              state_dir=tmp_path / "state") as stack:
-        out = tmp_path / "bench.json"
+        out, png = tmp_path / "bench.json", tmp_path / "plot" / "bench.png"
         code = bench.main(["--target", stack.address("gateway"), "--rate", "25",
-                           "--duration", "1", "--output", str(out)])
+                           "--duration", "1", "--output", str(out), "--plot", str(png)]
+                          + [a for name in ("gateway", "retrieval", "ranking")
+                             for a in ("--metrics", f"{name}={stack.metrics_address(name)}")])
     assert code == 0
     report = json.loads(out.read_text())
     assert {"qps", "requests", "errors", "stages"} <= set(report)
@@ -25,9 +34,182 @@ def test_report_shape_and_consistency(trained, tmp_path):
     assert report["ok"] + sum(report["errors"].values()) == report["requests"]
     stages = report["stages"]
     for name in ("end_to_end", "gateway", "retrieval", "ranking", "network",
+                 "network.client_gateway", "network.gateway_retrieval",
+                 "network.gateway_ranking", "retrieval.total", "ranking.total",
                  "ranking.features", "ranking.model", "ranking.mmr", "retrieval.merge"):
         s = stages[name]
-        assert 0 <= s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"] <= s["max_ms"]
+        assert 0 <= s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"] <= s["max_ms"], name
+        assert set(s) >= {"p50_ms", "p95_ms", "p99_ms", "max_ms"}
     assert stages["end_to_end"]["count"] == report["ok"]
     # the servers' total is inside what the client observed
     assert stages["total"]["p50_ms"] <= stages["end_to_end"]["p50_ms"]
+
+    assert report["warnings"] == []
+    ok, degraded = report["ok"], report["degraded"]
+    server = report["server_metrics"]
+    assert server["gateway.total"]["count"] >= ok
+    assert server["retrieval.total"]["count"] >= ok
+    # a degraded answer may have had no ranking call finish
+    assert server["ranking.model"]["count"] >= ok - degraded
+    for name, s in server.items():
+        assert 0 <= s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"], name
+    assert report["server_requests"]["gateway"]["OK"] >= ok
+    assert report["server_requests"]["retrieval"]["OK"] >= ok
+
+    comp = report["composition"]
+    assert set(comp) == {"p50", "p95", "p99"}
+    for c in comp.values():
+        # the leaf split adds up to those requests' end-to-end (clamping aside)
+        assert sum(c["mean_ms"].values()) == pytest.approx(c["mean_end_to_end_ms"], rel=0.02)
+
+    if HAS_MATPLOTLIB:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = bench.plot(report, tmp_path / "bench.html")
+    assert page is not None and "<svg" in page.read_text()
+    assert "ranking: model" in page.read_text()
+
+
+def test_histogram_quantile_known_answers():
+    buckets = [(1.0, 10.0), (2.0, 20.0), (math.inf, 20.0)]
+    assert bench.histogram_quantile(0.50, buckets) == pytest.approx(1.0)
+    assert bench.histogram_quantile(0.75, buckets) == pytest.approx(1.5)
+    assert bench.histogram_quantile(0.25, buckets) == pytest.approx(0.5)  # from 0 to 1
+    # a rank in the +Inf bucket: the highest finite bound is all that is known
+    assert bench.histogram_quantile(0.99, [(1.0, 5.0), (math.inf, 10.0)]) == 1.0
+    # order of the pairs does not matter; an empty histogram has no quantile
+    assert bench.histogram_quantile(0.75, buckets[::-1]) == pytest.approx(1.5)
+    assert bench.histogram_quantile(0.5, [(1.0, 0.0), (math.inf, 0.0)]) is None
+    assert bench.histogram_quantile(0.5, []) is None
+
+
+def test_network_is_the_remainder_at_each_hop():
+    timings = {"total": 10.0, "gateway": 1.0, "retrieval": 5.0, "ranking": 4.0,
+               "retrieval.total": 4.5, "retrieval.als": 2.0, "retrieval.merge": 1.0,
+               "ranking.total": 3.0, "ranking.features": 1.0, "ranking.model": 1.5,
+               "ranking.mmr": 0.25}
+    parts = bench.network_parts(12.0, timings)
+    assert parts == pytest.approx({"network.client_gateway": 2.0,
+                                   "network.gateway_retrieval": 0.5,
+                                   "network.gateway_ranking": 1.0, "network": 3.5})
+    leaves = bench.leaf_breakdown(12.0, timings)
+    assert leaves == pytest.approx({"network": 3.5, "gateway": 1.0, "retrieval.als": 2.0,
+                                    "retrieval.merge": 1.0, "retrieval.other": 1.5,
+                                    "ranking.features": 1.0, "ranking.model": 1.5,
+                                    "ranking.mmr": 0.25, "ranking.other": 0.25})
+    assert sum(leaves.values()) == pytest.approx(12.0)
+    # degraded: no ranking.total, so no ranking hop; the failed call is all "ranking other"
+    late = {k: v for k, v in timings.items() if not k.startswith("ranking.")}
+    assert "network.gateway_ranking" not in bench.network_parts(12.0, late)
+    leaves = bench.leaf_breakdown(12.0, late)
+    assert leaves["ranking.other"] == 4.0
+    assert sum(leaves.values()) == pytest.approx(12.0)
+    # a clock mismatch never makes a negative remainder
+    assert bench.network_parts(9.0, timings)["network.client_gateway"] == 0.0
+
+
+def test_server_metrics_cover_only_the_window():
+    m = Metrics("unit")
+    port = m.serve("127.0.0.1", 0)
+    try:
+        m.stages({"model": 50.0})  # before the window: must not count
+        m.request("Rank", "OK", 1.0)
+        warnings: list[str] = []
+        before = bench.try_scrape("unit", f"127.0.0.1:{port}", warnings)
+        for ms in (0.6, 0.7, 0.8, 0.9):
+            m.stages({"model": ms})
+            m.request("Rank", "OK", 1.0)
+        m.request("Rank", "INVALID_ARGUMENT", 0.1)
+        after = bench.try_scrape("unit", f"127.0.0.1:{port}", warnings)
+    finally:
+        m.close()
+    stages, codes = bench.server_report("unit", before, after, warnings)
+    assert warnings == []
+    assert stages["unit.model"]["count"] == 4
+    # all four in the (0.5, 0.75] ms and (0.75, 1] ms buckets: the 50 ms one is outside
+    assert 0.5 <= stages["unit.model"]["p50_ms"] <= 0.75
+    assert stages["unit.model"]["p99_ms"] <= 1.0
+    assert codes == {"INVALID_ARGUMENT": 1, "OK": 4}
+
+
+def test_failed_scrape_is_a_warning_not_a_crash():
+    warnings: list[str] = []
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    assert bench.try_scrape("gateway", address, warnings, timeout_s=1.0) is None
+    assert len(warnings) == 1 and "gateway" in warnings[0]
+    assert bench.server_report("gateway", None, None, warnings) == ({}, {})
+
+
+def fake_report() -> dict:
+    res = bench.Results(started=0.0, finished=2.0, sent=40)
+    for i in range(40):
+        t = {"total": 5.0 + i / 10, "gateway": 0.5, "retrieval": 2.5 + i / 10, "ranking": 2.0,
+             "retrieval.total": 2.0 + i / 10, "retrieval.als": 1.0 + i / 10,
+             "retrieval.trending": 0.2, "ranking.total": 1.8, "ranking.features": 0.8,
+             "ranking.model": 0.6, "ranking.mmr": 0.2}
+        res.add(6.0 + i / 10, "OK", t, False)
+    res.add(2000.0, "DEADLINE_EXCEEDED", None, False)
+    report = res.report()
+    report["server_metrics"] = {"gateway.total": {"p50_ms": 5.5, "p95_ms": 8.0,
+                                                  "p99_ms": None, "count": 40}}
+    report["server_requests"] = {"gateway": {"OK": 40}}
+    report["warnings"] = ["metrics ranking (x:1): scrape failed: <refused>"]
+    return report
+
+
+def test_composition_adds_up_per_band():
+    report = fake_report()
+    comp = report["composition"]
+    for c in comp.values():
+        assert c["requests"] >= 1
+        assert sum(c["mean_ms"].values()) == pytest.approx(c["mean_end_to_end_ms"])
+    assert comp["p50"]["end_to_end_ms"] < comp["p99"]["end_to_end_ms"]
+    assert list(comp["p50"]["mean_ms"])[:2] == ["network", "gateway"]
+    text = bench.summary(report)
+    assert "gateway.total" in text and "requests seen by gateway: OK 40" in text
+    assert "warning: metrics ranking" in text
+
+
+def test_html_plot_needs_no_matplotlib(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    report = fake_report()
+    page = bench.plot(report, tmp_path / "out" / "bench.html")
+    text = page.read_text()
+    assert text.startswith("<!doctype html>") and "<svg" in text
+    assert "retrieval: als" in text and "&lt;refused&gt;" in text  # escaped
+    assert "<script" not in text and "http://" not in text.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "")
+    # PNG without matplotlib: skipped with a warning in the report, the run goes on
+    assert bench.plot(report, tmp_path / "bench.png") is None
+    assert not (tmp_path / "bench.png").exists()
+    assert "matplotlib" in report["warnings"][-1]
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib (the report extra) not installed")
+def test_png_plot(tmp_path):
+    path = bench.plot(fake_report(), tmp_path / "bench.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_metrics_flag_parsing():
+    assert bench._endpoint("gateway=127.0.0.1:9101") == ("gateway", "127.0.0.1:9101")
+    with pytest.raises(SystemExit):
+        bench.main(["--metrics", "127.0.0.1:9101"])
+
+
+def test_stack_metrics_ports_and_placeholders(monkeypatch):
+    monkeypatch.delenv("SHORTLIST_GATEWAY_METRICS_PORT", raising=False)
+    stack = Stack.on_free_ports(Path("artifacts"), metrics=True)
+    assert set(stack.metrics_ports) == {"gateway", "retrieval", "ranking"}
+    for name, port in stack.metrics_ports.items():
+        assert stack.environment(name)[f"SHORTLIST_{name.upper()}_METRICS_PORT"] == str(port)
+        assert stack.metrics_address(name) == f"127.0.0.1:{port}"
+    cmd = stack.substitute(["--target", "{gateway}", "--metrics", "ranking={ranking_metrics}"])
+    assert cmd == ["--target", stack.address("gateway"),
+                   "--metrics", f"ranking={stack.metrics_address('ranking')}"]
+    plain = Stack.on_free_ports(Path("artifacts"))
+    assert plain.metrics_ports == {}
+    assert "SHORTLIST_GATEWAY_METRICS_PORT" not in plain.environment("gateway")
+    with pytest.raises(KeyError):
+        plain.metrics_address("gateway")
+    assert plain.substitute(["{gateway}", "{gateway_metrics}"]) == [
+        plain.address("gateway"), "{gateway_metrics}"]

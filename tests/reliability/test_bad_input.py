@@ -89,8 +89,8 @@ def stubs(trained, tmp_path_factory):
         admin_pb2.ListVersionsRequest(), timeout=TIMEOUT_S).serving
     retrieved = rstub.Retrieve(retrieval_pb2.RetrieveRequest(user_id="u5", max_candidates=50),
                                timeout=TIMEOUT_S)
-    base = ranking_pb2.RankRequest(user=retrieved.user, candidates=retrieved.candidates, k=10,
-                                   version=retrieved.version)
+    base = ranking_pb2.RankRequest(user=retrieved.user, candidates=retrieved.candidates,
+                                   items=retrieved.items, k=10, version=retrieved.version)
     yield Stubs(
         gateway=gateway_pb2_grpc.GatewayStub(channels["gateway"]), retrieval=rstub,
         ranking=ranking_pb2_grpc.RankingStub(channels["ranking"]),
@@ -138,13 +138,44 @@ def upserted(s: Stubs, item_id: str, title: str, request):
     return request
 
 
+@dataclass(frozen=True)
+class Cand:
+    """One candidate as a test writes it; ``to_columns`` lays a list out as Rank takes it."""
+
+    item: common_pb2.Item
+    sources: tuple[tuple[str, float, int], ...] = ()  # (generator, score, rank)
+    retrieval_score: float = 0.1
+    als_score: float = 0.2
+    taste_score: float = 0.3
+
+
+def to_columns(cands) -> tuple[retrieval_pb2.CandidateColumns, list[common_pb2.Item]]:
+    gens: list[str] = []
+    for c in cands:
+        gens.extend(g for g, _, _ in c.sources if g not in gens)
+    cols = retrieval_pb2.CandidateColumns(
+        item_ids=[c.item.item_id for c in cands],
+        retrieval_scores=[c.retrieval_score for c in cands],
+        als_scores=[c.als_score for c in cands], taste_scores=[c.taste_score for c in cands],
+        generators=gens)
+    for c in cands:
+        scores, ranks = [math.nan] * len(gens), [0] * len(gens)
+        for g, score, rank in c.sources:
+            scores[gens.index(g)], ranks[gens.index(g)] = score, rank
+        cols.generator_scores.extend(scores)
+        cols.generator_ranks.extend(ranks)
+    return cols, [c.item for c in cands]
+
+
 def rank_request(s: Stubs, **changes) -> ranking_pb2.RankRequest:
     req = ranking_pb2.RankRequest()
     req.CopyFrom(s.rank_base)
     for key, value in changes.items():
         if key == "candidates":
-            del req.candidates[:]
-            req.candidates.extend(value)
+            cols, items = to_columns(value)
+            req.candidates.CopyFrom(cols)
+            del req.items[:]
+            req.items.extend(items)
         else:
             setattr(req, key, value)
     return req
@@ -158,20 +189,28 @@ def rank_with(s: Stubs, edit) -> ranking_pb2.RankRequest:
 
 
 def candidate(item_id: str, categories=("Drama",), score: float = 0.5,
-              generator: str = "content") -> retrieval_pb2.Candidate:
-    return retrieval_pb2.Candidate(
-        item=common_pb2.Item(item_id=item_id, title=f"title {item_id}",
-                             categories=list(categories)),
-        sources=[common_pb2.GeneratorScore(generator=generator, score=score, rank=1)],
-        retrieval_rank=1, retrieval_score=0.1, als_score=0.2, taste_score=0.3)
+              generator: str = "content") -> Cand:
+    return Cand(common_pb2.Item(item_id=item_id, title=f"title {item_id}",
+                                categories=list(categories)), ((generator, score, 1),))
 
 
 def set_scores(value: float):
     def edit(req):
-        for c in req.candidates:
-            c.retrieval_score = c.als_score = c.taste_score = value
-            for src in c.sources:
-                src.score = value
+        c = req.candidates
+        for name in ("retrieval_scores", "als_scores", "taste_scores", "generator_scores"):
+            column = getattr(c, name)
+            column[:] = [value] * len(column)
+    return edit
+
+
+def set_columns(**lengths):
+    """Truncate or pad candidate columns: malformed shapes a sender might produce."""
+    def edit(req):
+        for name, n in lengths.items():
+            column = getattr(req.candidates, name)
+            values = list(column)
+            del column[:]
+            column.extend((values * (1 + n // max(1, len(values)) ) + [0] * n)[:n])
     return edit
 
 
@@ -188,7 +227,7 @@ def set_user(**fields):
 
 def rename_first(item_id: str):
     def edit(req):
-        req.candidates[0].item.item_id = item_id
+        req.candidates.item_ids[0] = item_id
     return edit
 
 
@@ -480,7 +519,20 @@ def rows() -> list[Row]:
         s, candidates=[candidate(f"{u}-rank") for u in UNICODE_IDS]), OK)
     add("empty item id", *rk, lambda s: rank_request(s, candidates=[candidate("")]), INVALID)
     add("candidate without an item", *rk, lambda s: rank_request(
-        s, candidates=[retrieval_pb2.Candidate()]), INVALID)
+        s, candidates=[Cand(common_pb2.Item())]), INVALID)
+    add("undescribed unknown candidate is learned bare", *rk,
+        lambda s: rank_with(s, lambda r: (rename_first("bad-rank-4")(r), r.ClearField("items"))),
+        OK, n_items(10))
+    for name in ("retrieval_scores", "als_scores", "taste_scores"):
+        add(f"{name} shorter than item_ids", *rk,
+            lambda s, name=name: rank_with(s, set_columns(**{name: 3})), INVALID)
+    add("generator_scores not candidates x generators", *rk,
+        lambda s: rank_with(s, set_columns(generator_scores=7)), INVALID)
+    add("generator_ranks not candidates x generators", *rk,
+        lambda s: rank_with(s, set_columns(generator_ranks=7)), INVALID)
+    add("repeated generator name", *rk, lambda s: rank_with(
+        s, lambda r: r.candidates.generators.__setitem__(1, r.candidates.generators[0])),
+        INVALID)
     add("NUL in item id", *rk, lambda s: rank_request(s, candidates=[candidate("i\x00")]),
         INVALID)
     add("10k-char item id", *rk, lambda s: rank_request(s, candidates=[candidate(LONG_ID)]),
@@ -489,9 +541,11 @@ def rows() -> list[Row]:
         add(f"scores={v}", *rk, lambda s, v=v: rank_with(s, set_scores(v)), OK, n_items(10))
     add("unknown generator ignored", *rk, lambda s: rank_request(
         s, candidates=[candidate("i1", generator="nope"), candidate("i2")]), OK)
-    add("negative and huge source ranks", *rk, lambda s: rank_with(
-        s, lambda r: [setattr(src, "rank", INT32_MIN if i % 2 else INT32_MAX)
-                      for i, c in enumerate(r.candidates) for src in c.sources]), OK)
+    add("negative source ranks", *rk, lambda s: rank_with(
+        s, lambda r: r.candidates.generator_ranks.__setitem__(0, INT32_MIN)), INVALID)
+    add("huge source ranks", *rk, lambda s: rank_with(
+        s, lambda r: r.candidates.generator_ranks.__setitem__(
+            slice(None), [INT32_MAX] * len(r.candidates.generator_ranks))), OK)
     for lam in (2.0, -0.1, math.nan, math.inf):
         add(f"mmr_lambda={lam}", *rk, lambda s, lam=lam: rank_request(s, mmr_lambda=lam),
             INVALID)
@@ -672,17 +726,22 @@ def test_fuzz_set_version(fuzzed, via, version):
 
 
 small_texts = st.one_of(plain, st.sampled_from(ODD[:8]), st.text(max_size=8))
-generator_scores = st.builds(
-    common_pb2.GeneratorScore,
-    generator=st.one_of(st.sampled_from(["als", "content", "trending"]), small_texts),
-    score=floats, rank=int32s)
+generator_scores = st.tuples(
+    st.one_of(st.sampled_from(["als", "content", "trending"]), small_texts), floats, int32s)
 candidates = st.builds(
-    retrieval_pb2.Candidate,
+    Cand,
     item=st.builds(common_pb2.Item, item_id=st.one_of(item_ids, plain), title=small_texts,
                    categories=st.lists(st.one_of(st.sampled_from(GENRES), small_texts),
                                        max_size=4)),
-    sources=st.lists(generator_scores, max_size=4), retrieval_rank=int32s,
+    sources=st.lists(generator_scores, max_size=4).map(tuple),
     retrieval_score=floats, als_score=floats, taste_score=floats)
+raw_columns = st.builds(
+    retrieval_pb2.CandidateColumns, item_ids=st.lists(st.one_of(item_ids, plain), max_size=8),
+    retrieval_scores=st.lists(floats, max_size=8), als_scores=st.lists(floats, max_size=8),
+    taste_scores=st.lists(floats, max_size=8),
+    generators=st.lists(st.one_of(st.sampled_from(["als", "content"]), small_texts),
+                        max_size=3),
+    generator_scores=st.lists(floats, max_size=24), generator_ranks=st.lists(int32s, max_size=24))
 user_contexts = st.builds(
     retrieval_pb2.UserContext, user_id=user_ids,
     history_length=st.one_of(st.integers(0, 50), int32s), recent_item_ids=id_lists,
@@ -695,18 +754,21 @@ user_contexts = st.builds(
        version=st.sampled_from(["", "current", "current", "other"]))
 def test_fuzz_rank(fuzzed, data, k, lam, version):
     base = fuzzed.rank_base
-    mode = data.draw(st.sampled_from(["real", "mixed", "random"]), label="candidates")
-    cands = list(base.candidates)
-    if mode != "real":
+    mode = data.draw(st.sampled_from(["real", "mixed", "random", "raw"]), label="candidates")
+    cols, items = base.candidates, list(base.items)
+    if mode == "raw":
+        cols = data.draw(raw_columns, label="columns")
+    elif mode != "real":
         drawn = data.draw(st.lists(candidates, max_size=30), label="drawn")
-        cands = drawn if mode == "random" else cands[:20] + drawn
+        real = [Cand(common_pb2.Item(item_id=i)) for i in list(base.candidates.item_ids)[:20]]
+        cols, items = to_columns(drawn if mode == "random" else real + drawn)
     user = base.user if data.draw(st.booleans(), label="real user") else data.draw(
         user_contexts, label="user")
     if version == "current":
         version = base.version
     elif version == "other":
         version = data.draw(texts, label="version")
-    req = ranking_pb2.RankRequest(user=user, candidates=cands, k=k, version=version)
+    req = ranking_pb2.RankRequest(user=user, candidates=cols, items=items, k=k, version=version)
     if lam is not None:
         req.mmr_lambda = lam
     assert_no_crash(fuzzed.ranking.Rank, req)

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from retrieval.hnsw import exact_top_k
 from retrieval.trending import DAY, TrendingModel, decay
 
 NOW = 1_700_000_000
@@ -88,6 +89,18 @@ def test_top_never_returns_excluded_and_returns_min_k_allowed(data):
     # They are the best allowed scores.
     best = np.sort(scores[~exclude])[::-1][: len(idx)]
     np.testing.assert_array_equal(top_scores, best)
+    # Ties go to the lower index, exactly as a full scan would pick.
+    masked = np.where(exclude, -np.inf, scores.astype(np.float64))
+    np.testing.assert_array_equal(idx, exact_top_k(masked, len(idx)))
+
+
+def test_top_follows_scores_replaced_by_extend_and_fit():
+    model = TrendingModel(np.float32([1.0, 3.0, 2.0]))
+    assert model.top(2)[0].tolist() == [1, 2]
+    model.extend(5)
+    assert model.top(5)[0].tolist() == [1, 2, 0, 3, 4]
+    model.fit(np.array([4, 4, 0]), np.full(3, NOW), 5, NOW)
+    assert model.top(2)[0].tolist() == [4, 0]
 
 
 @pytest.mark.parametrize("half_life", [1.0, 30.0])

@@ -74,6 +74,26 @@ def test_generic_items_missing_from_items_csv_get_rows(tmp_path):
     assert ds.items.texts == ["", "", ""]  # items.csv without a text column
 
 
+def test_generic_quoting_missing_values_and_extra_columns(tmp_path):
+    write(tmp_path / "interactions.csv",
+          "session,user_id,item_id,timestamp\n"
+          's1,"smith, j",x,10\n'  # a quoted id holding the delimiter
+          's2,007,"",\n'  # an id that looks numeric stays a string; empty timestamp: row
+          's3,"smith, j",007,12.9\n')
+    ds = load(str(tmp_path))
+    assert ds.user_ids.tolist() == ["smith, j", "007", "smith, j"]
+    assert ds.item_ids.tolist() == ["x", "", "007"]
+    np.testing.assert_array_equal(ds.timestamps, [10, 1, 12])  # missing: the row number
+    np.testing.assert_array_equal(ds.weights, np.ones(3, np.float32))
+    assert ds.user_values == ["smith, j", "007"] and ds.user_codes.tolist() == [0, 1, 0]
+
+
+def test_generic_bad_number_is_a_dataset_error(tmp_path):
+    write(tmp_path / "interactions.csv", "user_id,item_id,weight\nu,i,lots\n")
+    with pytest.raises(DatasetError, match="interactions.csv"):
+        load(str(tmp_path))
+
+
 def test_generic_bad_header_and_empty(tmp_path):
     write(tmp_path / "a" / "interactions.csv", "user,item\n1,2\n")
     with pytest.raises(DatasetError, match="user_id,item_id"):

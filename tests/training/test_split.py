@@ -47,7 +47,7 @@ def test_dedupe_no_duplicates_is_identity():
 
 
 def test_encode_indexes_and_dedupes():
-    ds = Dataset(
+    ds = Dataset.from_ids(
         name="t", user_ids=np.array(["bob", "amy", "bob", "bob"]),
         item_ids=np.array(["b", "a", "b", "zzz"]), weights=np.float32([1, 2, 3, 4]),
         timestamps=np.array([5, 6, 7, 8]), items=Items(["a", "b"], ["A", "B"], [[], []], []),

@@ -8,34 +8,38 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RetrieveRequest(_message.Message):
-    __slots__ = ("user_id", "recent_item_ids", "filters", "max_candidates", "request_id")
+    __slots__ = ("user_id", "recent_item_ids", "filters", "max_candidates", "request_id", "k")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     RECENT_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     MAX_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     recent_item_ids: _containers.RepeatedScalarFieldContainer[str]
     filters: _common_pb2.Filters
     max_candidates: int
     request_id: str
-    def __init__(self, user_id: _Optional[str] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., max_candidates: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    k: int
+    def __init__(self, user_id: _Optional[str] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., max_candidates: _Optional[int] = ..., request_id: _Optional[str] = ..., k: _Optional[int] = ...) -> None: ...
 
-class Candidate(_message.Message):
-    __slots__ = ("item", "sources", "retrieval_rank", "retrieval_score", "als_score", "taste_score")
-    ITEM_FIELD_NUMBER: _ClassVar[int]
-    SOURCES_FIELD_NUMBER: _ClassVar[int]
-    RETRIEVAL_RANK_FIELD_NUMBER: _ClassVar[int]
-    RETRIEVAL_SCORE_FIELD_NUMBER: _ClassVar[int]
-    ALS_SCORE_FIELD_NUMBER: _ClassVar[int]
-    TASTE_SCORE_FIELD_NUMBER: _ClassVar[int]
-    item: _common_pb2.Item
-    sources: _containers.RepeatedCompositeFieldContainer[_common_pb2.GeneratorScore]
-    retrieval_rank: int
-    retrieval_score: float
-    als_score: float
-    taste_score: float
-    def __init__(self, item: _Optional[_Union[_common_pb2.Item, _Mapping]] = ..., sources: _Optional[_Iterable[_Union[_common_pb2.GeneratorScore, _Mapping]]] = ..., retrieval_rank: _Optional[int] = ..., retrieval_score: _Optional[float] = ..., als_score: _Optional[float] = ..., taste_score: _Optional[float] = ...) -> None: ...
+class CandidateColumns(_message.Message):
+    __slots__ = ("item_ids", "retrieval_scores", "als_scores", "taste_scores", "generators", "generator_scores", "generator_ranks")
+    ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVAL_SCORES_FIELD_NUMBER: _ClassVar[int]
+    ALS_SCORES_FIELD_NUMBER: _ClassVar[int]
+    TASTE_SCORES_FIELD_NUMBER: _ClassVar[int]
+    GENERATORS_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_SCORES_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_RANKS_FIELD_NUMBER: _ClassVar[int]
+    item_ids: _containers.RepeatedScalarFieldContainer[str]
+    retrieval_scores: _containers.RepeatedScalarFieldContainer[float]
+    als_scores: _containers.RepeatedScalarFieldContainer[float]
+    taste_scores: _containers.RepeatedScalarFieldContainer[float]
+    generators: _containers.RepeatedScalarFieldContainer[str]
+    generator_scores: _containers.RepeatedScalarFieldContainer[float]
+    generator_ranks: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, item_ids: _Optional[_Iterable[str]] = ..., retrieval_scores: _Optional[_Iterable[float]] = ..., als_scores: _Optional[_Iterable[float]] = ..., taste_scores: _Optional[_Iterable[float]] = ..., generators: _Optional[_Iterable[str]] = ..., generator_scores: _Optional[_Iterable[float]] = ..., generator_ranks: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class UserContext(_message.Message):
     __slots__ = ("user_id", "history_length", "recent_item_ids", "segment", "last_timestamp")
@@ -52,7 +56,7 @@ class UserContext(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., history_length: _Optional[int] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., segment: _Optional[_Union[_common_pb2.UserSegment, str]] = ..., last_timestamp: _Optional[int] = ...) -> None: ...
 
 class RetrieveResponse(_message.Message):
-    __slots__ = ("user", "candidates", "version", "timings_ms")
+    __slots__ = ("user", "candidates", "items", "version", "timings_ms")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -62,13 +66,15 @@ class RetrieveResponse(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     USER_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
     user: UserContext
-    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    candidates: CandidateColumns
+    items: _containers.RepeatedCompositeFieldContainer[_common_pb2.Item]
     version: str
     timings_ms: _containers.ScalarMap[str, float]
-    def __init__(self, user: _Optional[_Union[UserContext, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., version: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    def __init__(self, user: _Optional[_Union[UserContext, _Mapping]] = ..., candidates: _Optional[_Union[CandidateColumns, _Mapping]] = ..., items: _Optional[_Iterable[_Union[_common_pb2.Item, _Mapping]]] = ..., version: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class SimilarItemsRequest(_message.Message):
     __slots__ = ("item_id", "k", "request_id")

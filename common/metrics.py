@@ -1,0 +1,62 @@
+"""Prometheus metrics for one server process: requests by RPC and status, stage latencies.
+
+Each server owns one ``Metrics`` (its own registry, not the library's global one, so tests can
+run several servers in one process) and serves it on ``metrics_port`` when that is set. The
+stage histograms hold what the servers also return in ``timings_ms``: a scraper sees every
+request's stages, the benchmark harness sees its own requests' stages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+logger = logging.getLogger(__name__)
+
+# Fine at the low end, where the per-stage targets live (a p50 of a few milliseconds), and
+# reaching the deadlines (seconds) at the top. In seconds, as Prometheus convention wants.
+STAGE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004,
+                   0.005, 0.006, 0.008, 0.010, 0.0125, 0.015, 0.020, 0.025, 0.030, 0.040,
+                   0.050, 0.075, 0.100, 0.150, 0.250, 0.500, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self, server: str) -> None:
+        self.server = server
+        self.registry = CollectorRegistry()
+        self._requests = Counter(
+            "shortlist_requests", "Requests answered, by RPC and gRPC status code.",
+            ["server", "rpc", "code"], registry=self.registry)
+        self._latency = Histogram(
+            "shortlist_request_seconds", "Time inside the server per request, by RPC.",
+            ["server", "rpc"], buckets=STAGE_BUCKETS_S, registry=self.registry)
+        self._stages = Histogram(
+            "shortlist_stage_seconds",
+            "Time per request in each stage (the keys of the response's timings_ms).",
+            ["server", "stage"], buckets=STAGE_BUCKETS_S, registry=self.registry)
+        self._http: WSGIServer | None = None
+
+    def request(self, rpc: str, code: str, ms: float) -> None:
+        self._requests.labels(self.server, rpc, code).inc()
+        self._latency.labels(self.server, rpc).observe(ms / 1e3)
+
+    def stages(self, timings_ms: Mapping[str, float]) -> None:
+        for stage, ms in timings_ms.items():
+            self._stages.labels(self.server, stage).observe(ms / 1e3)
+
+    def serve(self, host: str, port: int) -> int:
+        """Serve /metrics over HTTP on a daemon thread; returns the bound port (0 picks one)."""
+        self._http, _thread = start_http_server(port, addr=host, registry=self.registry)
+        bound = int(self._http.server_port)
+        logger.info("metrics endpoint", extra={"fields": {"server": self.server,
+                                                           "address": f"{host}:{bound}"}})
+        return bound
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None

@@ -7,6 +7,7 @@ knows nothing of the servers' internals.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -130,6 +131,20 @@ class Stack:
         self.procs[name] = proc
         wait_serving(self.address(name), timeout_s, proc, self.credentials, self.server_name)
 
+    def memory(self) -> dict[str, dict[str, int]]:
+        """Resident memory of each running server, now and at its peak (Linux /proc)."""
+        out: dict[str, dict[str, int]] = {}
+        for name, proc in self.procs.items():
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            out[name] = {key: int(fields[field].split()[0]) * 1024
+                         for key, field in (("rss_bytes", "VmRSS"), ("peak_rss_bytes", "VmHWM"))
+                         if field in fields}
+        return out
+
     def start(self, timeout_s: float = 120.0) -> Stack:
         try:
             for name in START_ORDER:
@@ -174,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve Prometheus /metrics: `serve` on ports "
                              + ", ".join(f"{n} {p}" for n, p in DEFAULT_METRICS_PORTS.items())
                              + "; `run` on free ports (implied by a {..._metrics} placeholder)")
+    parser.add_argument("--memory-report", default=None, metavar="PATH",
+                        help="`run`: write each server's RSS (now and peak) as JSON")
     argv = list(sys.argv[1:] if argv is None else argv)
     cmd = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
@@ -183,7 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         metrics = args.metrics or any(f"{{{n}_metrics}}" in a for n in DEFAULT_PORTS for a in cmd)
         with Stack.on_free_ports(Path(args.artifacts), metrics=metrics,
                                  log_dir=Path(args.artifacts).resolve().parent / "logs") as s:
-            return subprocess.run(s.substitute(cmd), check=False).returncode
+            code = subprocess.run(s.substitute(cmd), check=False).returncode
+            memory = s.memory()
+            print("server memory: " + ", ".join(
+                f"{n} RSS {m['rss_bytes'] / 2**20:.0f} MiB (peak {m['peak_rss_bytes'] / 2**20:.0f})"
+                for n, m in memory.items()), flush=True)
+            if args.memory_report:
+                Path(args.memory_report).write_text(json.dumps(memory, indent=1))
+            return code
     stack = Stack(Path(args.artifacts),
                   metrics_ports=dict(DEFAULT_METRICS_PORTS) if args.metrics else {})
     stopping = []

@@ -41,6 +41,17 @@ _KEY_SPAN = np.int64(1) << 33  # > any unix time in seconds until the year 2242
 POP_WINDOW_DAYS = 30.0
 
 
+def _keys_in_place(times: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """``item * 2**33 + time`` per event, overwriting ``times`` (one array at 20M events)."""
+    keys = np.clip(times, 0, _KEY_SPAN - 1, out=times.astype(np.int64, copy=False))
+    for item in range(0, len(indptr) - 1, 4096):  # chunks: no events-long temporaries
+        hi = min(item + 4096, len(indptr) - 1)
+        lo_ev, hi_ev = int(indptr[item]), int(indptr[hi])
+        owner = np.repeat(np.arange(item, hi, dtype=np.int64), np.diff(indptr[item:hi + 1]))
+        keys[lo_ev:hi_ev] += owner * _KEY_SPAN
+    return keys
+
+
 @dataclass
 class ItemStats:
     """Item-side inputs, indexed by item index."""
@@ -53,7 +64,7 @@ class ItemStats:
     now: int
     als_vectors: np.ndarray  # unit-normalised ALS item factors (item-item similarity)
     times_indptr: np.ndarray  # per-item event times, CSR: times[indptr[i]:indptr[i+1]]
-    times: np.ndarray  # int64, sorted within each item
+    times: np.ndarray | None  # int64, sorted within each item; None once compacted
     _keys: np.ndarray | None = field(default=None, init=False, repr=False)
 
     @staticmethod
@@ -90,10 +101,8 @@ class ItemStats:
         Events are keyed ``item * 2**33 + time`` (sorted, since times are sorted within an
         item), so one vectorised searchsorted answers every candidate at once.
         """
-        if self._keys is None or len(self._keys) != len(self.times):
-            n_events = np.diff(self.times_indptr)
-            owner = np.repeat(np.arange(len(n_events), dtype=np.int64), n_events)
-            self._keys = owner * _KEY_SPAN + np.clip(self.times, 0, _KEY_SPAN - 1)
+        if self._keys is None:
+            self.compact(keep_times=True)
         items = np.asarray(items, dtype=np.int64)
         base = items * _KEY_SPAN
         lo_key = base + np.clip(lo, -1, _KEY_SPAN - 1)
@@ -102,16 +111,34 @@ class ItemStats:
                   - np.searchsorted(self._keys, lo_key, "right"))
         return counts.astype(np.float32)
 
+    def compact(self, keep_times: bool = False) -> None:
+        """Build the search keys; without ``keep_times`` drop the times they came from.
+
+        Only the keys are needed to count events: at 20M events keeping both costs 320 MB
+        instead of 160. Loaded statistics hold only the keys.
+        """
+        if self._keys is None:
+            self._keys = _keys_in_place(self.times.copy(), self.times_indptr)
+        if not keep_times:
+            self.times = None
+
+    @property
+    def n_events(self) -> int:
+        return int(self.times_indptr[-1])
+
     def __len__(self) -> int:
         return len(self.popularity)
 
     def save(self, directory: Path) -> None:
+        """The event times are saved as their search keys: what a server needs, so that it
+        loads 8 bytes per event instead of 16 (times, then keys)."""
+        self.compact(keep_times=True)
         directory.mkdir(parents=True, exist_ok=True)
         np.savez(directory / "item_stats.npz", popularity=self.popularity,
                  trending=self.trending, first_seen=self.first_seen, now=np.int64(self.now),
                  genre_indptr=self.genres.indptr, genre_indices=self.genres.indices,
                  genre_shape=np.asarray(self.genres.shape), times_indptr=self.times_indptr,
-                 times=self.times)
+                 time_keys=self._keys)
         np.save(directory / "item_vectors.npy", self.vectors, allow_pickle=False)
         np.save(directory / "als_vectors.npy", self.als_vectors, allow_pickle=False)
 
@@ -123,11 +150,16 @@ class ItemStats:
                 (np.ones(len(indices), np.float32), indices, z["genre_indptr"]),
                 shape=tuple(z["genre_shape"]),
             )
-            return cls(z["popularity"], z["trending"], z["first_seen"], genres,
-                       np.load(directory / "item_vectors.npy", allow_pickle=False),
-                       int(z["now"]),
-                       np.load(directory / "als_vectors.npy", allow_pickle=False),
-                       z["times_indptr"], z["times"])
+            stats = cls(z["popularity"], z["trending"], z["first_seen"], genres,
+                        np.load(directory / "item_vectors.npy", allow_pickle=False),
+                        int(z["now"]),
+                        np.load(directory / "als_vectors.npy", allow_pickle=False),
+                        z["times_indptr"], None)
+            if "time_keys" in z.files:
+                stats._keys = z["time_keys"]
+            else:  # written before the keys were saved: derive them, in place
+                stats._keys = _keys_in_place(z["times"], stats.times_indptr)
+            return stats
 
 
 @dataclass

@@ -36,4 +36,8 @@ def run(args: argparse.Namespace) -> int:
     for name, row in models.items():
         print(f"{name:<16}{row['ndcg@10']:>10.4f}{row['recall@10']:>11.4f}{row['map@10']:>9.4f}")
     print(f"users evaluated: {next(iter(models.values()))['users']}")
+    m = manifest.data
+    phases = ", ".join(f"{k} {v:.0f}" for k, v in m.get("fit_phase_seconds", {}).items())
+    print(f"fit took {m['fit_seconds']:.0f} s ({phases}); peak memory "
+          f"{m['fit_peak_rss_bytes'] / 2**30:.2f} GiB")
     return 0

@@ -117,6 +117,7 @@ class Trained:
     valid_examples: Examples
     valid_stats: ItemStats
     valid_models: RetrievalModels
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase
 
 
 def build_examples(models: RetrievalModels, stats: ItemStats, labels: Events,
@@ -266,6 +267,29 @@ def _set_counts(p: FitParams, counts: tuple[int, int, int], *models: RetrievalMo
             taste_half_life_days=p.taste_half_life_days)
 
 
+class PhaseClock:
+    """Wall seconds per named phase (summed when a phase repeats), for the manifest."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def skip(self) -> None:
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._last, 2)
+        self._last = now
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
 def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, content,
                    p: FitParams, grid: TuningGrid | None, progress: bool = True) -> Trained:
     p = dataclasses.replace(p)
@@ -278,17 +302,21 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, content,
     g_ev, l_ev = f_ev.take(~lmask), f_ev.take(lmask)
     tuning: dict = {}
     steps = tqdm(total=4, desc="train", unit="step", disable=not progress, leave=False)
+    clock = PhaseClock()
 
     steps.set_postfix_str("tune generators")
     if grid is not None:
         tuning.update(tune_generators(f_ev, v_ev, users, catalog, content, p, grid, progress))
+    clock.lap("tune_generators")
     steps.update()
 
     steps.set_postfix_str("ranker")
     models_g, stats_g = fit_models(g_ev, users, catalog, content, p, progress,
                                    "models for ranker labels")
+    clock.lap("models_for_labels")
     models_f, stats_f = fit_models(f_ev, users, catalog, content, p, progress,
-                                   "models for validation")
+                                   "models for validation", previous=models_g)
+    clock.lap("models_for_validation")
     count_grid = grid.candidates if grid is not None else (
         (p.als_candidates, p.content_candidates, p.trending_candidates),)
     leaves_grid = grid.ranker_num_leaves if grid is not None else (p.ranker_num_leaves,)
@@ -299,6 +327,7 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, content,
                                   progress, "ranker examples")
         valid_ex = build_examples(models_f, stats_f, v_ev, p.max_ranker_users, p.seed,
                                   progress, "validation examples")
+        clock.lap("ranker_examples")
         for leaves in leaves_grid:
             ranker = train_ranker(train_ex, valid_ex, p, leaves)
             pipe = RankingPipeline(ranker, stats_f, RankingConfig(1.0, p.mmr_top_n))
@@ -307,6 +336,7 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, content,
                          "trees": ranker.booster.num_trees()})
             if best is None or ndcg > best[0]:
                 best = (ndcg, counts, leaves, ranker, train_ex, valid_ex)
+            clock.lap("ranker_training")
     _, counts, leaves, ranker, train_ex, valid_ex = best
     _set_counts(p, counts, models_g, models_f)
     p.ranker_num_leaves = leaves
@@ -315,18 +345,22 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, content,
 
     steps.set_postfix_str("mmr")
     tuning["mmr"] = tune_mmr(ranker, stats_f, valid_ex, p, grid)
+    clock.lap("tune_mmr")
     ranking_config = RankingConfig(p.mmr_lambda, p.mmr_top_n)
     eval_users = _sample_users(v_ev, p.max_eval_users, p.seed)
     validation = evaluate(models_f, stats_f, RankingPipeline(ranker, stats_f, ranking_config),
                           v_ev.take(np.isin(v_ev.users, eval_users)), 10, progress)
+    clock.lap("validation")
     steps.update()
 
     steps.set_postfix_str("final models")
-    models, stats = fit_models(ev, users, catalog, content, p, progress, "final models")
+    models, stats = fit_models(ev, users, catalog, content, p, progress, "final models",
+                               previous=models_f)
+    clock.lap("final_models")
     steps.update()
     steps.close()
     return Trained(models, stats, ranker, ranking_config, p, tuning, validation, train_ex,
-                   valid_ex, stats_f, models_f)
+                   valid_ex, stats_f, models_f, clock.seconds)
 
 
 def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = True,
@@ -341,14 +375,18 @@ def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = Tr
     if grid is None and p.tune:
         grid = TuningGrid()
     t_start = time.time()
+    clock = PhaseClock()
     ds = load(dataset)
     if events is not None:
         ds = extend_dataset(ds, Path(events))
+    clock.lap("load")
     catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories,
                           ds.items.texts)
     users, ev = encode(ds, catalog.vocab)
     content = fit_content(ds.items, p)
+    clock.lap("encode_and_content")
     trained = train_pipeline(ev, users, catalog, content, p, grid, progress)
+    clock.skip()  # train_pipeline timed its own phases
     final = trained.models
     manifest = {
         "dataset": {"name": ds.name, "fingerprint": ds.fingerprint,
@@ -373,5 +411,8 @@ def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = Tr
         final.save(staging)
         RankingModels(catalog, trained.ranker, trained.stats, trained.ranking_config).save(
             staging)
+        clock.lap("publish")
         manifest["fit_seconds"] = round(time.time() - t_start, 1)
+        manifest["fit_phase_seconds"] = {**clock.seconds, **trained.seconds}
+        manifest["fit_peak_rss_bytes"] = peak_rss_bytes()
     return out / version

@@ -44,9 +44,15 @@ def fit_content(items: Items, p: FitParams) -> ContentModel | None:
 
 def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog,
                content: ContentModel | None, p: FitParams, progress: bool = False,
-               desc: str = "models") -> tuple[RetrievalModels, ItemStats]:
+               desc: str = "models", previous: RetrievalModels | None = None,
+               ) -> tuple[RetrievalModels, ItemStats]:
     """Every retrieval model plus ranking's item statistics; minutes at a million users, so
-    each step shows on a progress bar (ALS also shows its iterations)."""
+    each step shows on a progress bar (ALS also shows its iterations).
+
+    ``previous``: models fitted on a subset of ``ev`` with the same parameters. Their content
+    index is reused (it does not depend on events) and, on large data, ALS starts from their
+    factors (``FitParams.als_warm_start_min_events``).
+    """
     steps = tqdm(total=5, desc=desc, unit="step", disable=not progress, leave=False)
     steps.set_postfix_str("trending, history")
     n_users, n_items = len(users), len(catalog)
@@ -65,8 +71,12 @@ def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog,
     if len(ev) >= 10 and n_users > 1:
         matrix = sp.csr_matrix((np.ones(len(ev), np.float32), (ev.users, ev.items)),
                                shape=(n_users, n_items))
-        als = AlsModel(p.als_factors, p.als_regularization, p.als_alpha, p.als_iterations,
-                       p.seed).fit(matrix, show_progress=progress)
+        warm = (previous.als if previous is not None and previous.als is not None
+                and previous.als.factors == p.als_factors
+                and len(ev) >= p.als_warm_start_min_events else None)
+        als = AlsModel(p.als_factors, p.als_regularization, p.als_alpha,
+                       p.als_warm_iterations if warm is not None else p.als_iterations,
+                       p.seed).fit(matrix, show_progress=progress, init=warm)
         steps.update()
         steps.set_postfix_str("als index")
         als_index = MipsIndex.build(als.item_factors, p.hnsw_m, p.hnsw_ef_construction,
@@ -81,8 +91,13 @@ def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog,
     content_index = None
     if content is not None:
         t0 = time.perf_counter()
-        content_index = HnswIndex.build(content.vectors, "cosine", p.hnsw_m,
-                                        p.hnsw_ef_construction, p.hnsw_ef, p.seed)
+        if (previous is not None and previous.content is content
+                and previous.content_index is not None and previous.hnsw == HnswParams(
+                    p.hnsw_m, p.hnsw_ef_construction, p.hnsw_ef)):
+            content_index = previous.content_index
+        else:
+            content_index = HnswIndex.build(content.vectors, "cosine", p.hnsw_m,
+                                            p.hnsw_ef_construction, p.hnsw_ef, p.seed)
         seconds["content"] = time.perf_counter() - t0
     steps.update()
     steps.set_postfix_str("item statistics")

@@ -27,7 +27,11 @@ def test_report_shape_and_consistency(trained, tmp_path):
                            "--duration", "1", "--output", str(out), "--plot", str(png)]
                           + [a for name in ("gateway", "retrieval", "ranking")
                              for a in ("--metrics", f"{name}={stack.metrics_address(name)}")])
+        memory = stack.memory()
     assert code == 0
+    assert set(memory) == {"gateway", "retrieval", "ranking"}
+    for m in memory.values():
+        assert 0 < m["rss_bytes"] <= m["peak_rss_bytes"]
     report = json.loads(out.read_text())
     assert {"qps", "requests", "errors", "stages"} <= set(report)
     assert report["requests"] == 25

@@ -181,3 +181,25 @@ def test_item_event_times_csr():
     indptr, times = ItemStats.event_times(items, stamps, 4)
     assert indptr.tolist() == [0, 1, 2, 5, 5]
     assert times.tolist() == [5, 7, 10, 20, 30]
+
+
+def test_loaded_stats_hold_only_the_search_keys(stats, tmp_path):
+    stats.save(tmp_path)
+    loaded = ItemStats.load(tmp_path)
+    assert loaded.times is None and loaded.n_events == stats.n_events
+    inp = make_input(items=(2, 3, 4))
+    np.testing.assert_array_equal(build_features(inp, loaded), build_features(inp, stats))
+    loaded.save(tmp_path / "again")  # keys are enough to save again
+    again = ItemStats.load(tmp_path / "again")
+    np.testing.assert_array_equal(build_features(inp, again), build_features(inp, stats))
+
+
+def test_stats_saved_with_times_load_as_keys(stats, tmp_path):
+    """Artifacts written before the keys were saved still load, with the same features."""
+    stats.save(tmp_path)
+    with np.load(tmp_path / "item_stats.npz") as z:
+        old = {k: z[k] for k in z.files if k != "time_keys"}
+    np.savez(tmp_path / "item_stats.npz", **old, times=stats.times)
+    loaded = ItemStats.load(tmp_path)
+    inp = make_input(items=(2, 3, 4))
+    np.testing.assert_array_equal(build_features(inp, loaded), build_features(inp, stats))

@@ -105,3 +105,22 @@ def test_save_load_round_trip(tmp_path, model, matrix):
 def test_fit_is_deterministic(matrix, model):
     again = AlsModel(factors=4, regularization=0.05, alpha=2.0, iterations=15, seed=3).fit(matrix)
     np.testing.assert_allclose(again.item_factors, model.item_factors, rtol=1e-5, atol=1e-6)
+
+
+def test_warm_start_continues_from_the_given_factors(matrix, model):
+    """A warm start from a converged fit stays there; a cold fit of one iteration does not."""
+    scores = model.user_factors @ model.item_factors.T
+    warm = AlsModel(factors=4, regularization=0.05, alpha=2.0, iterations=1, seed=3).fit(
+        matrix, init=model)
+    cold = AlsModel(factors=4, regularization=0.05, alpha=2.0, iterations=1, seed=3).fit(matrix)
+    warm_gap = np.abs(warm.user_factors @ warm.item_factors.T - scores).max()
+    cold_gap = np.abs(cold.user_factors @ cold.item_factors.T - scores).max()
+    assert warm_gap < 0.1 * cold_gap
+    # the initial model is not modified
+    np.testing.assert_array_equal(scores, model.user_factors @ model.item_factors.T)
+
+
+def test_warm_start_refuses_another_shape(matrix, model):
+    small = AlsModel(factors=4, iterations=1).fit(matrix[:10])
+    with pytest.raises(ValueError, match="same shape"):
+        AlsModel(factors=4, iterations=1).fit(matrix, init=small)

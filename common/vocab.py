@@ -35,7 +35,13 @@ class Vocabulary:
         return self._index.get(ext, UNKNOWN)
 
     def indices(self, ext_ids: Iterable[str]) -> np.ndarray:
-        return np.fromiter((self._index.get(e, UNKNOWN) for e in ext_ids), dtype=np.int64)
+        get = self._index.get
+        return np.array([get(e, UNKNOWN) for e in ext_ids], dtype=np.int64)
+
+    def unknown(self, ext_ids: Iterable[str]) -> list[str]:
+        """The ids not in the vocabulary, in order (one dict probe each, no method calls)."""
+        index = self._index
+        return [e for e in ext_ids if e not in index]
 
     def id(self, idx: int) -> str:
         return self._ids[idx]

@@ -41,6 +41,20 @@ _KEY_SPAN = np.int64(1) << 33  # > any unix time in seconds until the year 2242
 POP_WINDOW_DAYS = 30.0
 
 
+def _search_right(keys: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                  needles: np.ndarray) -> np.ndarray:
+    """``searchsorted(keys[lo[j]:hi[j]], needles[j], "right") + lo[j]`` for every j at once."""
+    lo, hi = lo.copy(), hi.copy()
+    while True:
+        active = lo < hi
+        if not active.any():
+            return lo
+        mid = (lo + hi) >> 1
+        right = active & (keys[np.where(active, mid, 0)] <= needles)
+        lo = np.where(right, mid + 1, lo)
+        hi = np.where(active & ~right, mid, hi)
+
+
 def _keys_in_place(times: np.ndarray, indptr: np.ndarray) -> np.ndarray:
     """``item * 2**33 + time`` per event, overwriting ``times`` (one array at 20M events)."""
     keys = np.clip(times, 0, _KEY_SPAN - 1, out=times.astype(np.int64, copy=False))
@@ -96,20 +110,25 @@ class ItemStats:
         return idx
 
     def count_between(self, items: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        """Events of each item with lo < t <= hi: two binary searches over all events.
+        """Events of each item with lo < t <= hi.
 
         Events are keyed ``item * 2**33 + time`` (sorted, since times are sorted within an
-        item), so one vectorised searchsorted answers every candidate at once.
+        item). The binary search runs inside each item's own slice, all candidates at once:
+        a search over all 20M keys misses the cache at every step (0.75 ms per request at
+        scale), one confined to an item's slice stays within a few cache lines.
         """
         if self._keys is None:
             self.compact(keep_times=True)
         items = np.asarray(items, dtype=np.int64)
+        indptr = self.times_indptr
+        starts, ends = indptr[items], indptr[items + 1]
         base = items * _KEY_SPAN
-        lo_key = base + np.clip(lo, -1, _KEY_SPAN - 1)
-        hi_key = base + np.clip(hi, -1, _KEY_SPAN - 1)
-        counts = (np.searchsorted(self._keys, hi_key, "right")
-                  - np.searchsorted(self._keys, lo_key, "right"))
-        return counts.astype(np.float32)
+        needles = np.concatenate([base + np.clip(hi, -1, _KEY_SPAN - 1),
+                                  base + np.clip(lo, -1, _KEY_SPAN - 1)])
+        found = _search_right(self._keys, np.concatenate([starts, starts]),
+                              np.concatenate([ends, ends]), needles)
+        n = len(items)
+        return (found[:n] - found[n:]).astype(np.float32)
 
     def compact(self, keep_times: bool = False) -> None:
         """Build the search keys; without ``keep_times`` drop the times they came from.

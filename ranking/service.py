@@ -38,8 +38,11 @@ def _check_new_id(item_id: str) -> None:
         raise InvalidRequest("candidate item id contains a NUL character")
 
 
-def check_request(request: ranking_pb2.RankRequest, vocab) -> None:
-    """Reject what retrieval never sends; unknown recent ids are only looked up (ignored)."""
+def check_request(request: ranking_pb2.RankRequest, vocab) -> list[str]:
+    """Reject what retrieval never sends; returns the candidate ids unknown to ``vocab``.
+
+    Unknown recent ids are only looked up (ignored).
+    """
     if request.user.history_length < 0:
         raise InvalidRequest(f"user.history_length must be >= 0, got "
                              f"{request.user.history_length}")
@@ -58,16 +61,17 @@ def check_request(request: ranking_pb2.RankRequest, vocab) -> None:
                                  f"expected candidates x generators = {cells}")
     if len(set(cols.generators)) != len(cols.generators):
         raise InvalidRequest("candidates.generators repeats a name")
-    if any(r < 0 for r in cols.generator_ranks):
+    if cells and min(cols.generator_ranks) < 0:
         raise InvalidRequest("candidates.generator_ranks must be >= 0")
     ids = list(cols.item_ids)
     if len(set(ids)) != n:  # retrieval's candidates are distinct; the response would repeat
         seen: set[str] = set()
         dup = next(i for i in ids if i in seen or seen.add(i))
         raise InvalidRequest(f"duplicate candidate item id {dup[:64]!r}")
-    for item_id in ids:
-        if item_id not in vocab:
-            _check_new_id(item_id)
+    unknown = vocab.unknown(ids)
+    for item_id in unknown:
+        _check_new_id(item_id)
+    return unknown
 
 
 @dataclass
@@ -77,14 +81,13 @@ class Loaded:
     version: str
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def learn_items(self, request: ranking_pb2.RankRequest) -> int:
+    def learn_items(self, request: ranking_pb2.RankRequest, new: list[str]) -> int:
         """Add candidates newer than this model (upserted items) so they can be ranked.
 
         Their details come from ``request.items``; an undescribed one is learned bare (its id
         as title, no categories) rather than dropped, so that it can still be served.
         """
         vocab = self.models.catalog.vocab
-        new = [i for i in request.candidates.item_ids if i not in vocab]
         if not new:
             return 0
         details = {it.item_id: it for it in request.items}
@@ -105,7 +108,7 @@ class Loaded:
 
 
 def _column(values, dtype) -> np.ndarray:
-    return np.array(list(values), dtype=dtype)
+    return np.array(values, dtype=dtype)
 
 
 def to_input(request: ranking_pb2.RankRequest, models: RankingModels) -> RankingInput:
@@ -184,8 +187,8 @@ class RankingService(ranking_pb2_grpc.RankingServicer):
             lam = request.mmr_lambda if request.HasField("mmr_lambda") else None
             if lam is not None and not (0.0 <= lam <= 1.0 and math.isfinite(lam)):
                 raise InvalidRequest(f"mmr_lambda must be in [0, 1], got {lam}")
-            check_request(request, loaded.models.catalog.vocab)
-            learned = loaded.learn_items(request)
+            unknown = check_request(request, loaded.models.catalog.vocab)
+            learned = loaded.learn_items(request, unknown)
             inp = to_input(request, loaded.models)
             if lam is None:
                 lam = self.settings.mmr_lambda

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ranking.features import DAY, FEATURE_NAMES, GENERATORS, ItemStats, RankingInput, build_features
 
@@ -203,3 +205,23 @@ def test_stats_saved_with_times_load_as_keys(stats, tmp_path):
     loaded = ItemStats.load(tmp_path)
     inp = make_input(items=(2, 3, 4))
     np.testing.assert_array_equal(build_features(inp, loaded), build_features(inp, stats))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_count_between_matches_a_brute_force_count(data):
+    n_items = data.draw(st.integers(1, 6), label="items")
+    events = data.draw(st.lists(st.tuples(st.integers(0, n_items - 1), st.integers(0, 50)),
+                                max_size=60), label="events")
+    items = np.array([e[0] for e in events], dtype=np.int64)
+    stamps = np.array([e[1] for e in events], dtype=np.int64)
+    indptr, times = ItemStats.event_times(items, stamps, n_items)
+    s = ItemStats(np.zeros(n_items, np.float32), np.zeros(n_items, np.float32),
+                  np.zeros(n_items, np.int64), sp.csr_matrix((n_items, 1), dtype=np.float32),
+                  np.zeros((n_items, 1), np.float32), 50, np.zeros((n_items, 1), np.float32),
+                  indptr, times)
+    query = np.array(data.draw(st.lists(st.integers(0, n_items - 1), min_size=1, max_size=8),
+                               label="query"), dtype=np.int64)
+    lo, hi = sorted(data.draw(st.tuples(st.integers(-5, 55), st.integers(-5, 55)), label="lo,hi"))
+    expected = [sum(1 for i, t in events if i == q and lo < t <= hi) for q in query.tolist()]
+    assert s.count_between(query, lo, hi).tolist() == expected

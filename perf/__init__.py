@@ -1,0 +1,1 @@
+"""Performance measurement tools (not imported by any server)."""

@@ -12,6 +12,7 @@ logged once and not retried until its manifest changes; the old version keeps se
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -297,6 +298,11 @@ class VersionWatcher(Generic[T]):
                 extra={"fields": {"version": version, "serving": self._serving,
                                   "error": str(exc)}})
             return False
+        # The models are long-lived: millions of objects the cyclic collector would otherwise
+        # walk on every full collection, pausing every request thread for tens of ms (the p99
+        # at scale). Freezing moves them out of its reach; refcounting still frees them.
+        gc.collect()
+        gc.freeze()
         previous = self._serving
         self._failed.pop(target, None)
         self._serving_dir = target

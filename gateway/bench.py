@@ -10,7 +10,7 @@ so each is a difference of two clocks on one path (clamped at 0):
 
 - ``network.client_gateway``: the client's end-to-end minus the gateway's ``total``;
 - ``network.gateway_retrieval``: the gateway's ``retrieval`` call minus ``retrieval.total``, the
-  time inside retrieval's handler (so it also holds the gateway's retries and stub work);
+  time inside retrieval's handler (so it also holds the gateway's retries and client-side call work);
 - ``network.gateway_ranking``: the same for ranking;
 - ``network``: their sum, for the requests that have at least the first.
 

@@ -48,7 +48,9 @@ def test_report_shape_and_consistency(trained, tmp_path):
     # the servers' total is inside what the client observed
     assert stages["total"]["p50_ms"] <= stages["end_to_end"]["p50_ms"]
 
-    assert report["warnings"] == []
+    # the only tolerated warning: no matplotlib here (it is in the optional `report` extra)
+    expected = [] if HAS_MATPLOTLIB else [w for w in report["warnings"] if w.startswith("plot ")]
+    assert report["warnings"] == expected
     ok, degraded = report["ok"], report["degraded"]
     server = report["server_metrics"]
     assert server["gateway.total"]["count"] >= ok

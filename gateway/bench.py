@@ -9,8 +9,9 @@ Network and serialisation are not measured anywhere; they are what is left over 
 so each is a difference of two clocks on one path (clamped at 0):
 
 - ``network.client_gateway``: the client's end-to-end minus the gateway's ``total``;
-- ``network.gateway_retrieval``: the gateway's ``retrieval`` call minus ``retrieval.total``, the
-  time inside retrieval's handler (so it also holds the gateway's retries and client-side call work);
+- ``network.gateway_retrieval``: the gateway's ``retrieval`` call minus ``retrieval.total``,
+  the time inside retrieval's handler (so it also holds the gateway's retries and the
+  client-side call work);
 - ``network.gateway_ranking``: the same for ranking;
 - ``network``: their sum, for the requests that have at least the first.
 
@@ -329,6 +330,10 @@ def run(target: str, rate: float, duration_s: float, users: list[str], timeout_s
         metrics: Mapping[str, str] | None = None) -> dict:
     """Send ``rate`` requests per second for ``duration_s``; returns the report.
 
+    ``max_in_flight`` (``--concurrency``) bounds the requests awaiting an answer. A request
+    that falls due while the bound is reached is not delayed (that would close the loop and
+    hide the queueing): it is counted at once as a CLIENT_SATURATED error.
+
     ``metrics`` (name -> HOST:PORT) are scraped right before the first request and right
     after the last answer, so the servers' histograms cover the run's window.
     """
@@ -362,8 +367,9 @@ def run(target: str, rate: float, duration_s: float, users: list[str], timeout_s
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            if not in_flight.acquire(timeout=timeout_s):
-                res.add(timeout_s * 1e3, "CLIENT_SATURATED", None, False)
+            if not in_flight.acquire(blocking=False):
+                res.sent += 1
+                res.add(0.0, "CLIENT_SATURATED", None, False)
                 continue
             req = make_request(rng, users, seen_items)
             t0 = time.perf_counter()
@@ -383,6 +389,7 @@ def run(target: str, rate: float, duration_s: float, users: list[str], timeout_s
             if after[name] is not None:
                 report["server_requests"][name] = codes
     report["warnings"] = warnings
+    report["rate"], report["concurrency"] = rate, max_in_flight
     return report
 
 
@@ -656,6 +663,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", default="127.0.0.1:50051")
     parser.add_argument("--rate", type=float, default=50.0, help="requests per second")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds")
+    parser.add_argument("--concurrency", type=int, default=2000,
+                        help="most requests awaiting an answer; a request due past it is "
+                             "counted as CLIENT_SATURATED, not delayed (open loop)")
     parser.add_argument("--timeout", type=float, default=2.0, help="per-request deadline")
     parser.add_argument("--users", type=Path, default=None,
                         help="known user ids, one per line (default: 1..600, MovieLens-style)")
@@ -669,8 +679,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     users = ([u.strip() for u in args.users.read_text().splitlines() if u.strip()]
              if args.users else [str(i) for i in range(1, 601)])
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
     report = run(args.target, args.rate, args.duration, users, args.timeout,
-                 metrics=dict(args.metrics))
+                 max_in_flight=args.concurrency, metrics=dict(args.metrics))
     if args.plot:
         plot(report, args.plot)
     print(summary(report))

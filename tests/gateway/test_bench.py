@@ -28,6 +28,16 @@ def test_report_shape_and_consistency(trained, tmp_path):
                           + [a for name in ("gateway", "retrieval", "ranking")
                              for a in ("--metrics", f"{name}={stack.metrics_address(name)}")])
         memory = stack.memory()
+        # one request in flight at most, one due every 5 ms: the excess is refused by the
+        # client at once (never delayed), and every due request is accounted for
+        narrow_out = tmp_path / "narrow.json"
+        narrow_code = bench.main(["--target", stack.address("gateway"), "--rate", "200",
+                                  "--duration", "0.5", "--concurrency", "1",
+                                  "--output", str(narrow_out)])
+    narrow = json.loads(narrow_out.read_text())
+    assert narrow_code == 0 and narrow["concurrency"] == 1 and narrow["requests"] == 100
+    assert narrow["errors"].get("CLIENT_SATURATED", 0) > 0
+    assert narrow["ok"] + sum(narrow["errors"].values()) == 100
     assert code == 0
     assert set(memory) == {"gateway", "retrieval", "ranking"}
     for m in memory.values():

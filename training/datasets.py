@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shortlist.common.vocab import Vocabulary
+
 logger = logging.getLogger(__name__)
 
 BUNDLED = Path(__file__).resolve().parent.parent / "data"
@@ -50,10 +52,8 @@ class Items:
 
 def encode_ids(strings) -> tuple[np.ndarray, list[str]]:
     """(codes, distinct values in first-seen order) of a sequence of string ids."""
-    index: dict[str, int] = {}
-    codes = np.fromiter((index.setdefault(str(v), len(index)) for v in strings),
-                        dtype=np.int64)
-    return codes, list(index)
+    vocab, codes = Vocabulary.from_values(strings)
+    return codes, vocab.all_ids
 
 
 @dataclass

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import grpc
 
-from gateway.service import GatewayService
-from gateway.settings import GatewaySettings
-from gateway.upstream import Upstream
 from shortlist.common import security, serving
 from shortlist.common.metrics import Metrics
+from shortlist.gateway.service import GatewayService
+from shortlist.gateway.settings import GatewaySettings
+from shortlist.gateway.upstream import Upstream
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc
 
 SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
@@ -17,7 +17,8 @@ SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
 def create_server(settings: GatewaySettings) -> tuple[grpc.Server, int]:
     """The gateway holds no models: it reports SERVING as soon as it listens.
 
-    Raises SecurityConfigError (before anything starts) if the TLS settings are unusable.
+    Raises SecurityConfigError if the TLS settings are unusable and StartupError if the
+    address or metrics port cannot be listened on, in both cases with nothing left running.
     """
     credentials = security.server_credentials(settings)
     upstream = Upstream.from_settings(settings)
@@ -28,8 +29,13 @@ def create_server(settings: GatewaySettings) -> tuple[grpc.Server, int]:
     gateway_pb2_grpc.add_GatewayServicer_to_server(
         GatewayService(settings, upstream, metrics), server)
     health = serving.add_health_and_reflection(server, [SERVICE])
-    port = serving.bind(server, settings.address, credentials)
+    try:
+        port = serving.bind(server, settings.address, credentials)
+        # Before start: a busy metrics port (StartupError) leaves nothing running behind it.
+        serving.serve_metrics(metrics, settings)
+    except BaseException:
+        upstream.close()
+        raise
     server.start()
-    serving.serve_metrics(metrics, settings)
     serving.set_serving(health, [SERVICE])
     return server, port

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import grpc
 
-from ranking.bundle import RankingModels
-from ranking.service import Loaded, RankingService
-from ranking.settings import RankingSettings
 from shortlist.common import artifacts, security, serving
 from shortlist.common.admin import AdminService
 from shortlist.common.metrics import Metrics
 from shortlist.common.versions import VersionWatcher
+from shortlist.ranking.bundle import RankingModels
+from shortlist.ranking.service import Loaded, RankingService
+from shortlist.ranking.settings import RankingSettings
 from shortlist.v1 import admin_pb2, admin_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -40,14 +40,16 @@ def load_models(settings: RankingSettings, path: Path) -> Loaded:
 def create_server(settings: RankingSettings) -> tuple[grpc.Server, int]:
     """Serve health (NOT_SERVING) at once, load the models, then report SERVING.
 
-    Raises ArtifactError (after stopping the server) if no version can be loaded, and
-    SecurityConfigError (before anything starts) if the TLS settings are unusable.
+    Raises ArtifactError if no version can be loaded, SecurityConfigError if the TLS settings
+    are unusable and StartupError if the address or metrics port cannot be listened on, each
+    with nothing left running.
     """
     credentials = security.server_credentials(settings)
     metrics = Metrics("ranking")
     service = RankingService(settings, metrics)
     watcher = VersionWatcher(settings.artifacts, lambda path: load_models(settings, path),
                              service.install, settings.reload_interval_s, settings.version)
+    watcher.target()  # a missing or empty artifact root: one ArtifactError, before any port
     server = serving.new_server(settings.max_workers, settings.max_message_bytes,
                                 security.server_interceptors(settings),
                                 max_concurrent_rpcs=settings.max_concurrent_rpcs)
@@ -56,13 +58,18 @@ def create_server(settings: RankingSettings) -> tuple[grpc.Server, int]:
                                                            settings.version), server)
     health = serving.add_health_and_reflection(server, [SERVICE, ADMIN])
     port = serving.bind(server, settings.address, credentials)
-    server.start()
-    watcher.check_now()
-    if service.current is None:
-        server.stop(0)
-        raise artifacts.ArtifactError(watcher.last_error or f"{settings.artifacts}: nothing "
-                                      "to serve")
-    watcher.start()
+    # Before start: a busy metrics port (StartupError) leaves nothing running behind it.
     serving.serve_metrics(metrics, settings)
+    try:
+        server.start()
+        watcher.check_now()
+        if service.current is None:
+            raise artifacts.ArtifactError(watcher.last_error or f"{settings.artifacts}: "
+                                          "nothing to serve")
+    except BaseException:
+        server.stop(0)
+        metrics.close()
+        raise
+    watcher.start()
     serving.set_serving(health, [SERVICE, ADMIN])
     return server, port

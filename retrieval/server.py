@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from pathlib import Path
 
 import grpc
 
-from retrieval.bundle import RetrievalModels
-from retrieval.eventlog import EventLog
-from retrieval.online import Prepared, RetrievalState
-from retrieval.retriever import Retriever
-from retrieval.service import RetrievalService
-from retrieval.settings import RetrievalSettings
 from shortlist.common import artifacts, security, serving
 from shortlist.common.admin import AdminService
 from shortlist.common.metrics import Metrics
 from shortlist.common.versions import VersionWatcher
+from shortlist.retrieval.bundle import RetrievalModels
+from shortlist.retrieval.eventlog import EventLog, EventLogError
+from shortlist.retrieval.online import Prepared, RetrievalState
+from shortlist.retrieval.retriever import Retriever
+from shortlist.retrieval.service import RetrievalService
+from shortlist.retrieval.settings import RetrievalSettings
 from shortlist.v1 import admin_pb2, admin_pb2_grpc, retrieval_pb2, retrieval_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -45,12 +46,18 @@ def loader(settings: RetrievalSettings, state: RetrievalState):
 def create_server(settings: RetrievalSettings) -> tuple[grpc.Server, int]:
     """Serve health (NOT_SERVING) at once, load models and replay the log, then SERVING.
 
-    Raises ArtifactError (after stopping the server) if no version can be loaded, and
-    SecurityConfigError (before anything starts) if the TLS settings are unusable.
+    Raises ArtifactError if no version can be loaded, SecurityConfigError if the TLS settings
+    are unusable and StartupError if the address, metrics port or event log is unusable, each
+    with nothing left running.
     """
     credentials = security.server_credentials(settings)
-    settings.event_log.parent.mkdir(parents=True, exist_ok=True)
-    state = RetrievalState(EventLog(settings.event_log))
+    try:
+        settings.event_log.parent.mkdir(parents=True, exist_ok=True)
+        log = EventLog(settings.event_log)
+    except (OSError, sqlite3.Error, EventLogError) as exc:
+        raise serving.StartupError(f"cannot open the event log {settings.event_log}: {exc}",
+                                   "event_log") from exc
+    state = RetrievalState(log)
     watcher = VersionWatcher(settings.artifacts, loader(settings, state),
                              lambda prepared, _version: state.swap(prepared),
                              settings.reload_interval_s, settings.version)
@@ -63,14 +70,25 @@ def create_server(settings: RetrievalSettings) -> tuple[grpc.Server, int]:
     admin_pb2_grpc.add_AdminServicer_to_server(AdminService(settings.artifacts, watcher,
                                                            settings.version), server)
     health = serving.add_health_and_reflection(server, [SERVICE, ADMIN])
-    port = serving.bind(server, settings.address, credentials)
-    server.start()
-    watcher.check_now()
-    if not state.ready:
+    try:
+        watcher.target()  # a missing or empty artifact root: one ArtifactError, before any port
+        port = serving.bind(server, settings.address, credentials)
+        # Before start: a busy metrics port (StartupError) leaves nothing running behind it.
+        serving.serve_metrics(metrics, settings)
+    except BaseException:
+        log.close()
+        raise
+    try:
+        server.start()
+        watcher.check_now()
+        if not state.ready:
+            raise artifacts.ArtifactError(watcher.last_error or f"{settings.artifacts}: "
+                                          "nothing to serve")
+    except BaseException:
         server.stop(0)
-        raise artifacts.ArtifactError(watcher.last_error or f"{settings.artifacts}: nothing "
-                                      "to serve")
+        metrics.close()
+        log.close()
+        raise
     watcher.start()
-    serving.serve_metrics(metrics, settings)
     serving.set_serving(health, [SERVICE, ADMIN])
     return server, port

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +17,7 @@ import grpc
 import pytest
 
 from shortlist.common.artifacts import list_versions
-from shortlist.common.stack import Stack
+from shortlist.common.stack import Stack, free_port
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc, retrieval_pb2
 from tests.conftest import fit_small
 
@@ -142,7 +145,162 @@ def test_server_refuses_a_corrupt_artifact_naming_the_file(root, tmp_path):
         prefix = f"SHORTLIST_{name.upper()}_"
         env = {**os.environ, prefix + "ARTIFACTS": str(bad_root), prefix + "ADDRESS":
                "127.0.0.1:0", "OPENBLAS_NUM_THREADS": "1", **extra}
-        proc = subprocess.run([sys.executable, "-m", name], env=env, capture_output=True,
-                              text=True, timeout=60)
+        proc = subprocess.run([sys.executable, "-m", f"shortlist.{name}"], env=env,
+                              capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert str(target) in proc.stderr and "checksum mismatch" in proc.stderr
+
+
+# -- expected startup failures: one log line, exit code 2, no traceback ---------------------
+
+def run_server(name: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"shortlist.{name}"],
+                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1", **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> dict:
+    """The single JSON log line a server that refuses to start writes (and nothing else)."""
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr[-2000:]
+    line = json.loads(lines[0])
+    assert line["level"] == "error"
+    return line
+
+
+def busy_listener() -> socket.socket:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    return s
+
+
+@pytest.mark.parametrize("name", ["gateway", "ranking"])
+def test_server_on_a_busy_port_exits_2_with_one_line_naming_port_and_setting(name, root,
+                                                                             tmp_path):
+    prefix = f"SHORTLIST_{name.upper()}_"
+    with busy_listener() as s:
+        port = s.getsockname()[1]
+        proc = run_server(name, {prefix + "ADDRESS": f"127.0.0.1:{port}",
+                                 prefix + "ARTIFACTS": str(root)})
+    line = one_error_line(proc)
+    assert line["msg"] == f"cannot listen on 127.0.0.1:{port}: port {port} is already in use"
+    assert line["setting"] == prefix + "ADDRESS"
+
+
+def test_server_on_a_busy_metrics_port_exits_2_with_nothing_left_running(root, tmp_path):
+    with busy_listener() as s:
+        port = s.getsockname()[1]
+        proc = run_server("retrieval", {
+            "SHORTLIST_RETRIEVAL_ADDRESS": f"127.0.0.1:{free_port()}",
+            "SHORTLIST_RETRIEVAL_METRICS_PORT": str(port),
+            "SHORTLIST_RETRIEVAL_ARTIFACTS": str(root),
+            "SHORTLIST_RETRIEVAL_EVENT_LOG": str(tmp_path / "events.db")})
+    line = one_error_line(proc)  # returned: no server, watcher or endpoint kept it alive
+    assert f"port {port} is already in use" in line["msg"]
+    assert line["setting"] == "SHORTLIST_RETRIEVAL_METRICS_PORT"
+
+
+def test_server_with_a_bad_setting_exits_2_with_one_line_naming_it():
+    proc = run_server("gateway", {"SHORTLIST_GATEWAY_MAX_WORKERS": "abc",
+                                  "SHORTLIST_GATEWAY_ADDRESS": f"127.0.0.1:{free_port()}"})
+    line = one_error_line(proc)
+    assert line["setting"] == "SHORTLIST_GATEWAY_MAX_WORKERS"
+    assert line["msg"].startswith("invalid setting: SHORTLIST_GATEWAY_MAX_WORKERS='abc': ")
+
+
+def test_server_without_artifacts_exits_2_with_one_line_naming_the_setting(tmp_path):
+    missing = tmp_path / "no-artifacts"
+    proc = run_server("ranking", {"SHORTLIST_RANKING_ARTIFACTS": str(missing),
+                                  "SHORTLIST_RANKING_ADDRESS": f"127.0.0.1:{free_port()}"})
+    line = one_error_line(proc)
+    assert line["setting"] == "SHORTLIST_RANKING_ARTIFACTS"
+    assert str(missing) in line["msg"] and "no published artifact version" in line["msg"]
+
+
+# -- `serve` supervises: a killed server is restarted, the others keep serving ---------------
+
+def wait_for_line(path, pattern: str, timeout_s: float, proc: subprocess.Popen) -> re.Match:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = re.search(pattern, path.read_text(), re.MULTILINE)
+        if found:
+            return found
+        assert proc.poll() is None, path.read_text()[-3000:]
+        time.sleep(0.1)
+    raise AssertionError(f"no {pattern!r} after {timeout_s:.0f}s:\n{path.read_text()[-3000:]}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_serve_restarts_a_killed_ranking_server_while_the_gateway_degrades(root, tmp_path):
+    ports = {name: free_port() for name in ("gateway", "retrieval", "ranking")}
+    out = tmp_path / "serve.out"
+    with open(out, "w") as fh:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "shortlist.common.stack", "serve", "--artifacts", str(root),
+             *[arg for name, port in ports.items()
+               for arg in (f"--{name}-address", f"127.0.0.1:{port}")]],
+            stdout=fh, stderr=subprocess.STDOUT,
+            env={**os.environ, "OPENBLAS_NUM_THREADS": "1",
+                 "SHORTLIST_RETRIEVAL_EVENT_LOG": str(tmp_path / "events.db")})
+    pids: dict[str, int] = {}
+    restarted: list[int] = []
+    try:
+        serving = wait_for_line(out, r"^serving: .*$", 120, serve).group(0)
+        pids = {name: int(pid) for name, pid in re.findall(r"(\w+) \S+ \(pid (\d+)\)", serving)}
+        assert set(pids) == set(ports)
+        request = gateway_pb2.RecommendRequest(user_id="u1", k=10)
+        with grpc.insecure_channel(f"127.0.0.1:{ports['gateway']}") as ch:
+            stub = gateway_pb2_grpc.GatewayStub(ch)
+            assert not stub.Recommend(request, timeout=5).degraded
+            os.kill(pids["ranking"], signal.SIGKILL)
+            # Hold ranking's port for a moment, so the first restart fails: it must be retried
+            # with a longer backoff, not end the stack.
+            holder = socket.socket()
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    holder.bind(("127.0.0.1", ports["ranking"]))
+                    break
+                except OSError:  # the killed server's socket is not closed yet
+                    assert time.monotonic() < deadline
+                    time.sleep(0.005)
+            holder.listen()
+            try:
+                answer = stub.Recommend(request, timeout=5)
+                assert answer.degraded and len(answer.items) == 10
+                wait_for_line(out, r"ranking \(pid \d+\) died before serving: exit code 2; "
+                                   r"restart attempt 2 in 1\.0 s", 60, serve)
+            finally:
+                holder.close()
+            deadline = time.monotonic() + 120
+            while stub.Recommend(request, timeout=5).degraded:
+                assert time.monotonic() < deadline, out.read_text()[-3000:]
+                time.sleep(0.2)
+        # the supervisor's own health poll notices a moment after the gateway does
+        again = wait_for_line(out, r"ranking serving again: pid (\d+) .*restart attempt 2", 30,
+                              serve)
+        restarted.append(int(again.group(1)))
+        log = out.read_text()
+        assert re.search(rf"ranking \(pid {pids['ranking']}\) died: killed by SIGKILL after "
+                         r"[\d.]+ s up; restart attempt 1 in 0\.5 s", log), log[-3000:]
+        assert restarted[0] != pids["ranking"] and alive(restarted[0])
+        assert alive(pids["gateway"]) and alive(pids["retrieval"])  # never stopped
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        code = serve.wait(60)
+    log = out.read_text()
+    assert code == 0, log[-3000:]
+    assert "Traceback" not in log
+    assert "stopped on SIGTERM" in log
+    assert not any(alive(pid) for pid in [*pids.values(), *restarted])

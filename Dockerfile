@@ -21,7 +21,8 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
 # A regular (non-editable) install: packages and stubs land in site-packages, /src is dropped.
-RUN pip install .
+# constraints.txt (`make lock`) pins every dependency to the versions the tests ran against.
+RUN pip install --constraint constraints.txt .
 
 # --- runtime ----------------------------------------------------------------------------------
 FROM python:3.11-slim
@@ -32,10 +33,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 10001 --user-group shortlist \
-    && mkdir -p /app /artifacts \
-    && chown shortlist:shortlist /app /artifacts
-# /artifacts is owned by the app user: an empty named volume mounted there takes this ownership,
-# so the non-root trainer can publish into it.
+    && mkdir -p /app /app/state /artifacts \
+    && chown shortlist:shortlist /app /app/state /artifacts
+# The mount points of docker-compose.yml's named volumes are owned by the app user: an empty
+# named volume mounted there takes this ownership, so the non-root processes can write into it
+# (/artifacts: the trainer publishes, retrieval and ranking write the CURRENT pin; /app/state:
+# retrieval's event log, SHORTLIST_RETRIEVAL_EVENT_LOG).
 
 COPY --from=build /opt/venv /opt/venv
 # The bundled datasets are not part of the wheel (training.datasets.BUNDLED points next to the
@@ -51,7 +54,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 USER 10001:10001
 
-EXPOSE 50051 50052 50053
+# gRPC: gateway, retrieval, ranking; then their Prometheus /metrics (when *_METRICS_PORT is set).
+EXPOSE 50051 50052 50053 9101 9102 9103
 
 # docker-compose.yml overrides the command per service.
 CMD ["shortlist", "--help"]

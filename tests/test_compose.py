@@ -12,11 +12,16 @@ servers, configured by environment only) must be given none.
 
 Environment variables: each ``SHORTLIST_<SVC>_<FIELD>`` must name a field of the settings class
 owning that prefix, and instantiating the class with the variable set must yield the value.
+
+Interpolation: the file is read as ``docker compose`` reads it, with ``${VAR:-default}`` and the
+other forms substituted from a given host environment (empty unless a test sets variables), so
+the defaults are what a plain ``docker compose up`` gets.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import importlib
 import inspect
 import os
@@ -25,7 +30,7 @@ import shlex
 import shutil
 import subprocess
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -43,9 +48,9 @@ SERVER_SCRIPT = {name: f"shortlist-{name}" for name in SERVERS}
 
 
 def _settings_classes() -> dict[str, type]:
-    from gateway.settings import GatewaySettings
-    from ranking.settings import RankingSettings
-    from retrieval.settings import RetrievalSettings
+    from shortlist.gateway.settings import GatewaySettings
+    from shortlist.ranking.settings import RankingSettings
+    from shortlist.retrieval.settings import RetrievalSettings
 
     return {"retrieval": RetrievalSettings, "ranking": RankingSettings,
             "gateway": GatewaySettings}
@@ -57,10 +62,76 @@ PREFIXES = {name: cls.model_config["env_prefix"] for name, cls in SETTINGS.items
 PLAIN_ENV = {"SHORTLIST_DATA_DIR"}
 
 
+_REFERENCE = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
+_BRACED = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?", re.S)
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's variable substitution: ``$$``, ``$VAR``, ``${VAR}`` and the ``-``, ``?``,
+    ``+`` forms with and without ``:`` (``:`` also treats an empty value as unset)."""
+
+    def substitute(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        if match.group("plain"):
+            return env.get(match.group("plain"), "")
+        parts = _BRACED.fullmatch(match.group("braced"))
+        assert parts, f"unsupported interpolation {match.group(0)!r}"
+        name, op, arg = parts.group("name", "op", "arg")
+        assert "$" not in (arg or ""), f"nested interpolation is not checked: {match.group(0)!r}"
+        value = env.get(name)
+        unset = value is None or (op is not None and op.startswith(":") and value == "")
+        if op is None:
+            return value or ""
+        if op.endswith("-"):
+            return arg if unset else value
+        if op.endswith("?"):
+            assert not unset, f"{name} must be set: {arg}"
+            return value
+        return "" if unset else arg  # the + forms
+
+    return _REFERENCE.sub(substitute, text)
+
+
+def interpolated(node: Any, env: dict[str, str]) -> Any:
+    if isinstance(node, str):
+        return interpolate(node, env)
+    if isinstance(node, list):
+        return [interpolated(item, env) for item in node]
+    if isinstance(node, dict):
+        return {key: interpolated(value, env) for key, value in node.items()}
+    return node
+
+
+def load_compose(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The compose file as ``docker compose`` sees it with host environment ``env``."""
+    assert COMPOSE_FILE.is_file(), "docker-compose.yml missing at the repository root"
+    return interpolated(yaml.safe_load(COMPOSE_FILE.read_text()), env or {})
+
+
+def compose_variables() -> set[str]:
+    found = set()
+    for match in _REFERENCE.finditer(COMPOSE_FILE.read_text()):
+        if match.group("plain"):
+            found.add(match.group("plain"))
+        elif match.group("braced") is not None:
+            found.add(_BRACED.fullmatch(match.group("braced")).group("name"))
+    return found
+
+
+def header_comment() -> str:
+    """The comment block at the top of docker-compose.yml, without the ``#`` markers."""
+    lines = []
+    for line in COMPOSE_FILE.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[1:])
+    return "\n".join(lines)
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    assert COMPOSE_FILE.is_file(), "docker-compose.yml missing at the repository root"
-    return yaml.safe_load(COMPOSE_FILE.read_text())
+    return load_compose()
 
 
 @pytest.fixture(scope="module")
@@ -156,12 +227,36 @@ def published_container_ports(service: dict[str, Any]) -> set[int]:
     return ports
 
 
-def named_volume_mounts(service: dict[str, Any]) -> dict[str, str]:
-    """container path -> volume name for short-syntax named volumes."""
+def volume_mounts(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """container path -> (source, mode) for short-syntax volumes; mode "rw" unless given."""
     out = {}
     for entry in service.get("volumes") or []:
-        source, target = str(entry).split(":")[:2]
-        out[target] = source
+        assert isinstance(entry, str), f"use the short syntax SOURCE:TARGET[:MODE]: {entry!r}"
+        source, target, *mode = entry.split(":")
+        out[target] = (source, mode[0] if mode else "rw")
+    return out
+
+
+def named_volume_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """container path -> volume name for short-syntax named volumes."""
+    return {target: source for target, (source, _) in volume_mounts(service).items()}
+
+
+def is_named_volume(source: str) -> bool:
+    return not source.startswith((".", "/", "~", "$"))
+
+
+def port_bindings(service: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(host ip, host port, container port) per published port; ip "" means every interface."""
+    out = []
+    for entry in service.get("ports") or []:
+        if isinstance(entry, dict):
+            out.append((str(entry.get("host_ip", "")), int(entry.get("published", 0)),
+                        int(entry["target"])))
+            continue
+        *host, container = str(entry).split("/")[0].rsplit(":", 2)
+        ip, port = (host if len(host) == 2 else ["", *host]) if host else ["", container]
+        out.append((ip, int(port), int(container)))
     return out
 
 
@@ -196,7 +291,7 @@ def test_trainer_fits_the_bundled_dataset_into_the_shared_volume(services, monke
     trainer = services["trainer"]
     ns = parse_command(as_argv(trainer["command"]), monkeypatch)
     assert script_of(trainer) == "shortlist-train" and ns.command == "fit"
-    from training.datasets import DATASET_NAMES
+    from shortlist.training.datasets import DATASET_NAMES
 
     assert ns.dataset in DATASET_NAMES, f"{ns.dataset!r}: the image only carries named datasets"
     assert (REPO / "data" / ns.dataset).is_dir(), f"data/{ns.dataset} is not in the repository"
@@ -269,7 +364,7 @@ def test_each_service_settings_load_together(services, clean_env):
 
 
 def test_servers_bind_all_interfaces_on_the_default_ports(services):
-    from shortlist.common.stack import DEFAULT_PORTS
+    from shortlist.common.stack import DEFAULT_METRICS_PORTS, DEFAULT_PORTS
 
     for server in SERVERS:
         name = server_service(services, server)
@@ -277,9 +372,87 @@ def test_servers_bind_all_interfaces_on_the_default_ports(services):
         assert host in {"0.0.0.0", "[::]"}, f"{name} binds {host}: unreachable from elsewhere"
         assert port == DEFAULT_PORTS[server]
         published = published_container_ports(services[name])
-        assert not published or published == {port}, f"{name}: publishes {published}, binds {port}"
+        allowed = {port, DEFAULT_METRICS_PORTS[server]}
+        assert published <= allowed, f"{name}: publishes {published}, serves {allowed}"
     gateway = services[server_service(services, "gateway")]
-    assert published_container_ports(gateway) == {DEFAULT_PORTS["gateway"]}
+    assert DEFAULT_PORTS["gateway"] in published_container_ports(gateway)
+
+
+def test_every_port_is_published_on_localhost_by_default(services):
+    """A plain `up` (no variables set) reaches nothing from other hosts."""
+    bindings = [(name, b) for name, s in services.items() for b in port_bindings(s)]
+    assert bindings
+    for name, (ip, host_port, container_port) in bindings:
+        assert ip == "127.0.0.1", f"{name}: {container_port} is published on {ip or 'all'}"
+        assert host_port == container_port, f"{name}: {container_port} published as {host_port}"
+
+
+def test_metrics_endpoints_are_served_and_published_locally(services, monkeypatch):
+    """Each server's /metrics on the `serve --metrics` port, reachable through the port map."""
+    from shortlist.common.stack import DEFAULT_METRICS_PORTS
+
+    for server in SERVERS:
+        name = server_service(services, server)
+        settings = settings_of(services, server, monkeypatch)
+        assert settings.metrics_port == DEFAULT_METRICS_PORTS[server], (
+            f"{name}: set {PREFIXES[server]}METRICS_PORT={DEFAULT_METRICS_PORTS[server]}")
+        assert settings.metrics_host in {"0.0.0.0", "::"}, (
+            f"{name}: /metrics binds {settings.metrics_host}, unreachable through the port map")
+        assert ("127.0.0.1", settings.metrics_port, settings.metrics_port) in port_bindings(
+            services[name]), f"{name}: /metrics port not published on 127.0.0.1"
+
+
+def settings_of(services: dict[str, Any], server: str, monkeypatch) -> BaseModel:
+    """The settings a server's container loads from its compose environment (alone)."""
+    env = env_of(services[server_service(services, server)])
+    with monkeypatch.context() as m:
+        for key in list(os.environ):
+            if key.startswith("SHORTLIST_"):
+                m.delenv(key)
+        for key, raw in env.items():
+            m.setenv(key, raw)
+        return SETTINGS[server]()
+
+
+def test_gateway_is_exposed_only_through_the_documented_variable():
+    from shortlist.common.stack import DEFAULT_PORTS
+
+    exposed = load_compose({"SHORTLIST_PUBLISH_HOST": "0.0.0.0"})["services"]
+    gateway = (server_service(exposed, "gateway"), DEFAULT_PORTS["gateway"])
+    for name, service in exposed.items():
+        for ip, _, container_port in port_bindings(service):
+            expected = "0.0.0.0" if (name, container_port) == gateway else "127.0.0.1"
+            assert ip == expected, f"{name}: {container_port} published on {ip}"
+
+
+def test_no_write_token_by_default_means_no_check_anywhere(services, monkeypatch):
+    """Consistent when unset: a token on retrieval alone would reject the gateway's writes."""
+    for server in SERVERS:
+        assert settings_of(services, server, monkeypatch).write_token.get_secret_value() == ""
+    gateway = settings_of(services, "gateway", monkeypatch)
+    assert gateway.upstream_token.get_secret_value() == ""
+
+
+def test_write_token_protects_every_server_and_the_gateway_forwards_it(monkeypatch):
+    token = "s3cret-token"
+    services = load_compose({"SHORTLIST_WRITE_TOKEN": token})["services"]
+    gateway = settings_of(services, "gateway", monkeypatch)
+    assert gateway.write_token.get_secret_value() == token, "the published gateway is unguarded"
+    for upstream in ("retrieval", "ranking"):
+        own = settings_of(services, upstream, monkeypatch).write_token.get_secret_value()
+        assert own == token, f"{upstream} (published on localhost) does not require the token"
+        assert gateway.upstream_token.get_secret_value() == own, (
+            f"the gateway's upstream token is not {upstream}'s write token: writes would fail")
+
+
+def test_every_variable_is_documented_and_optional():
+    """Each ${VAR} is explained in the header comment, and `up` works with none of them set."""
+    header = header_comment()
+    variables = compose_variables()
+    assert {"SHORTLIST_WRITE_TOKEN", "SHORTLIST_PUBLISH_HOST"} <= variables
+    for name in variables:
+        assert name in header, f"${{{name}}} is not explained in the header comment"
+    load_compose({})  # a `:?` (required) variable would fail here
 
 
 def test_gateway_targets_the_other_services(services):
@@ -318,8 +491,142 @@ def test_start_order_trainer_then_models_then_gateway(services):
 
 def test_named_volumes_are_declared(compose, services):
     used = {v for s in services.values() for v in named_volume_mounts(s).values()
-            if not v.startswith((".", "/", "~"))}
+            if is_named_volume(v)}
     assert used and used <= set(compose.get("volumes") or {})
+
+
+def test_trainer_fits_only_while_no_version_is_published(services, monkeypatch, tmp_path,
+                                                         capsys):
+    """`up` again must not fit and publish again. The real trainer command, aimed at a root
+    holding a version and at a dataset that does not exist: it must stop before loading it."""
+    argv = as_argv(services["trainer"]["command"])
+    ns = parse_command(argv, monkeypatch)
+    assert ns.if_missing, "the trainer refits on every `up`: pass --if-missing"
+    root = tmp_path / "artifacts"
+    (root / "20240101T000000Z-deadbeef").mkdir(parents=True)
+    (root / "20240101T000000Z-deadbeef" / "manifest.json").write_text("{}")
+    swapped = {"--out": str(root), "--dataset": str(tmp_path / "no-such-dataset")}
+    argv = [swapped.get(prev, arg) for prev, arg in zip(["", *argv[:-1]], argv, strict=True)]
+    assert set(swapped.values()) <= set(argv), "write `--out DIR --dataset NAME` (no `=`)"
+    assert entry_point(argv[0])(argv[1:]) == 0
+    assert "not fitting" in capsys.readouterr().out
+    assert sorted(p.name for p in root.iterdir()) == ["20240101T000000Z-deadbeef"]
+
+
+def documented_runs() -> list[tuple[str, list[str]]]:
+    """(service, argv) of each `docker compose run ... SERVICE ARGV` in the header comment."""
+    text = re.sub(r"\\\n", " ", header_comment())
+    runs = []
+    for line in text.splitlines():
+        if "docker compose run" not in line:
+            continue
+        words = shlex.split(line.split("docker compose run", 1)[1].split("#", 1)[0])
+        while words and words[0].startswith("-"):
+            words.pop(0)
+        runs.append((words[0], words[1:]))
+    return runs
+
+
+def volume_holding(service: dict[str, Any], path: PurePosixPath) -> str | None:
+    """The source of the innermost mount of ``service`` that contains ``path``."""
+    mounts = named_volume_mounts(service)
+    holders = [t for t in mounts if path.is_relative_to(PurePosixPath(t))]
+    return mounts[max(holders, key=len)] if holders else None
+
+
+def test_documented_retrain_publishes_into_the_served_volume_with_the_event_log(
+        services, dockerfile, monkeypatch):
+    """The header's retrain command parses, really fits (no --if-missing), writes the volume
+    the servers read and folds in the event log retrieval writes."""
+    runs = [(svc, argv) for svc, argv in documented_runs()
+            if argv[:2] == ["shortlist-train", "fit"]]
+    assert runs, "the header comment documents no `docker compose run ... shortlist-train fit`"
+    retrieval = services[server_service(services, "retrieval")]
+    settings = settings_of(services, "retrieval", monkeypatch)
+    served = volume_holding(retrieval, PurePosixPath(str(settings.artifacts)))
+    log = container_path(settings.event_log, dockerfile)
+    for service, argv in runs:
+        assert service in services, f"`docker compose run {service}`: no such service"
+        ns = parse_command(argv, monkeypatch)
+        assert not ns.if_missing, "a retrain with --if-missing does nothing"
+        assert volume_holding(services[service], PurePosixPath(ns.out)) == served, (
+            f"{service} publishes to {ns.out}, not the volume retrieval serves ({served})")
+        if ns.events is not None:
+            assert container_path(ns.events, dockerfile) == log, (
+                f"--events {ns.events} is not retrieval's event log {log}")
+            assert volume_holding(services[service], log) == volume_holding(retrieval, log), (
+                f"{service} does not mount the volume holding {log}")
+
+
+def admin_servers() -> set[str]:
+    """Servers that register the Admin service, whose SetVersion writes the CURRENT pin file
+    into the server's artifact root (common.admin -> common.versions.pin)."""
+    out = set()
+    for server in SERVERS:
+        source = inspect.getsource(importlib.import_module(f"shortlist.{server}.server"))
+        if "AdminService(" in source:
+            out.add(server)
+    return out
+
+
+def test_pin_writers_mount_the_artifacts_writable(services, monkeypatch):
+    writers = admin_servers()
+    assert writers, "no server registers the Admin service: this check lost its subject"
+    for server in writers:
+        name = server_service(services, server)
+        root = str(settings_of(services, server, monkeypatch).artifacts)
+        mounts = volume_mounts(services[name])
+        assert root in mounts, f"{name}: artifact root {root} is not a mount ({mounts})"
+        assert mounts[root][1] != "ro", (
+            f"{name}: {root} is read-only, so `shortlist rollback` cannot write the pin file")
+
+
+def final_stage(dockerfile: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return dockerfile[max(i for i, (w, _) in enumerate(dockerfile) if w == "FROM"):]
+
+
+def container_path(path: Path, dockerfile: list[tuple[str, str]]) -> PurePosixPath:
+    """``path`` as the container resolves it: relative paths start at the final WORKDIR."""
+    workdirs = [args for word, args in final_stage(dockerfile) if word == "WORKDIR"]
+    assert workdirs, "the final stage sets no WORKDIR"
+    return PurePosixPath(workdirs[-1]) / PurePosixPath(path.as_posix())
+
+
+def test_event_log_lives_on_a_writable_named_volume(compose, services, dockerfile, monkeypatch):
+    """Acknowledged feedback and upserts must survive `up --force-recreate` and image updates."""
+    name = server_service(services, "retrieval")
+    log = container_path(settings_of(services, "retrieval", monkeypatch).event_log, dockerfile)
+    mounts = volume_mounts(services[name])
+    holders = [t for t in mounts if log.is_relative_to(PurePosixPath(t))]
+    assert holders, f"{name}: event log {log} is inside the container, lost on recreate"
+    source, mode = mounts[max(holders, key=len)]
+    assert is_named_volume(source) and source in (compose.get("volumes") or {}), (
+        f"{name}: {log} is on {source!r}, not a declared named volume")
+    assert mode != "ro", f"{name}: the event log's volume is read-only"
+
+
+def test_named_volume_mount_points_belong_to_the_runtime_user(services, dockerfile):
+    """An empty named volume copies the ownership of the image directory it is mounted on; a
+    root-owned one would leave the non-root servers unable to write the log or the pin."""
+    final = final_stage(dockerfile)
+    user = [args for word, args in final if word == "USER"][-1].split(":")[0]
+    owners = {user}
+    for word, args in final:
+        if word == "RUN":
+            for m in re.finditer(r"useradd\b[^&;|]*--uid (\d+)[^&;|]*?(\S+)\s*(?:$|&&|;)", args):
+                if m.group(1) == user:
+                    owners.add(m.group(2))
+    owned = set()
+    for word, args in final:
+        if word == "RUN":
+            for m in re.finditer(r"chown\s+(?:-\S+\s+)*(\S+)\s+([^&;|]+)", args):
+                if m.group(1).split(":")[0] in owners:
+                    owned |= {PurePosixPath(p) for p in m.group(2).split()}
+    targets = {PurePosixPath(t) for s in services.values()
+               for t, (source, _) in volume_mounts(s).items() if is_named_volume(source)}
+    assert targets
+    for target in targets:
+        assert target in owned, f"{target} is not created and chowned to {owners} in the image"
 
 
 # --- image -------------------------------------------------------------------------------------
@@ -353,6 +660,23 @@ def test_dockerfile_installs_the_project_non_editable(dockerfile):
     assert "g++" in runs, "hnswlib has no wheel: it needs a C++ compiler"
 
 
+def test_dockerfile_installs_with_the_lock_file(dockerfile):
+    """The image gets the dependency versions the tests ran against, not the newest in range."""
+    runs = " ".join(args for word, args in dockerfile if word == "RUN")
+    installs = [line for line in re.findall(r"pip install ([^&;|]*)", runs)
+                if any(t in {".", "/src", "./"} for t in line.split())]
+    assert installs, "no `pip install .`"
+    for line in installs:
+        words = line.split()
+        given = [words[i + 1] for i, w in enumerate(words[:-1]) if w in {"-c", "--constraint"}]
+        given += [w.split("=", 1)[1] for w in words if w.startswith("--constraint=")]
+        assert given, f"`pip install {line}` ignores the lock: add --constraint constraints.txt"
+        for path in given:
+            assert not path.startswith("/") and (REPO / path).is_file(), (
+                f"{path}: not a file of the build context")
+            assert not dockerignored(path), f".dockerignore drops {path}, which the build reads"
+
+
 def test_console_scripts_are_in_the_installed_packages():
     """A non-editable install has only the [tool.setuptools] packages: scripts must be in them."""
     packages = set(PYPROJECT["tool"]["setuptools"]["packages"])
@@ -362,15 +686,58 @@ def test_console_scripts_are_in_the_installed_packages():
             f"{script} -> {module}: not in a packaged module")
 
 
+def dockerignore_patterns() -> list[str]:
+    return [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _pattern_matches(pattern: str, path: str) -> bool:
+    """Docker's matching: glob per path segment (``*`` never crosses ``/``), ``**`` any number
+    of segments; a pattern matching a directory excludes everything under it."""
+    pat = [seg for seg in pattern.strip("/").split("/") if seg]
+    parts = path.split("/")
+
+    def match(i: int, j: int) -> bool:
+        if i == len(pat):
+            return True
+        if pat[i] == "**":
+            return any(match(i + 1, k) for k in range(j, len(parts) + 1))
+        return (j < len(parts) and fnmatch.fnmatchcase(parts[j], pat[i])
+                and match(i + 1, j + 1))
+
+    return match(0, 0)
+
+
+def dockerignored(path: str) -> bool:
+    """Whether the build context leaves ``path`` (relative to the context) out."""
+    ignored = False
+    for pattern in dockerignore_patterns():
+        negated = pattern.startswith("!")
+        if _pattern_matches(pattern.removeprefix("!"), path):
+            ignored = not negated
+    return ignored
+
+
+def test_dockerignore_matcher_follows_docker_rules():
+    assert _pattern_matches("state", "state/events.db")
+    assert _pattern_matches("reports/*.log", "reports/run.log")
+    assert not _pattern_matches("reports/*.log", "reports/tuning.json")
+    assert _pattern_matches("**/__pycache__", "common/__pycache__/x.pyc")
+    assert _pattern_matches("**/*.py[co]", "common/x.pyc")
+    assert not _pattern_matches("build", "common/build.py")
+    assert not _pattern_matches("data", "database")
+
+
 def test_dockerignore_keeps_what_the_install_needs():
-    patterns = [line.strip().rstrip("/") for line in (REPO / ".dockerignore").read_text()
-                .splitlines() if line.strip() and not line.startswith("#")]
-    needed = {"pyproject.toml", "data"} | {
-        d.split("/")[0] for d in PYPROJECT["tool"]["setuptools"]["package-dir"].values()}
+    needed = {"pyproject.toml", "README.md", "constraints.txt", "data/ml-latest-small"} | {
+        d for d in PYPROJECT["tool"]["setuptools"]["package-dir"].values()}
     for path in needed:
-        assert path not in patterns, f".dockerignore drops {path}, which the image needs"
-    for junk in (".venv", ".git", "artifacts"):
-        assert junk in patterns, f".dockerignore should exclude {junk}"
+        assert not dockerignored(path), f".dockerignore drops {path}, which the image needs"
+    for junk in (".venv/bin/python", ".git/HEAD", "artifacts/v1/manifest.json",
+                 "state/events.db", "bench/bench.json", "scale/run.json", "logs/gateway.log",
+                 "reports/overload.log", ".lock-venv/bin/pip", ".env",
+                 "common/__pycache__/admin.cpython-311.pyc"):
+        assert dockerignored(junk), f".dockerignore should exclude {junk}"
 
 
 def test_image_env_and_user(dockerfile):
@@ -384,7 +751,7 @@ def test_image_env_and_user(dockerfile):
 def test_datasets_resolve_in_a_non_editable_install(dockerfile, services, clean_env, tmp_path,
                                                     monkeypatch):
     """The wheel has no data/: $SHORTLIST_DATA_DIR must point where the Dockerfile copies it."""
-    import training.datasets as datasets
+    import shortlist.training.datasets as datasets
 
     final = dockerfile[max(i for i, (w, _) in enumerate(dockerfile) if w == "FROM"):]
     env = dict(re.findall(r"(\w+)=(\S+)", " ".join(a for w, a in final if w == "ENV")))

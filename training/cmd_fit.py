@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from shortlist.common.artifacts import read_manifest
+from shortlist.common.artifacts import list_versions, read_manifest
 
 
 def register(sub) -> None:
@@ -19,12 +19,21 @@ def register(sub) -> None:
     p.add_argument("--no-tune", action="store_true",
                    help="keep the default hyperparameters (quick fits, benchmarks)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--if-missing", action="store_true",
+                   help="do nothing (exit 0) if --out already holds a published version "
+                        "(a */manifest.json); for one-shot jobs such as the compose trainer")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.fit import fit
-    from training.params import FitParams
+    if args.if_missing:
+        # Before anything is imported or loaded: the dataset is not even looked at.
+        present = list_versions(Path(args.out))
+        if present:
+            print(f"artifacts present in {args.out} (newest {present[-1].name}); not fitting")
+            return 0
+    from shortlist.training.fit import fit
+    from shortlist.training.params import FitParams
 
     params = FitParams(seed=args.seed, tune=not args.no_tune)
     version = fit(args.dataset, Path(args.out), params,

@@ -11,8 +11,6 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from ranking.bundle import RankingModels
-from ranking.features import FEATURE_NAMES
 from shortlist.common.artifacts import (
     MANIFEST,
     SCHEMA_VERSION,
@@ -21,11 +19,13 @@ from shortlist.common.artifacts import (
     sha256_file,
     verify,
 )
+from shortlist.ranking.bundle import RankingModels
+from shortlist.ranking.features import FEATURE_NAMES
+from shortlist.training.__main__ import main
+from shortlist.training.datasets import load
+from shortlist.training.fit import FitError, fit
+from shortlist.training.params import FitParams
 from tests.conftest import write_synthetic
-from training.__main__ import main
-from training.datasets import load
-from training.fit import FitError, fit
-from training.params import FitParams
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +178,34 @@ def test_cli_unknown_dataset_exit_code(tmp_path, capsys, monkeypatch):
     code = main(["fit", "--dataset", "not-a-dataset", "--out", str(tmp_path), "--quiet"])
     assert code == 2
     assert "not-a-dataset" in capsys.readouterr().err
+
+
+def test_cli_fit_if_missing_skips_a_root_with_a_published_version(trained, tmp_path, capsys):
+    """No fit, no dataset load: a dataset that does not exist would exit 2 if it were read."""
+    before = sorted(p.relative_to(trained) for p in trained.rglob("*"))
+    newest = list_versions(trained)[-1].name
+    code = main(["fit", "--if-missing", "--dataset", str(tmp_path / "no-such-dataset"),
+                 "--out", str(trained), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out == f"artifacts present in {trained} (newest {newest}); not fitting\n"
+    assert sorted(p.relative_to(trained) for p in trained.rglob("*")) == before
+
+
+@pytest.mark.parametrize("layout", ["absent", "empty", "unpublished"])
+def test_cli_fit_if_missing_fits_when_nothing_is_published(layout, tmp_path, capsys):
+    """Without a */manifest.json the flag changes nothing: fit runs (and here hits the bad
+    dataset). A staging directory or a version directory without its manifest is no version."""
+    out = tmp_path / "artifacts"
+    if layout != "absent":
+        out.mkdir()
+    if layout == "unpublished":
+        (out / ".staging-20240101T000000Z-deadbeef-1").mkdir()
+        (out / "20240101T000000Z-deadbeef").mkdir()
+        (out / "20240101T000000Z-deadbeef" / "ranker.txt").write_text("half-written")
+    code = main(["fit", "--if-missing", "--dataset", str(tmp_path / "no-such-dataset"),
+                 "--out", str(out), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "no-such-dataset" in captured.err
+    assert "not fitting" not in captured.out

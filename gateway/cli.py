@@ -7,16 +7,39 @@ import json
 import os
 import sys
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+# gRPC's C core logs a failed TLS handshake to stderr at INFO level, which would add a second
+# line to the CLI's one-line errors; set before grpc loads, and an explicit setting still wins.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from shortlist.common import security
-from shortlist.v1 import admin_pb2, common_pb2, gateway_pb2, gateway_pb2_grpc, retrieval_pb2
+import grpc  # noqa: E402
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc  # noqa: E402
 
-DEFAULT_TARGET = "127.0.0.1:50051"
-TOKEN_ENV = "SHORTLIST_TOKEN"
+from shortlist.client import (  # noqa: E402
+    DEFAULT_TARGET,
+    TARGET_ENV,
+    TOKEN_ENV,
+    Client,
+    ClientConfigError,
+    ShortlistError,
+)
+from shortlist.client.channel import channel_credentials  # noqa: E402
+from shortlist.v1 import common_pb2, gateway_pb2  # noqa: E402
+
 SEGMENTS = {v.number: v.name.removeprefix("USER_SEGMENT_").lower()
             for v in common_pb2.UserSegment.DESCRIPTOR.values}
+# What a shell reports for a process killed by SIGPIPE (128 + 13): `cmd | head` stays quiet.
+EXIT_BROKEN_PIPE = 141
+MMR_NOTE = "order: ranker score, then re-ordered by MMR for diversity (scores are the ranker's)"
+DEGRADED_NOTE = ("order and scores are retrieval's: ranking was skipped (down, failed or late), "
+                 "so this is not the ranked answer")
+EPILOG = f"""\
+environment:
+  {TARGET_ENV}  gateway host:port when --target is not given (default {DEFAULT_TARGET})
+  {TOKEN_ENV}   write token when --token is not given
+
+Errors are one line on stderr naming the call, the address tried and what to check; the exit
+status is 1 for a failed call, 2 for bad options."""
 
 
 def recommend_json(user_id: str, resp: gateway_pb2.RecommendResponse) -> dict:
@@ -43,72 +66,101 @@ def print_table(rows: list[tuple], headers: tuple[str, ...]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def cmd_recommend(client, args) -> int:
-    req = gateway_pb2.RecommendRequest(
-        user_id=args.user, k=args.k, recent_item_ids=args.recent or [], debug=True,
-        filters=common_pb2.Filters(exclude_item_ids=args.exclude or [],
-                                   include_categories=args.include_category or [],
-                                   exclude_categories=args.exclude_category or []))
-    resp = client.Recommend(req, timeout=args.timeout)
+def order_note(resp: gateway_pb2.RecommendResponse) -> str:
+    """Why the order is what it is, when the score column alone would mislead; else "".
+
+    MMR trades a little relevance for diversity, so a lower-scored item can come first while
+    the scores shown stay the ranker's, which looks like a bug unless it is said. A degraded
+    answer is retrieval's order, which a reader should not mistake for the ranked one.
+    """
+    if resp.degraded:
+        return DEGRADED_NOTE
+    scores = [i.score for i in resp.items]
+    return "" if all(a >= b for a, b in zip(scores, scores[1:], strict=False)) else MMR_NOTE
+
+
+def _filters_used(args: argparse.Namespace) -> str:
+    used = [(flag, values) for flag, values in (
+        ("--exclude", args.exclude), ("--include-category", args.include_category),
+        ("--exclude-category", args.exclude_category), ("--recent", args.recent)) if values]
+    return " ".join(f"{flag} {' '.join(values)}" for flag, values in used)
+
+
+def cmd_recommend(client: Client, args: argparse.Namespace) -> int:
+    resp = client.recommend(args.user, args.k, recent_item_ids=args.recent or [],
+                            exclude_item_ids=args.exclude or [],
+                            include_categories=args.include_category or [],
+                            exclude_categories=args.exclude_category or [], debug=True)
     out = recommend_json(args.user, resp)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
     print(f"user {args.user}  segment={out['segment']}  version={resp.version}"
           f"{'  DEGRADED' if resp.degraded else ''}")
-    print_table([(n + 1, i["item_id"], f"{i['score']:.4f}", i["title"], ",".join(i["sources"]))
-                 for n, i in enumerate(out["items"])],
-                ("#", "item", "score", "title", "sources"))
+    if not resp.items:
+        used = _filters_used(args)
+        print(f"no recommendations for user {args.user} "
+              + (f"(every candidate was filtered out? filters: {used})" if used else
+                 "(no candidates left: has the user seen every item, or is the catalog "
+                 "empty?)"))
+    else:
+        print_table([(n + 1, i["item_id"], f"{i['score']:.4f}", i["title"],
+                      ",".join(i["sources"])) for n, i in enumerate(out["items"])],
+                    ("#", "item", "score", "title", "sources"))
+        note = order_note(resp)
+        if note:
+            print(note)
     print("timings (ms): " + "  ".join(f"{k}={v:.2f}" for k, v in out["timings_ms"].items()))
     return 0
 
 
-def cmd_similar(client, args) -> int:
-    resp = client.SimilarItems(retrieval_pb2.SimilarItemsRequest(item_id=args.item, k=args.k),
-                             timeout=args.timeout)
+def cmd_similar(client: Client, args: argparse.Namespace) -> int:
+    resp = client.similar_items(args.item, args.k)
     items = [{"item_id": s.item.item_id, "score": round(s.score, 6), "title": s.item.title}
              for s in resp.items]
     if args.json:
         print(json.dumps({"item_id": args.item, "items": items, "version": resp.version},
                          indent=2))
         return 0
+    if not items:
+        print(f"no items similar to {args.item} in version {resp.version or '(unknown)'} "
+              "(the item has no neighbours yet?)")
+        return 0
     print_table([(n + 1, i["item_id"], f"{i['score']:.4f}", i["title"])
                  for n, i in enumerate(items)], ("#", "item", "similarity", "title"))
     return 0
 
 
-def _emit(args, obj: dict, text: str) -> int:
+def _emit(args: argparse.Namespace, obj: dict, text: str) -> int:
     print(json.dumps(obj, indent=2) if args.json else text)
     return 0
 
 
-def cmd_feedback(client, args) -> int:
-    resp = client.RecordInteraction(retrieval_pb2.RecordInteractionRequest(
-        user_id=args.user, item_id=args.item, weight=args.weight, timestamp=args.timestamp),
-        timeout=args.timeout)
+def cmd_feedback(client: Client, args: argparse.Namespace) -> int:
+    resp = client.record_interaction(args.user, args.item, args.weight, args.timestamp)
     return _emit(args, {"user_id": args.user, "item_id": args.item, "sequence": resp.sequence,
                         "history_length": resp.history_length},
                  f"recorded {args.user} -> {args.item} (event #{resp.sequence}, "
                  f"{resp.history_length} items in history)")
 
 
-def cmd_upsert(client, args) -> int:
-    resp = client.UpsertItem(retrieval_pb2.UpsertItemRequest(
-        item_id=args.item, title=args.title, categories=args.category or [],
-        text=args.text or ""), timeout=args.timeout)
+def cmd_upsert(client: Client, args: argparse.Namespace) -> int:
+    resp = client.upsert_item(args.item, args.title, args.category or [], args.text or "")
     verb = "created" if resp.created else "updated"
     return _emit(args, {"item_id": args.item, "created": resp.created,
                         "sequence": resp.sequence}, f"{verb} {args.item} (event #{resp.sequence})")
 
 
-def cmd_search(client, args) -> int:
-    resp = client.SearchItems(retrieval_pb2.SearchItemsRequest(query=args.query, k=args.k),
-                            timeout=args.timeout)
+def cmd_search(client: Client, args: argparse.Namespace) -> int:
+    resp = client.search_items(args.query, args.k)
     items = [{"item_id": s.item.item_id, "score": round(s.score, 6), "title": s.item.title}
              for s in resp.items]
     if args.json:
         return _emit(args, {"query": args.query, "items": items, "fuzzy": resp.fuzzy,
                             "version": resp.version}, "")
+    if not items:
+        print(f"no items match {args.query!r}, not even by close spelling")
+        return 0
     if resp.fuzzy:
         print(f"(no exact match for {args.query!r}; showing close spellings)")
     print_table([(n + 1, i["item_id"], f"{i['score']:.4f}", i["title"])
@@ -116,39 +168,79 @@ def cmd_search(client, args) -> int:
     return 0
 
 
-def cmd_versions(client, args) -> int:
-    resp = client.ListVersions(admin_pb2.ListVersionsRequest(), timeout=args.timeout)
+def cmd_versions(client: Client, args: argparse.Namespace) -> int:
+    resp = client.list_versions()
     rows = [{"version": v.version, "created_at": v.created_at, "serving": v.serving,
              "pinned": v.pinned} for v in resp.versions]
     if args.json:
         return _emit(args, {"serving": resp.serving, "pinned": resp.pinned or None,
                             "versions": rows}, "")
-    print_table([(v["version"], v["created_at"], "serving" if v["serving"] else "",
-                  "pinned" if v["pinned"] else "") for v in rows],
-                ("version", "created", "", ""))
+    print_table([(v["version"], v["created_at"],
+                  ", ".join(s for s in ("serving", "pinned") if v[s]) or "-") for v in rows],
+                ("version", "created", "state"))
     print(f"following: {'pinned ' + resp.pinned if resp.pinned else 'the newest version'}")
     return 0
 
 
-def cmd_rollback(client, args) -> int:
+def cmd_rollback(client: Client, args: argparse.Namespace) -> int:
     target = args.to
     if not target and not args.latest:
-        listing = client.ListVersions(admin_pb2.ListVersionsRequest(), timeout=args.timeout)
+        listing = client.list_versions()
         names = [v.version for v in listing.versions]
         if listing.serving not in names or names.index(listing.serving) == 0:
-            print("error: no earlier version to roll back to", file=sys.stderr)
+            print(f"error: rollback at {client.target}: no version older than the serving one "
+                  f"({listing.serving or 'none'}) to roll back to; pin one with --to VERSION "
+                  "(`shortlist versions` lists them)", file=sys.stderr)
             return 1
         target = names[names.index(listing.serving) - 1]
-    resp = client.SetVersion(admin_pb2.SetVersionRequest(version=target or ""),
-                           timeout=max(args.timeout, 60.0))
+    resp = client.set_version(target or "", timeout=max(args.timeout, 60.0))
     return _emit(args, {"serving": resp.serving, "pinned": resp.pinned or None},
                  f"serving {resp.serving}" + (" (pinned)" if resp.pinned else
                                               " (following the newest version)"))
 
 
-def cmd_health(channel, args) -> int:
-    client = health_pb2_grpc.HealthStub(channel)
-    resp = client.Check(health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
+def _served_services(channel: grpc.Channel, timeout: float) -> list[str] | None:
+    """The application services a server offers, from server reflection; None if it fails.
+
+    Only asked after a health check said NOT_FOUND, so a healthy check costs nothing extra.
+    """
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    try:
+        reply = next(reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([request]), timeout=timeout))
+    except (grpc.RpcError, StopIteration):
+        return None
+    return sorted(s.name for s in reply.list_services_response.service
+                  if not s.name.startswith("grpc."))
+
+
+def health_error(channel: grpc.Channel, args: argparse.Namespace, exc: grpc.RpcError) -> str:
+    """One line for a failed health check: what was asked of whom, the status and a hint."""
+    code = exc.code() or grpc.StatusCode.UNKNOWN
+    details = " ".join((exc.details() or "").split())
+    what = f"service {args.service!r}" if args.service else "the server"
+    text = f"health of {what} at {args.target}: {code.name}: "
+    if code == grpc.StatusCode.NOT_FOUND:
+        services = _served_services(channel, min(args.timeout, 2.0))
+        served = (f"it serves: {', '.join(services)}; " if services else "")
+        return text + (f"the server has no such service ({served}without --service the whole "
+                       "server is checked)")
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return text + "the server there does not offer grpc.health.v1 (not a Shortlist server?)"
+    hint = ShortlistError("Check", args.target, code, details, args.timeout).hint
+    if code == grpc.StatusCode.UNAVAILABLE and "gateway" in hint:  # any server answers health
+        hint = ("is a Shortlist server (gateway, retrieval or ranking) running there? (choose "
+                f"another with --target or ${TARGET_ENV})")
+    return text + "; ".join(part for part in (details, hint) if part)
+
+
+def cmd_health(client: Client, args: argparse.Namespace) -> int:
+    try:
+        resp = health_pb2_grpc.HealthStub(client.channel).Check(
+            health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
+    except grpc.RpcError as exc:
+        print(f"error: {health_error(client.channel, args, exc)}", file=sys.stderr)
+        return 1
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
     if args.json:
         print(json.dumps({"target": args.target, "service": args.service, "status": status}))
@@ -157,10 +249,22 @@ def cmd_health(channel, args) -> int:
     return 0 if resp.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="shortlist", description=__doc__)
-    parser.add_argument("--target", default=DEFAULT_TARGET, help="gateway host:port")
-    parser.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds")
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive (every call needs a deadline): "
+                                         f"{text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shortlist", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    target_help = (f"gateway host:port (default: ${TARGET_ENV}, else {DEFAULT_TARGET}); "
+                   "for health, any of the three servers")
+    default_target = os.environ.get(TARGET_ENV) or DEFAULT_TARGET
+    parser.add_argument("--target", default=default_target, help=target_help)
+    parser.add_argument("--timeout", type=_positive, default=5.0, help="deadline in seconds")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     tls = parser.add_argument_group("security", "TLS to the target (any --tls-* option turns "
                                     "it on) and the write token")
@@ -208,31 +312,48 @@ def main(argv: list[str] | None = None) -> int:
     rb.add_argument("--latest", action="store_true", help="unpin: follow the newest again")
     for p in (rec, sim, hl, fb, up, se, ve, rb):  # also accept --json/--target after it
         p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
-        p.add_argument("--target", default=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV, "")
+        p.add_argument("--target", default=argparse.SUPPRESS, help=target_help)
+    return parser
+
+
+COMMANDS = {"recommend": cmd_recommend, "similar": cmd_similar, "health": cmd_health,
+            "feedback": cmd_feedback, "upsert-item": cmd_upsert, "search": cmd_search,
+            "versions": cmd_versions, "rollback": cmd_rollback}
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
-        credentials = security.channel_credentials(args.tls_ca, args.tls_cert, args.tls_key,
-                                                   prefix="--tls-")
-    except security.SecurityConfigError as exc:
+        # Checked here with the CLI's option names, so a mistake names --tls-key, not tls_key.
+        channel_credentials(args.tls_ca, args.tls_cert, args.tls_key, prefix="--tls-")
+        client = Client(args.target, timeout=args.timeout, token=args.token,
+                        tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                        tls_server_name=args.tls_server_name)
+    except ClientConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.tls_server_name and credentials is None:
-        credentials = grpc.ssl_channel_credentials()  # TLS with the system's roots
-    with security.open_channel(args.target, credentials, server_name=args.tls_server_name,
-                               token=token) as channel:
+    with client:
         try:
-            if args.command == "health":
-                return cmd_health(channel, args)
-            client = gateway_pb2_grpc.GatewayStub(channel)
-            commands = {"recommend": cmd_recommend, "similar": cmd_similar,
-                        "feedback": cmd_feedback, "upsert-item": cmd_upsert,
-                        "search": cmd_search, "versions": cmd_versions,
-                        "rollback": cmd_rollback}
-            return commands[args.command](client, args)
-        except grpc.RpcError as exc:
-            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return COMMANDS[args.command](client, args)
+        except ShortlistError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit where it cannot be caught
+    except BrokenPipeError:
+        # The reader (`| head`) has what it wanted; exit as quietly as a SIGPIPE'd tool would.
+        # Point stdout at devnull so the interpreter's own final flush does not fail too.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass  # stdout is not a real file (a test's capture): nothing will flush to it
+        return EXIT_BROKEN_PIPE
+    return code
 
 
 if __name__ == "__main__":

@@ -1,8 +1,21 @@
-"""`shortlist-train`: offline commands (fit, evaluate, recommend).
+"""Offline work for Shortlist: train and publish models, measure them, batch-recommend.
 
-Each command lives in its own module exposing ``register(subparsers)``, which adds its parser
-and sets ``func``; this module only assembles them and turns known errors into one line.
+commands:
+  fit        fit every model on a dataset, tune it, and publish an artifact version that the
+             servers pick up
+  evaluate   score every model (and the peer baselines) on a held-out split: the leaderboard
+  recommend  top-k recommendations for a file of user ids, from an artifact version, without
+             the servers
+  synth      write a synthetic dataset in the generic format
+
+Datasets (fit, evaluate) are a directory, or a name looked up under each directory of
+$SHORTLIST_DATA_DIR, the bundled data/ directory and the shared datasets; `shortlist-train fit
+--help` lists the places. Errors are one line on stderr and exit with status 2.
 """
+
+# How this module is put together: each command lives in its own module exposing
+# ``register(subparsers)``, which adds its parser and sets ``func``; this module only assembles
+# them, adds the shared dataset help, and turns known errors into one line.
 
 from __future__ import annotations
 
@@ -11,14 +24,17 @@ import logging
 import os
 import sys
 
-COMMAND_MODULES = ("training.cmd_fit", "training.cmd_evaluate", "training.batch",
-                   "training.synth")
+COMMAND_MODULES = ("shortlist.training.cmd_fit", "shortlist.training.cmd_evaluate",
+                   "shortlist.training.batch", "shortlist.training.synth")
 
 
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(prog="shortlist-train", description=__doc__)
+    from shortlist.training.datasets import DATASET_HELP
+
+    parser = argparse.ArgumentParser(prog="shortlist-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         try:
@@ -28,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # a command still being written
         module.register(sub)
+    for command in sub.choices.values():
+        # Here rather than in each command, so every --dataset explains names the same way.
+        takes_dataset = any("--dataset" in a.option_strings for a in command._actions)
+        if takes_dataset and command.epilog is None:
+            command.epilog = DATASET_HELP
+            command.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 
@@ -36,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from shortlist.common.artifacts import ArtifactError
-    from training.datasets import DatasetError
-    from training.fit import FitError
+    from shortlist.training.datasets import DatasetError
+    from shortlist.training.fit import FitError
 
     try:
         return args.func(args)

@@ -14,6 +14,8 @@ import csv
 import hashlib
 import logging
 import os
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +26,19 @@ from shortlist.common.vocab import Vocabulary
 logger = logging.getLogger(__name__)
 
 BUNDLED = Path(__file__).resolve().parent.parent / "data"
+SHARED = BUNDLED.parent.parent / "shared" / "datasets"
+DATA_DIR_ENV = "SHORTLIST_DATA_DIR"
 DATASET_NAMES = ("ml-latest-small", "ml-100k")
+
+# The --help epilog of every command that takes --dataset (shortlist-train adds it).
+DATASET_HELP = f"""\
+datasets:
+  --dataset takes a directory, or one of the names {', '.join(DATASET_NAMES)}.
+  A name is looked up as NAME/ under, in order: each directory in ${DATA_DIR_ENV}
+  (colon-separated), the bundled data directory ({BUNDLED}) and the shared
+  datasets directory ({SHARED}).
+  A directory holds ratings.csv and movies.csv (MovieLens latest), u.data (MovieLens 100K),
+  or interactions.csv with an optional items.csv (the generic format; see the README)."""
 
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime",
@@ -114,21 +128,136 @@ def _fingerprint(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
+def data_roots() -> list[tuple[Path, str]]:
+    """Where a dataset name is looked up, in order, each with where that place comes from."""
+    roots = [(Path(p).expanduser(), f"${DATA_DIR_ENV}")
+             for p in os.environ.get(DATA_DIR_ENV, "").split(":") if p]
+    return [*roots, (BUNDLED, "bundled"), (SHARED, "shared")]
+
+
 def resolve_path(spec: str) -> Path:
-    """A dataset directory from a path or a known name (bundled, $SHORTLIST_DATA_DIR, shared)."""
+    """A dataset directory from a path or a known name ($SHORTLIST_DATA_DIR, bundled, shared).
+
+    A spec that looks like a path is only ever a path, so a typo in it is reported as a
+    missing directory rather than as an unknown dataset name.
+    """
     path = Path(spec).expanduser()
     if path.is_dir():
         return path
+    known = ", ".join(DATASET_NAMES)
+    if path.exists():
+        raise DatasetError(f"{path.absolute()} is not a directory (a dataset is a directory of "
+                           "data files: see shortlist-train fit --help)")
+    if "/" in spec or os.sep in spec or spec.startswith((".", "~")):
+        raise DatasetError(f"no such directory {path.absolute()} (--dataset takes a directory, "
+                           f"or one of the names {known})")
+    roots = data_roots()
+    unset = "" if os.environ.get(DATA_DIR_ENV) else f"${DATA_DIR_ENV} (not set), "
     if spec in DATASET_NAMES:
-        roots = [Path(p) for p in os.environ.get("SHORTLIST_DATA_DIR", "").split(":") if p]
-        roots += [BUNDLED, BUNDLED.parent.parent / "shared" / "datasets"]
-        for root in roots:
+        for root, _ in roots:
             if (root / spec).is_dir():
                 return root / spec
-    raise DatasetError(
-        f"dataset {spec!r} not found: pass a directory, or one of {', '.join(DATASET_NAMES)} "
-        f"with the files under $SHORTLIST_DATA_DIR/{spec}"
-    )
+        searched = ", ".join(f"{root / spec} ({origin})" for root, origin in roots)
+        raise DatasetError(f"dataset {spec!r} not found; looked for {unset}{searched}. Put it "
+                           f"in one of those, or point ${DATA_DIR_ENV} at a directory "
+                           f"holding {spec}/")
+    places = ", ".join(f"{root} ({origin})" for root, origin in roots)
+    raise DatasetError(f"no dataset {spec!r}: not a directory, and not a known name ({known}); "
+                       f"known names are looked up in {unset}{places}")
+
+
+# ---- CSV errors: where, in editor terms ---------------------------------------------------
+# Found only once a parse failed, so loading a good file costs nothing extra.
+
+NUMBER = "a number"
+# What each numeric column must hold, for messages.
+EXPECTED = {"weight": NUMBER, "rating": NUMBER, "timestamp": "unix seconds (a number)"}
+
+
+def cell_error(file: Path, line: int, header: Sequence[str], index: int, value: str | None,
+               problem: str = "") -> DatasetError:
+    """An error naming the file, the 1-based line (the header is line 1, as in an editor),
+    the column by 1-based index and name, and the bad value."""
+    name = header[index] if index < len(header) else "beyond the header"
+    where = f"{file}, line {line}, column {index + 1} ({name})"
+    if value is None:
+        return DatasetError(f"{where} is missing: the row has only {index} of "
+                            f"{len(header)} fields")
+    return DatasetError(f"{where}: {value!r} is not {problem or EXPECTED.get(name, NUMBER)}")
+
+
+def _require_columns(file: Path, header: Sequence[str] | None, needed: Sequence[str]) -> None:
+    missing = [c for c in needed if c not in (header or ())]
+    if missing:
+        raise DatasetError(f"{file}, line 1 (the header): no column {', '.join(missing)}; it "
+                           f"needs {','.join(needed)} and has {','.join(header or ()) or 'none'}")
+
+
+def _records(file: Path):
+    """(first line, fields) of every non-empty record after the header; the header is line 1.
+
+    The header is skipped so that a header repeated further down (concatenated files) is
+    found at its own line when its text is the bad value.
+    """
+    with open(file, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        start = reader.line_num + 1
+        for fields in reader:
+            if fields:
+                yield start, fields
+            start = reader.line_num + 1
+
+
+def _bad_row(file: Path, line: int, header: Sequence[str], row: dict,
+             converters: dict[str, Callable[[str], object]]) -> DatasetError:
+    """The error for a DictReader row one of whose ``converters`` failed."""
+    for name, convert in converters.items():
+        value = row.get(name)
+        index = list(header).index(name)
+        if value is None:
+            return cell_error(file, line, header, index, None)
+        try:
+            convert(value)
+        except ValueError:
+            return cell_error(file, line, header, index, value,
+                              "an integer" if convert is int else "")
+    return DatasetError(f"{file}, line {line}: cannot read {row}")
+
+
+_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to \w+: "
+                         r"(?:invalid value '(.*)'|(invalid UTF8 data))$", re.DOTALL)
+_FIELD_COUNT = re.compile(r"CSV parse error: Expected (\d+) columns, got (\d+)")
+
+
+def locate_arrow_error(file: Path, header: Sequence[str], message: str) -> DatasetError:
+    """pyarrow's CSV error as file, line, column and value.
+
+    pyarrow names the column (0-based) and the value but not the row, and reads blocks in
+    parallel, so the line is found by scanning the file for the first record that fails the
+    same way.
+    """
+    if m := _CONVERSION.search(message):
+        index, value, utf8 = int(m.group(1)), m.group(2), m.group(3)
+        for line, fields in _records(file):
+            cell = fields[index] if index < len(fields) else None
+            if cell is None:
+                continue
+            if utf8 and any("\udc80" <= ch <= "\udcff" for ch in cell):
+                raw = cell.encode("utf-8", "surrogateescape")
+                return cell_error(file, line, header, index, raw.decode("utf-8", "replace"),
+                                  "valid UTF-8")
+            if not utf8 and cell == value:
+                return cell_error(file, line, header, index, value)
+    elif m := _FIELD_COUNT.search(message):
+        for line, fields in _records(file):
+            if len(fields) < len(header):
+                return cell_error(file, line, header, len(fields), None)
+            if len(fields) > len(header):
+                return DatasetError(f"{file}, line {line}: {len(fields)} fields where the "
+                                    f"header has {len(header)} (column {len(header) + 1} "
+                                    "and on are extra: an unquoted comma?)")
+    return DatasetError(f"{file}: {message}")
 
 
 def load(spec: str) -> Dataset:
@@ -165,27 +294,45 @@ def _complete_items(items: Items, interaction_items: list[str]) -> Items:
     return items
 
 
+def _dict_reader(fh, file: Path, needed: Sequence[str]) -> csv.DictReader:
+    reader = csv.DictReader(fh)
+    _require_columns(file, reader.fieldnames, needed)
+    return reader
+
+
 def load_movielens_latest(path: Path) -> Dataset:
     users, items, weights, stamps = [], [], [], []
-    with open(path / "ratings.csv", newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            users.append(row["userId"])
-            items.append(row["movieId"])
-            weights.append(float(row["rating"]))
-            stamps.append(int(row["timestamp"]))
-    tags: dict[str, list[str]] = {}
-    if (path / "tags.csv").is_file():
-        with open(path / "tags.csv", newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                tags.setdefault(row["movieId"], []).append(row["tag"])
-    catalog = Items([], [], [], [])
-    with open(path / "movies.csv", newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            genres = [] if row["genres"] == "(no genres listed)" else row["genres"].split("|")
-            catalog.item_ids.append(row["movieId"])
-            catalog.titles.append(row["title"])
-            catalog.categories.append(genres)
-            catalog.texts.append(" ".join(tags.get(row["movieId"], [])))
+    file = path / "ratings.csv"
+    try:
+        with open(file, newline="", encoding="utf-8") as fh:
+            reader = _dict_reader(fh, file, ("userId", "movieId", "rating", "timestamp"))
+            try:
+                for row in reader:
+                    users.append(row["userId"])
+                    items.append(row["movieId"])
+                    weights.append(float(row["rating"]))
+                    stamps.append(int(row["timestamp"]))
+            except (ValueError, TypeError) as exc:
+                raise _bad_row(file, reader.line_num, reader.fieldnames, row,
+                               {"rating": float, "timestamp": int}) from exc
+        tags: dict[str, list[str]] = {}
+        if (path / "tags.csv").is_file():
+            file = path / "tags.csv"
+            with open(file, newline="", encoding="utf-8") as fh:
+                for row in _dict_reader(fh, file, ("movieId", "tag")):
+                    tags.setdefault(row["movieId"], []).append(row["tag"])
+        catalog = Items([], [], [], [])
+        file = path / "movies.csv"
+        with open(file, newline="", encoding="utf-8") as fh:
+            for row in _dict_reader(fh, file, ("movieId", "title", "genres")):
+                genres = row["genres"] or ""
+                genres = [] if genres == "(no genres listed)" else genres.split("|")
+                catalog.item_ids.append(row["movieId"])
+                catalog.titles.append(row["title"] or "")
+                catalog.categories.append(genres)
+                catalog.texts.append(" ".join(tags.get(row["movieId"], [])))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     files = [p for p in (path / "ratings.csv", path / "movies.csv", path / "tags.csv")
              if p.is_file()]
     return _build(path.name, users, items, weights, stamps, catalog, True, files)
@@ -193,15 +340,19 @@ def load_movielens_latest(path: Path) -> Dataset:
 
 def load_movielens_100k(path: Path) -> Dataset:
     users, items, weights, stamps = [], [], [], []
-    with open(path / "u.data", encoding="latin-1") as fh:
-        for line in fh:
+    file = path / "u.data"
+    with open(file, encoding="latin-1") as fh:
+        for number, line in enumerate(fh, 1):
             parts = line.split("\t")
-            if len(parts) < 4 or not parts[0].strip().isdigit():
-                continue
-            users.append(parts[0].strip())
-            items.append(parts[1].strip())
-            weights.append(float(parts[2]))
-            stamps.append(int(parts[3]))
+            if not parts[0].strip().isdigit():
+                continue  # a header or a blank line
+            try:
+                users.append(parts[0].strip())
+                items.append(parts[1].strip())
+                weights.append(float(parts[2]))
+                stamps.append(int(parts[3]))
+            except (ValueError, IndexError) as exc:
+                raise _bad_ml100k_line(file, number, parts) from exc
     catalog = Items([], [], [], [])
     files = [path / "u.data"]
     if (path / "u.item").is_file():
@@ -220,6 +371,21 @@ def load_movielens_100k(path: Path) -> Dataset:
     return _build(path.name, users, items, weights, stamps, catalog, True, files)
 
 
+ML100K_COLUMNS = ("user id", "item id", "rating", "timestamp")
+
+
+def _bad_ml100k_line(file: Path, number: int, parts: list[str]) -> DatasetError:
+    if len(parts) < len(ML100K_COLUMNS):
+        return cell_error(file, number, ML100K_COLUMNS, len(parts), None)
+    for index, convert in ((2, float), (3, int)):
+        try:
+            convert(parts[index])
+        except ValueError:
+            return cell_error(file, number, ML100K_COLUMNS, index, parts[index].strip(),
+                              "an integer" if convert is int else "")
+    return DatasetError(f"{file}, line {number}: cannot read {parts}")
+
+
 def load_generic(path: Path) -> Dataset:
     """Interactions through pyarrow's CSV reader: multithreaded C, and ids come back
     dictionary-encoded, so 20M rows load in seconds without a Python object per row."""
@@ -228,11 +394,14 @@ def load_generic(path: Path) -> Dataset:
     import pyarrow.csv as pacsv
 
     file = path / "interactions.csv"
-    with open(file, newline="", encoding="utf-8") as fh:
-        header = next(csv.reader(fh), [])
+    with open(file, "rb") as fh:  # one line: a text reader would decode (and fail) further
+        first = fh.readline()
+    try:
+        header = next(csv.reader([first.decode("utf-8-sig")]), [])  # a BOM, as pyarrow skips
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{file}, line 1 (the header): not UTF-8 text") from exc
     cols = set(header)
-    if not {"user_id", "item_id"} <= cols:
-        raise DatasetError(f"{file}: header needs user_id,item_id")
+    _require_columns(file, header, ("user_id", "item_id"))
     has_w, has_t = "weight" in cols, "timestamp" in cols
     wanted = ["user_id", "item_id"] + (["weight"] if has_w else []) + (
         ["timestamp"] if has_t else [])
@@ -242,8 +411,8 @@ def load_generic(path: Path) -> Dataset:
         table = pacsv.read_csv(file, convert_options=pacsv.ConvertOptions(
             column_types={c: types[c] for c in wanted}, include_columns=wanted,
             strings_can_be_null=False))
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{file}: {exc}") from exc
+    except pa.ArrowInvalid as exc:
+        raise locate_arrow_error(file, header, str(exc)) from exc
     n = table.num_rows
     if n == 0:
         raise DatasetError(f"{path.name}: no interactions")
@@ -265,15 +434,20 @@ def load_generic(path: Path) -> Dataset:
         stamps = rows
     catalog = Items([], [], [], [])
     files = [file]
-    if (path / "items.csv").is_file():
-        files.append(path / "items.csv")
-        with open(path / "items.csv", newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                cats = row.get("categories") or ""
-                catalog.item_ids.append(row["item_id"])
-                catalog.titles.append(row.get("title") or row["item_id"])
-                catalog.categories.append([c for c in cats.split("|") if c])
-                catalog.texts.append(row.get("text") or "")
+    items_file = path / "items.csv"
+    if items_file.is_file():
+        files.append(items_file)
+        try:
+            with open(items_file, newline="", encoding="utf-8") as fh:
+                for row in _dict_reader(fh, items_file, ("item_id",)):
+                    cats = row.get("categories") or ""
+                    catalog.item_ids.append(row["item_id"])
+                    catalog.titles.append(row.get("title") or row["item_id"])
+                    catalog.categories.append([c for c in cats.split("|") if c])
+                    catalog.texts.append(row.get("text") or "")
+        except UnicodeDecodeError as exc:
+            raise DatasetError(f"{items_file}: not UTF-8 text ({exc.reason} at byte "
+                               f"{exc.start})") from exc
     return Dataset(path.name, u_codes, u_values, i_codes, i_values, weights, stamps,
                    _complete_items(catalog, i_values), has_t, _fingerprint(files))
 

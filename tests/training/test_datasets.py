@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from shortlist.training.datasets import DATASET_NAMES, DatasetError, load, resolve_path
 from tests.conftest import shared_dataset
-from training.datasets import DATASET_NAMES, DatasetError, load, resolve_path
 
 
 def write(path, text: str, encoding: str = "utf-8") -> None:
@@ -210,3 +210,159 @@ def test_fingerprint_stable_and_sensitive(tmp_path):
     for name in ("interactions.csv", "items.csv"):
         write(copy / name, (tmp_path / name).read_text())
     assert load(str(copy)).fingerprint == load(str(tmp_path)).fingerprint
+
+
+# ---------------------------------------------------------------- where a bad value is
+
+def test_generic_bad_weight_names_file_line_column_and_value(tmp_path):
+    write(tmp_path / "interactions.csv",
+          "user_id,item_id,weight\nu1,a,1\nu2,b,2.5\nu3,c,lots\nu4,d,1\n")
+    with pytest.raises(DatasetError) as err:
+        load(str(tmp_path))
+    assert str(err.value) == (f"{tmp_path / 'interactions.csv'}, line 4, column 3 (weight): "
+                              "'lots' is not a number")
+
+
+def test_generic_bad_timestamp_line_counts_the_header_and_multiline_records(tmp_path):
+    write(tmp_path / "interactions.csv",
+          "session,user_id,item_id,timestamp\n"
+          's1,"two\nlines",x,10\n'  # one record on lines 2-3
+          "\n"  # a blank line is still a line in an editor
+          "s2,u,y,yesterday\n")  # line 5
+    with pytest.raises(DatasetError) as err:
+        load(str(tmp_path))
+    assert str(err.value) == (f"{tmp_path / 'interactions.csv'}, line 5, column 4 "
+                              "(timestamp): 'yesterday' is not unix seconds (a number)")
+
+
+def test_generic_missing_and_extra_fields(tmp_path):
+    write(tmp_path / "a" / "interactions.csv",
+          "user_id,item_id,weight,timestamp\nu,i,1,100\nu,j,2\n")
+    with pytest.raises(DatasetError) as err:
+        load(str(tmp_path / "a"))
+    assert str(err.value) == (f"{tmp_path / 'a' / 'interactions.csv'}, line 3, column 4 "
+                              "(timestamp) is missing: the row has only 3 of 4 fields")
+    write(tmp_path / "b" / "interactions.csv", "user_id,item_id\nu,i\nu,j\nsmith, j,k\n")
+    with pytest.raises(DatasetError, match=r"interactions.csv, line 4: 3 fields where the "
+                                           r"header has 2 \(column 3 and on are extra"):
+        load(str(tmp_path / "b"))
+
+
+def test_generic_missing_header_column_and_bad_utf8(tmp_path):
+    write(tmp_path / "a" / "interactions.csv", "user_id,item,weight\nu,i,1\n")
+    with pytest.raises(DatasetError) as err:
+        load(str(tmp_path / "a"))
+    assert str(err.value) == (f"{tmp_path / 'a' / 'interactions.csv'}, line 1 (the header): "
+                              "no column item_id; it needs user_id,item_id and has "
+                              "user_id,item,weight")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "interactions.csv").write_bytes(
+        b"user_id,item_id\nu,i\nu,caf\xe9\n")  # latin-1, not UTF-8
+    with pytest.raises(DatasetError, match=r"interactions.csv, line 3, column 2 \(item_id\): "
+                                           r"'caf\ufffd' is not valid UTF-8"):
+        load(str(tmp_path / "b"))
+
+
+def test_generic_header_repeated_further_down(tmp_path):
+    write(tmp_path / "interactions.csv",
+          "user_id,item_id,weight\nu1,a,1\nu2,b,2\nuser_id,item_id,weight\nu3,c,1\n")
+    with pytest.raises(DatasetError) as err:
+        load(str(tmp_path))
+    assert str(err.value) == (f"{tmp_path / 'interactions.csv'}, line 4, column 3 (weight): "
+                              "'weight' is not a number")
+
+
+def test_generic_bad_value_far_into_a_large_file(tmp_path):
+    """pyarrow parses blocks in parallel and reports no row: the line is still exact."""
+    rows = [f"user{n},item{n % 977},{n % 5 + 1},{1_600_000_000 + n}\n" for n in range(120_000)]
+    rows[98_765] = "user98765,item1,2,soon\n"
+    write(tmp_path / "interactions.csv", "user_id,item_id,weight,timestamp\n" + "".join(rows))
+    with pytest.raises(DatasetError) as err:
+        load(str(tmp_path))
+    assert str(err.value) == (f"{tmp_path / 'interactions.csv'}, line 98767, column 4 "
+                              "(timestamp): 'soon' is not unix seconds (a number)")
+
+
+def test_generic_header_with_a_byte_order_mark(tmp_path):
+    write(tmp_path / "interactions.csv", "\ufeffuser_id,item_id\nu1,a\n")
+    assert load(str(tmp_path)).user_values == ["u1"]
+
+
+def test_items_csv_without_item_id(tmp_path):
+    write(tmp_path / "interactions.csv", "user_id,item_id\nu1,a\n")
+    write(tmp_path / "items.csv", "id,title\na,A\n")
+    with pytest.raises(DatasetError, match=r"items.csv, line 1 \(the header\): no column "
+                                           "item_id"):
+        load(str(tmp_path))
+
+
+def test_movielens_latest_bad_values(tmp_path):
+    movies = "movieId,title,genres\n10,A (1999),Drama\n"
+    cases = {
+        "1,10,4.0,100\n1,11,four,101\n": "line 3, column 3 (rating): 'four' is not a number",
+        "1,10,4.0,100\n1,11,4.5\n": "line 3, column 4 (timestamp) is missing: the row has "
+                                    "only 3 of 4 fields",
+        "1,10,4.0,1.5e9\n": "line 2, column 4 (timestamp): '1.5e9' is not an integer",
+    }
+    for n, (ratings, expected) in enumerate(cases.items()):
+        write(tmp_path / str(n) / "ratings.csv", "userId,movieId,rating,timestamp\n" + ratings)
+        write(tmp_path / str(n) / "movies.csv", movies)
+        with pytest.raises(DatasetError) as err:
+            load(str(tmp_path / str(n)))
+        assert str(err.value) == f"{tmp_path / str(n) / 'ratings.csv'}, {expected}"
+    write(tmp_path / "m" / "ratings.csv", "userId,movieId,rating,timestamp\n1,10,4,100\n")
+    write(tmp_path / "m" / "movies.csv", "movieId,name\n10,A\n")
+    with pytest.raises(DatasetError, match=r"movies.csv, line 1 \(the header\): no column "
+                                           "title, genres"):
+        load(str(tmp_path / "m"))
+
+
+def test_ml100k_bad_values(tmp_path):
+    cases = {
+        "1\t10\t5\t881250949\n2\t10\tx\t891717742\n": "line 2, column 3 (rating): 'x' is not "
+                                                       "a number",
+        "1\t10\t5\t881250949\n2\t10\t3\n": "line 2, column 4 (timestamp) is missing: the row "
+                                           "has only 3 of 4 fields",
+    }
+    for n, (data, expected) in enumerate(cases.items()):
+        write(tmp_path / str(n) / "u.data", data)
+        with pytest.raises(DatasetError) as err:
+            load(str(tmp_path / str(n)))
+        assert str(err.value) == f"{tmp_path / str(n) / 'u.data'}, {expected}"
+
+
+# ---------------------------------------------------------------- what was looked for
+
+def test_a_missing_path_is_a_missing_directory(tmp_path, monkeypatch):
+    with pytest.raises(DatasetError) as err:
+        resolve_path("/nonexistent")
+    assert str(err.value) == ("no such directory /nonexistent (--dataset takes a directory, "
+                              "or one of the names ml-latest-small, ml-100k)")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetError, match=f"^no such directory {tmp_path / 'nope'} "):
+        resolve_path("./nope")
+    write(tmp_path / "file.csv", "x\n")
+    with pytest.raises(DatasetError, match=f"^{tmp_path / 'file.csv'} is not a directory"):
+        resolve_path(str(tmp_path / "file.csv"))
+
+
+def test_a_missing_name_lists_every_place_searched(tmp_path, monkeypatch):
+    from shortlist.training import datasets
+
+    monkeypatch.setattr(datasets, "BUNDLED", tmp_path / "bundled")
+    monkeypatch.setattr(datasets, "SHARED", tmp_path / "shared")
+    monkeypatch.setenv("SHORTLIST_DATA_DIR", f"{tmp_path / 'one'}:{tmp_path / 'two'}")
+    with pytest.raises(DatasetError) as err:
+        resolve_path("ml-100k")
+    assert str(err.value) == (
+        f"dataset 'ml-100k' not found; looked for {tmp_path}/one/ml-100k ($SHORTLIST_DATA_DIR), "
+        f"{tmp_path}/two/ml-100k ($SHORTLIST_DATA_DIR), {tmp_path}/bundled/ml-100k (bundled), "
+        f"{tmp_path}/shared/ml-100k (shared). Put it in one of those, or point "
+        "$SHORTLIST_DATA_DIR at a directory holding ml-100k/")
+    monkeypatch.delenv("SHORTLIST_DATA_DIR")
+    with pytest.raises(DatasetError) as err:
+        resolve_path("my-data")
+    assert str(err.value) == (
+        "no dataset 'my-data': not a directory, and not a known name (ml-latest-small, "
+        "ml-100k); known names are looked up in $SHORTLIST_DATA_DIR (not set), "
+        f"{tmp_path}/bundled (bundled), {tmp_path}/shared (shared)")

@@ -1,0 +1,290 @@
+"""The `shortlist` CLI as a new user meets it: pipes, empty answers, errors, the environment.
+
+One real stack (three server processes) serves the whole module. Ranking runs with a low MMR
+lambda so that diversity visibly reorders the ranker's scores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from concurrent import futures
+
+import grpc
+import pytest
+
+from shortlist.client import TARGET_ENV, Client
+from shortlist.common.stack import Stack, free_port
+from shortlist.gateway import cli
+from shortlist.v1 import gateway_pb2, gateway_pb2_grpc, retrieval_pb2
+
+pytestmark = pytest.mark.e2e
+
+CLI = [sys.executable, "-m", "shortlist.gateway.cli"]
+
+
+@pytest.fixture(scope="module")
+def stack(trained, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("cli-logs")
+    with Stack.on_free_ports(trained, log_dir=logs,
+                             env={"SHORTLIST_RANKING_MMR_LAMBDA": "0.5"}) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def gateway(stack) -> str:
+    return stack.address("gateway")
+
+
+@pytest.fixture
+def nowhere() -> str:
+    """An address where nothing listens."""
+    return f"127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(autouse=True)
+def no_target_env(monkeypatch):
+    monkeypatch.delenv(TARGET_ENV, raising=False)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    assert err.startswith("error: "), err
+    assert err.endswith("\n") and err.count("\n") == 1, f"not one line: {err!r}"
+    return err.strip()
+
+
+# ---- pipes ----------------------------------------------------------------------------------
+
+def test_a_reader_that_went_away_gets_no_traceback(gateway):
+    """`shortlist recommend | head` where head has already exited: EPIPE on the first write."""
+    read, write = os.pipe()
+    reader = subprocess.Popen([sys.executable, "-c", "pass"], stdin=read)
+    os.close(read)
+    reader.wait(timeout=30)  # nobody holds the read end now
+    try:
+        done = subprocess.run([*CLI, "--target", gateway, "recommend", "--user", "u1"],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert done.stderr == ""
+    assert done.returncode == cli.EXIT_BROKEN_PIPE
+
+
+def test_piped_into_head(gateway):
+    command = shlex.join([*CLI, "--target", gateway, "--json", "recommend", "--user", "u1",
+                          "-k", "100"]) + " | head -n 2"
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert done.stdout.splitlines() == ["{", '  "user_id": "u1",']
+    assert done.stderr == ""
+
+
+# ---- health ---------------------------------------------------------------------------------
+
+def test_health_of_an_unknown_service_says_what_is_served(stack, capsys):
+    for server, service in (("gateway", "shortlist.v1.Gateway"),
+                            ("retrieval", "shortlist.v1.Retrieval")):
+        address = stack.address(server)
+        code, out, err = run(capsys, "--target", address, "health", "--service", "nope")
+        assert code == 1 and out == ""
+        line = one_line_error(err)
+        assert line.startswith(f"error: health of service 'nope' at {address}: NOT_FOUND: the "
+                               "server has no such service (it serves: ")
+        assert service in line and "grpc." not in line
+
+
+def test_health_of_the_whole_server_and_a_named_service(stack, capsys):
+    gw = stack.address("gateway")
+    assert run(capsys, "--target", gw, "health")[1] == f"{gw} (server): SERVING\n"
+    assert run(capsys, "--target", gw, "health", "--service", "shortlist.v1.Gateway")[0] == 0
+
+
+def test_health_where_nothing_listens(nowhere, capsys):
+    code, _, err = run(capsys, "--target", nowhere, "health")
+    assert code == 1
+    line = one_line_error(err)
+    assert line.startswith(f"error: health of the server at {nowhere}: UNAVAILABLE: ")
+    assert "is a Shortlist server (gateway, retrieval or ranking) running there?" in line
+    assert TARGET_ENV in line
+
+
+# ---- empty answers --------------------------------------------------------------------------
+
+def test_empty_recommendations_are_a_sentence(gateway, capsys):
+    code, out, _ = run(capsys, "--target", gateway, "recommend", "--user", "u1",
+                       "--include-category", "NoSuchCategory")
+    assert code == 0
+    assert ("no recommendations for user u1 (every candidate was filtered out? filters: "
+            "--include-category NoSuchCategory)") in out
+    assert "title" not in out and "--  ----" not in out
+
+
+def test_empty_search_is_a_sentence(gateway, capsys):
+    code, out, _ = run(capsys, "--target", gateway, "search", "qqqqzzzzxxxx")
+    assert code == 0
+    assert out == "no items match 'qqqqzzzzxxxx', not even by close spelling\n"
+    code, out, _ = run(capsys, "--target", gateway, "--json", "search", "qqqqzzzzxxxx")
+    assert json.loads(out)["items"] == []
+
+
+class CannedGateway(gateway_pb2_grpc.GatewayServicer):
+    """Answers a real gateway does not give on cue: no neighbours, a degraded answer."""
+
+    def SimilarItems(self, request, context):
+        return retrieval_pb2.SimilarItemsResponse(version="v1")
+
+    def Recommend(self, request, context):
+        response = gateway_pb2.RecommendResponse(degraded=True, version="v1")
+        for n, score in enumerate((0.9, 0.8)):
+            response.items.add(item_id=f"i{n}", score=score, retrieval_rank=n + 1)
+        return response
+
+
+@pytest.fixture
+def canned():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    gateway_pb2_grpc.add_GatewayServicer_to_server(CannedGateway(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(0)
+
+
+def test_no_similar_items_is_a_sentence_and_degraded_order_is_explained(canned, capsys):
+    code, out, _ = run(capsys, "--target", canned, "similar", "--item", "i0")
+    assert code == 0
+    assert out == "no items similar to i0 in version v1 (the item has no neighbours yet?)\n"
+    code, out, _ = run(capsys, "--target", canned, "recommend", "--user", "u1")
+    assert code == 0 and "DEGRADED" in out.splitlines()[0]
+    assert cli.DEGRADED_NOTE in out and cli.MMR_NOTE not in out
+
+
+# ---- the order of the score column ----------------------------------------------------------
+
+def scores_fall(response) -> bool:
+    scores = [i.score for i in response.items]
+    return all(a >= b for a, b in zip(scores, scores[1:], strict=False))
+
+
+def test_reordered_scores_are_explained(gateway, capsys):
+    with Client(gateway) as client:
+        user = next((f"u{u}" for u in range(150)
+                     if not scores_fall(client.recommend(f"u{u}", 10))), None)
+    assert user, "with MMR lambda 0.5 some user's list should not be sorted by score"
+    code, out, _ = run(capsys, "--target", gateway, "recommend", "--user", user)
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[-2] == cli.MMR_NOTE and lines[-1].startswith("timings (ms): ")
+    # one item is trivially in score order: no note
+    assert cli.MMR_NOTE not in run(capsys, "--target", gateway, "recommend", "--user", user,
+                                   "-k", "1")[1]
+
+
+def test_order_note():
+    def response(scores, degraded=False):
+        r = gateway_pb2.RecommendResponse(degraded=degraded)
+        for s in scores:
+            r.items.add(score=s)
+        return r
+
+    assert cli.order_note(response([0.9, 0.5, 0.5, 0.1])) == ""
+    assert cli.order_note(response([0.9, 0.95, 0.1])) == cli.MMR_NOTE
+    assert cli.order_note(response([0.9, 0.1], degraded=True)) == cli.DEGRADED_NOTE
+
+
+# ---- versions -------------------------------------------------------------------------------
+
+def test_every_versions_column_has_a_header(gateway, capsys):
+    code, out, _ = run(capsys, "--target", gateway, "versions")
+    header, rule, *rows, following = out.splitlines()
+    assert code == 0
+    assert header.split() == ["version", "created", "state"]
+    assert len(rule.split()) == 3
+    serving = [r for r in rows if r.split()[-1] == "serving"]
+    assert len(serving) == 1 and len(serving[0].split()) == 3
+    assert following == "following: the newest version"
+
+
+# ---- errors: one line, the call, the address, a hint ----------------------------------------
+
+@pytest.mark.parametrize(("argv", "method"), [
+    (["recommend", "--user", "u1"], "Recommend"),
+    (["similar", "--item", "i1"], "SimilarItems"),
+    (["search", "story"], "SearchItems"),
+    (["feedback", "--user", "u1", "--item", "i1"], "RecordInteraction"),
+    (["upsert-item", "--item", "x", "--title", "X"], "UpsertItem"),
+    (["versions"], "ListVersions"),
+    (["rollback", "--latest"], "SetVersion"),
+])
+def test_nothing_listening_names_the_call_the_address_and_a_hint(nowhere, capsys, argv,
+                                                                 method):
+    code, out, err = run(capsys, "--target", nowhere, *argv)
+    assert code == 1 and out == ""
+    line = one_line_error(err)
+    assert line.startswith(f"error: {method} to {nowhere} failed: UNAVAILABLE: ")
+    assert line.endswith("is a Shortlist gateway running at that address? (choose another "
+                         f"with the target argument, --target or ${TARGET_ENV})")
+
+
+@pytest.mark.parametrize(("argv", "start", "hint"), [
+    (["similar", "--item", "no-such-item"], "SimilarItems to {} failed: NOT_FOUND: ",
+     "find ids with SearchItems"),
+    (["rollback", "--to", "no-such-version"], "SetVersion to {} failed: NOT_FOUND: ",
+     "list them with ListVersions"),
+    (["recommend", "--user", "u1", "-k", "100000"], "Recommend to {} failed: "
+     "INVALID_ARGUMENT: k must be in", "nothing was applied"),
+])
+def test_server_refusals_are_one_line_with_a_hint(gateway, capsys, argv, start, hint):
+    code, _, err = run(capsys, "--target", gateway, *argv)
+    line = one_line_error(err)
+    assert code == 1
+    assert line.startswith("error: " + start.format(gateway))
+    assert hint in line
+
+
+def test_a_backend_address_is_not_a_gateway(stack, capsys):
+    retrieval = stack.address("retrieval")
+    line = one_line_error(run(capsys, "--target", retrieval, "recommend", "--user", "u1")[2])
+    assert line.startswith(f"error: Recommend to {retrieval} failed: UNIMPLEMENTED")
+    assert "not retrieval's or ranking's" in line
+
+
+def test_a_tls_mismatch_is_one_line_from_a_real_process(gateway):
+    """TLS to a plaintext server: gRPC's core would log the failed handshake to stderr too."""
+    done = subprocess.run([*CLI, "--target", gateway, "--tls-server-name", "x", "versions"],
+                          capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"})
+    assert done.returncode == 1 and done.stdout == ""
+    line = one_line_error(done.stderr)
+    assert line.startswith(f"error: ListVersions to {gateway} failed: UNAVAILABLE: ")
+    assert "the TLS handshake failed" in line
+
+
+# ---- the target from the environment --------------------------------------------------------
+
+def test_target_flag_then_environment_then_default(gateway, nowhere, capsys, monkeypatch):
+    monkeypatch.setenv(TARGET_ENV, gateway)
+    code, out, _ = run(capsys, "--json", "versions")
+    assert code == 0 and json.loads(out)["serving"]
+    monkeypatch.setenv(TARGET_ENV, nowhere)
+    assert run(capsys, "--target", gateway, "versions")[0] == 0  # the flag wins
+    assert f"to {nowhere} failed" in run(capsys, "versions")[2]
+    monkeypatch.delenv(TARGET_ENV)
+    assert cli.build_parser().parse_args(["versions"]).target == "127.0.0.1:50051"
+
+
+def test_help_names_the_environment(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert f"${TARGET_ENV}" in out and f"{TARGET_ENV}  gateway host:port" in out
+    assert "SHORTLIST_TOKEN" in out

@@ -3,20 +3,35 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every install takes its versions from the lock, so a fresh clone gets the tested versions.
+LOCK := constraints.txt
+PIP := $(BIN)/pip install --quiet --constraint $(LOCK)
 ARTIFACTS ?= artifacts
 DATASET ?= ml-latest-small
 export OPENBLAS_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE ?= 1
 
-.PHONY: install protos demo serve test lint train retrain quality bench bench-scale clean
+.PHONY: install lock protos demo serve test lint train retrain quality bench bench-scale clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(PIP) pip setuptools
+	$(PIP) -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Refresh the lock: resolve pyproject's ranges afresh (every extra) in a scratch virtualenv and
+# record the exact versions. Then run `make test` on a fresh clone before committing it.
+lock:
+	rm -rf .lock-venv
+	$(PY) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip setuptools
+	.lock-venv/bin/pip install --quiet '.[dev,report]'
+	{ echo "# Exact versions every install uses (pip --constraint). Written by \`make lock\`"; \
+	  echo "# from pyproject.toml's ranges on $$(date -u +%Y-%m-%d); do not edit by hand."; \
+	  .lock-venv/bin/pip freeze --all | grep -v '^shortlist' | LC_ALL=C sort -f; } > $(LOCK)
+	rm -rf .lock-venv
 
 # Regenerate the committed gRPC stubs (protos/shortlist/v1/*_pb2*.py). A test fails when stale.
 protos: $(STAMP)
@@ -33,10 +48,16 @@ retrain: $(STAMP)
 	$(BIN)/shortlist-train fit --dataset $(DATASET) --out $(ARTIFACTS)
 
 demo: train
-	$(BIN)/python -m gateway.demo --artifacts $(ARTIFACTS)
+	$(BIN)/python -m shortlist.gateway.demo --artifacts $(ARTIFACTS)
 
-serve: train
-	$(BIN)/python -m shortlist.common.stack serve --artifacts $(ARTIFACTS)
+# The servers in the foreground, restarted when one dies, until Ctrl-C. SERVE_ARGS: addresses
+# and metrics, e.g. SERVE_ARGS="--gateway-address 127.0.0.1:6051 --metrics" (see
+# `$(BIN)/python -m shortlist.common.stack --help`). Busy ports are refused before training.
+SERVE_ARGS ?=
+serve: $(STAMP)
+	@$(BIN)/python -m shortlist.common.stack check $(SERVE_ARGS)
+	@$(MAKE) --no-print-directory train
+	$(BIN)/python -m shortlist.common.stack serve --artifacts $(ARTIFACTS) $(SERVE_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -45,7 +66,7 @@ test: $(STAMP)
 # synthetic data, a quick fit, the three servers on free ports (with /metrics), open-loop load,
 # bench/bench.json and the latency breakdown bench/bench.png (matplotlib, the report extra).
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,report]'
+	$(PIP) -e '.[dev,report]'
 	$(BIN)/shortlist-train synth --users 5000 --items 1500 --interactions 100000 \
 		--out bench/data --quiet
 	rm -rf bench/artifacts
@@ -67,7 +88,7 @@ SCALE_INTERACTIONS ?= 20000000
 SCALE_SECONDS ?= 60
 SCALE_RATES ?= 150 200 250 300
 bench-scale: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,report]'
+	$(PIP) -e '.[dev,report]'
 	@mkdir -p $(SCALE)/out
 	test -f $(SCALE)/data/users.txt || $(BIN)/shortlist-train synth --users $(SCALE_USERS) \
 		--items $(SCALE_ITEMS) --interactions $(SCALE_INTERACTIONS) --out $(SCALE)/data
@@ -91,12 +112,12 @@ bench-scale: $(STAMP)
 # The leaderboards in docs/quality.md: evaluate on both datasets, then render the page.
 QUALITY_DATASETS ?= ml-100k ml-latest-small
 quality: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,report]'
+	$(PIP) -e '.[dev,report]'
 	@mkdir -p reports
 	for d in $(QUALITY_DATASETS); do \
 		$(BIN)/shortlist-train evaluate --dataset $$d --output reports/$$d.json || exit 1; \
 	done
-	$(BIN)/python -m training.quality_doc $(foreach d,$(QUALITY_DATASETS),reports/$(d).json) \
+	$(BIN)/python -m shortlist.training.quality_doc $(foreach d,$(QUALITY_DATASETS),reports/$(d).json) \
 		--output docs/quality.md
 
 lint: $(STAMP)

@@ -13,14 +13,23 @@ Both are off by default: the servers listen in plaintext on localhost, as before
 
 from __future__ import annotations
 
-import collections
 import hmac
 import logging
 from collections.abc import Iterable
-from pathlib import Path
 
 import grpc
 from pydantic import SecretStr
+
+# Client-side plumbing lives with the client distribution; re-exported for the servers.
+from shortlist.client.channel import (  # noqa: F401
+    AUTHORIZATION,
+    ClientConfigError,
+    TokenClientInterceptor,
+    channel_credentials,
+    open_channel,
+    read_pem,
+    token_channel,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,21 +43,8 @@ PROTECTED = frozenset({
     "/shortlist.v1.Admin/SetVersion",
 })
 
-AUTHORIZATION = "authorization"
-
-
-class SecurityConfigError(ValueError):
-    """TLS settings that cannot work (half a key pair, an unreadable PEM file)."""
-
-
-def _read_pem(setting: str, path: str) -> bytes:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise SecurityConfigError(f"{setting}: cannot read {path}: {exc.strerror or exc}") from exc
-    if b"-----BEGIN " not in data:
-        raise SecurityConfigError(f"{setting}: {path} is not a PEM file")
-    return data
+# One error type for TLS options that cannot work, on either side of a channel.
+SecurityConfigError = ClientConfigError
 
 
 def server_credentials(settings) -> grpc.ServerCredentials | None:
@@ -61,48 +57,13 @@ def server_credentials(settings) -> grpc.ServerCredentials | None:
         return None
     if not (cert and key):
         raise SecurityConfigError("tls_cert and tls_key must be set together")
-    pair = (_read_pem("tls_key", key), _read_pem("tls_cert", cert))
+    pair = (read_pem("tls_key", key), read_pem("tls_cert", cert))
     if client_ca:
         return grpc.ssl_server_credentials([pair],
-                                           root_certificates=_read_pem("tls_client_ca",
+                                           root_certificates=read_pem("tls_client_ca",
                                                                        client_ca),
                                            require_client_auth=True)
     return grpc.ssl_server_credentials([pair])
-
-
-def channel_credentials(ca: str = "", cert: str = "", key: str = "",
-                        prefix: str = "tls_") -> grpc.ChannelCredentials | None:
-    """Client TLS credentials; None (plaintext) when neither a CA nor a certificate is given.
-
-    ``ca`` verifies the server (empty: the system's roots); ``cert``/``key`` are the client's
-    certificate for servers that require one. ``prefix`` names the settings in errors.
-    """
-    if not (ca or cert or key):
-        return None
-    if bool(cert) != bool(key):
-        raise SecurityConfigError(f"{prefix}cert and {prefix}key must be set together")
-    return grpc.ssl_channel_credentials(
-        root_certificates=_read_pem(f"{prefix}ca", ca) if ca else None,
-        private_key=_read_pem(f"{prefix}key", key) if key else None,
-        certificate_chain=_read_pem(f"{prefix}cert", cert) if cert else None,
-    )
-
-
-def open_channel(target: str, credentials: grpc.ChannelCredentials | None = None,
-                 options: Iterable[tuple] = (), server_name: str = "",
-                 token: str = "") -> grpc.Channel:
-    """A channel, TLS when ``credentials`` are given, sending ``token`` (if any) on every call.
-
-    ``server_name`` overrides the name checked against the server's certificate.
-    """
-    opts = list(options)
-    if credentials is None:
-        channel = grpc.insecure_channel(target, options=opts)
-    else:
-        if server_name:
-            opts.append(("grpc.ssl_target_name_override", server_name))
-        channel = grpc.secure_channel(target, credentials, options=opts)
-    return token_channel(channel, token) if token else channel
 
 
 def secret(value: SecretStr | str) -> str:
@@ -167,43 +128,3 @@ def server_interceptors(settings) -> list[grpc.ServerInterceptor]:
     """The interceptors a server's settings ask for (the write token check, if any)."""
     token = secret(settings.write_token)
     return [BearerTokenInterceptor(token)] if token else []
-
-
-# ---- client side: send a token on every call -----------------------------------------------
-
-class _CallDetails(collections.namedtuple(
-        "_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready",
-                         "compression")), grpc.ClientCallDetails):
-    pass
-
-
-class TokenClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
-                             grpc.StreamUnaryClientInterceptor,
-                             grpc.StreamStreamClientInterceptor):
-    """Add ``authorization: Bearer <token>`` to every call."""
-
-    def __init__(self, token: SecretStr | str) -> None:
-        self._header = (AUTHORIZATION, f"Bearer {secret(token)}")
-
-    def _details(self, d: grpc.ClientCallDetails) -> _CallDetails:
-        metadata = [m for m in (d.metadata or ()) if m[0].lower() != AUTHORIZATION]
-        return _CallDetails(d.method, d.timeout, [*metadata, self._header], d.credentials,
-                            getattr(d, "wait_for_ready", None), getattr(d, "compression", None))
-
-    def intercept_unary_unary(self, continuation, client_call_details, request):
-        return continuation(self._details(client_call_details), request)
-
-    def intercept_unary_stream(self, continuation, client_call_details, request):
-        return continuation(self._details(client_call_details), request)
-
-    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
-        return continuation(self._details(client_call_details), request_iterator)
-
-    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
-        return continuation(self._details(client_call_details), request_iterator)
-
-
-def token_channel(channel: grpc.Channel, token: SecretStr | str) -> grpc.Channel:
-    """``channel`` sending ``token`` on every call (unchanged when the token is empty)."""
-    token = secret(token)
-    return grpc.intercept_channel(channel, TokenClientInterceptor(token)) if token else channel

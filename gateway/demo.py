@@ -9,8 +9,8 @@ from pathlib import Path
 
 import grpc
 
-from gateway.cli import print_table, recommend_json
 from shortlist.common.stack import Stack
+from shortlist.gateway.cli import print_table, recommend_json
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc
 
 

@@ -11,11 +11,11 @@ import time
 
 import grpc
 
-from gateway.errors import GatewayError, InvalidRequest, UpstreamFailed
-from gateway.settings import GatewaySettings
-from gateway.upstream import Upstream
 from shortlist.common.logs import new_request_id
 from shortlist.common.metrics import Metrics
+from shortlist.gateway.errors import GatewayError, InvalidRequest, UpstreamFailed
+from shortlist.gateway.settings import GatewaySettings
+from shortlist.gateway.upstream import Upstream
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc, ranking_pb2, retrieval_pb2
 
 logger = logging.getLogger(__name__)

@@ -6,10 +6,9 @@ Plaintext by default; TLS (and mTLS) with ``credentials``, and every call carrie
 
 from __future__ import annotations
 
-import json
-
 import grpc
 
+from shortlist.client.channel import retry_service_config
 from shortlist.common import security
 from shortlist.v1 import admin_pb2_grpc, ranking_pb2_grpc, retrieval_pb2_grpc
 
@@ -17,15 +16,7 @@ from shortlist.v1 import admin_pb2_grpc, ranking_pb2_grpc, retrieval_pb2_grpc
 # (RecordInteraction, UpsertItem, SetVersion) are not listed: they are never retried blindly.
 _IDEMPOTENT = [("shortlist.v1.Retrieval", m) for m in ("Retrieve", "SimilarItems", "SearchItems")]
 _IDEMPOTENT += [("shortlist.v1.Ranking", "Rank"), ("shortlist.v1.Admin", "ListVersions")]
-SERVICE_CONFIG = json.dumps({
-    "methodConfig": [{
-        "name": [{"service": s, "method": m} for s, m in _IDEMPOTENT],
-        "retryPolicy": {
-            "maxAttempts": 3, "initialBackoff": "0.01s", "maxBackoff": "0.1s",
-            "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"],
-        },
-    }]
-})
+SERVICE_CONFIG = retry_service_config(_IDEMPOTENT)
 
 
 def channel(target: str, max_message_bytes: int,

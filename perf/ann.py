@@ -1,8 +1,8 @@
 """HNSW recall/latency curves for the indices Shortlist serves, against an exact numpy scan.
 
-``python -m perf.ann`` answers two questions the design rests on: does the HNSW index find the
-items an exact search would (recall@N, N = the generator's candidate count), and is it faster
-than simply scanning every item? Both are measured in one run, on the same queries, one query
+``python -m shortlist.perf.ann`` answers two questions the design rests on: does the HNSW index
+find the items an exact search would (recall@N, N = the generator's candidate count), and is it
+faster than simply scanning every item? Both are measured in one run, on the same queries, one query
 per call as the retrieval server issues them, single-threaded on both sides
 (``OPENBLAS_NUM_THREADS=1`` for numpy, ``num_threads=1`` in hnswlib).
 
@@ -60,10 +60,10 @@ import hnswlib
 import numpy as np
 from tqdm import tqdm
 
-from retrieval.bundle import RetrievalModels
-from retrieval.candidates import RetrievalConfig
-from retrieval.hnsw import HnswIndex, MipsIndex, augment_items
 from shortlist.common.artifacts import read_manifest, resolve
+from shortlist.retrieval.bundle import RetrievalModels
+from shortlist.retrieval.candidates import RetrievalConfig
+from shortlist.retrieval.hnsw import HnswIndex, MipsIndex, augment_items
 
 logger = logging.getLogger(__name__)
 
@@ -502,7 +502,8 @@ def _ints(text: str) -> list[int]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m perf.ann", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m shortlist.perf.ann",
+                                 description=__doc__.split("\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--artifacts", type=Path, help="artifact root or version directory")
     src.add_argument("--synthetic-items", type=int, help="size of a synthetic clustered catalog")

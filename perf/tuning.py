@@ -7,7 +7,7 @@ alternatives for one of those choices on the project's real code (features, rank
 fold-in, the ranking gRPC service) and returns a plain dict, so the CLI can write them to JSON
 and tests can run them on tiny data.
 
-    python -m perf.tuning [--artifacts DIR] [--output reports/tuning.json] [--seconds 3]
+    python -m shortlist.perf.tuning [--artifacts DIR] [--output reports/tuning.json] [--seconds 3]
 
 Without ``--artifacts`` a small model is fitted in a temporary directory first. Timings are
 pooled over several rounds with the alternatives interleaved (rotated each round), so a burst
@@ -49,18 +49,18 @@ import numpy as np
 import threadpoolctl
 from tqdm import tqdm
 
-from ranking.features import ItemStats, RankingInput, build_features
-from retrieval.als import AlsModel
-from retrieval.hnsw import exact_top_k
 from shortlist.common import artifacts
+from shortlist.ranking.features import ItemStats, RankingInput, build_features
+from shortlist.retrieval.als import AlsModel
+from shortlist.retrieval.hnsw import exact_top_k
 from shortlist.v1 import ranking_pb2, ranking_pb2_grpc
 
 # LightGBM (which imports scikit-learn) and retrieval's bundle take seconds to import; they are
 # imported where used, so the BLAS child processes start in under a second.
 if TYPE_CHECKING:
-    from ranking.bundle import RankingModels
-    from ranking.service import RankingService
-    from ranking.settings import RankingSettings
+    from shortlist.ranking.bundle import RankingModels
+    from shortlist.ranking.service import RankingService
+    from shortlist.ranking.settings import RankingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -287,9 +287,9 @@ def fit_small_artifact(directory: Path, n_users: int = 2000, n_items: int = 3000
     dtype measurements scale with; the validation metrics (``eval_users``) only fill the
     manifest here, so few users suffice.
     """
-    from training.fit import fit
-    from training.params import FitParams
-    from training.synth import generate
+    from shortlist.training.fit import fit
+    from shortlist.training.params import FitParams
+    from shortlist.training.synth import generate
 
     data = generate(directory / "data", n_users, n_items, n_interactions,
                     n_topics=min(20, n_items), seed=seed, progress=False)
@@ -308,11 +308,11 @@ def load_workload(path: Path, n_requests: int = 16, n_candidates: int = 300,
     Generator counts are raised to at least the serving defaults (200/100/50) so requests
     carry ``n_candidates`` candidates even when tuning chose fewer.
     """
-    from ranking.bundle import RankingModels
-    from ranking.service import to_input
-    from retrieval.bundle import RetrievalModels, banned_mask
-    from retrieval.retriever import Retrieved
-    from retrieval.service import to_proto
+    from shortlist.ranking.bundle import RankingModels
+    from shortlist.ranking.service import to_input
+    from shortlist.retrieval.bundle import RetrievalModels, banned_mask
+    from shortlist.retrieval.retriever import Retrieved
+    from shortlist.retrieval.service import to_proto
 
     version_dir = artifacts.resolve(path)
     manifest = artifacts.read_manifest(version_dir)
@@ -499,7 +499,7 @@ def bench_blas_threads(version_dir: Path | None, iterations: int = 50, repeats: 
     for r in range(max(1, repeats)):
         for name in _rotated(names, r):
             n = name.split("=")[1]
-            cmd = [sys.executable, "-m", "perf.tuning", "--child", "blas", "--iterations",
+            cmd = [sys.executable, "-m", "shortlist.perf.tuning", "--child", "blas", "--iterations",
                    str(iterations), "--seed", str(seed), "--scan-items", str(scan_items)]
             if version_dir is not None:
                 cmd += ["--artifacts", str(version_dir)]
@@ -700,10 +700,10 @@ def _server_options(settings: RankingSettings, reuseport: bool) -> list[tuple[st
 def _child_server(args: argparse.Namespace) -> int:
     """Serve the real ranking service; report the port, the call count on each "count" line
     of stdin, and exit when stdin closes."""
-    from ranking.server import load_models
-    from ranking.service import RankingService
-    from ranking.settings import RankingSettings
     from shortlist.common.logs import configure_logging
+    from shortlist.ranking.server import load_models
+    from shortlist.ranking.service import RankingService
+    from shortlist.ranking.settings import RankingSettings
 
     settings = RankingSettings(artifacts=args.artifacts, max_workers=args.workers)
     configure_logging(settings.log_level)  # per-request JSON logs are part of the real cost
@@ -754,7 +754,7 @@ class ServerProcess:
                  workers: int = 8, reuseport: bool = False) -> None:
         self.mode = mode
         self._stderr = tempfile.TemporaryFile(mode="w+")
-        cmd = [sys.executable, "-m", "perf.tuning", "--child", "server", "--mode", mode,
+        cmd = [sys.executable, "-m", "shortlist.perf.tuning", "--child", "server", "--mode", mode,
                "--artifacts", str(version_dir), "--address", address, "--workers",
                str(workers)] + (["--reuseport"] if reuseport else [])
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=_child_env(), stdin=subprocess.PIPE,
@@ -954,7 +954,7 @@ def _pool_runs(runs: list[Stats]) -> Stats:
 def ranking_deadline_s() -> float:
     """The gateway's deadline for Rank: an answer later than that is served degraded anyway,
     so the load generator counts it as an error, not as a slow success."""
-    from gateway.settings import GatewaySettings
+    from shortlist.gateway.settings import GatewaySettings
 
     return float(GatewaySettings.model_fields["ranking_timeout_s"].default)
 
@@ -1133,7 +1133,8 @@ def _floats(text: str) -> list[float]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m perf.tuning", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m shortlist.perf.tuning",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--artifacts", type=Path, default=None,
                    help="artifact root or version directory; default: fit a small model")
     p.add_argument("--output", type=Path, default=Path("reports/tuning.json"))
@@ -1187,7 +1188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       args.iterations, args.repeats, args.rates, args.rounds, args.scan_items)
     report = {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "command": " ".join(["python -m perf.tuning", *(argv or sys.argv[1:])]),
+        "command": " ".join(["python -m shortlist.perf.tuning", *(argv or sys.argv[1:])]),
         "environment": env_start, "loadavg_end": list(os.getloadavg()),
         "workload": w.info,
         "settings": {"seconds": args.seconds, "rates": args.rates, "rounds": args.rounds,

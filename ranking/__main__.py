@@ -10,9 +10,9 @@ def main() -> int:
     # Before numpy is first imported (by the imports below), or OpenBLAS has already started
     # a thread per core: one thread is faster per request (docs/performance.md).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from ranking.server import create_server
-    from ranking.settings import RankingSettings
     from shortlist.common.serving import run_main
+    from shortlist.ranking.server import create_server
+    from shortlist.ranking.settings import RankingSettings
 
     return run_main("ranking", RankingSettings, create_server)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ranking.features import ItemStats
-from ranking.pipeline import RankingConfig, RankingPipeline
-from ranking.ranker import LambdaRanker
 from shortlist.common.artifacts import read_json, write_json
 from shortlist.common.catalog import ItemCatalog
+from shortlist.ranking.features import ItemStats
+from shortlist.ranking.pipeline import RankingConfig, RankingPipeline
+from shortlist.ranking.ranker import LambdaRanker
 
 CATALOG = "catalog.json"
 DIR = "ranking"

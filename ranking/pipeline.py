@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ranking.features import FEATURE_NAMES, ItemStats, RankingInput, build_features
-from ranking.mmr import mmr
-from ranking.ranker import LambdaRanker
+from shortlist.ranking.features import FEATURE_NAMES, ItemStats, RankingInput, build_features
+from shortlist.ranking.mmr import mmr
+from shortlist.ranking.ranker import LambdaRanker
 
 
 @dataclass

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from ranking.bundle import RankingModels
-from ranking.errors import InvalidRequest
-from ranking.features import GENERATORS, RankingInput
-from ranking.pipeline import RankingPipeline
-from ranking.settings import RankingSettings
 from shortlist.common.logs import new_request_id
 from shortlist.common.metrics import Metrics
+from shortlist.ranking.bundle import RankingModels
+from shortlist.ranking.errors import InvalidRequest
+from shortlist.ranking.features import GENERATORS, RankingInput
+from shortlist.ranking.pipeline import RankingPipeline
+from shortlist.ranking.settings import RankingSettings
 from shortlist.v1 import ranking_pb2, ranking_pb2_grpc
 
 logger = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ def main() -> int:
     # Before numpy is first imported (by the imports below), or OpenBLAS has already started
     # a thread per core: one thread is faster per request (docs/performance.md).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from retrieval.server import create_server
-    from retrieval.settings import RetrievalSettings
     from shortlist.common.serving import run_main
+    from shortlist.retrieval.server import create_server
+    from shortlist.retrieval.settings import RetrievalSettings
 
     return run_main("retrieval", RetrievalSettings, create_server)
 

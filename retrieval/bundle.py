@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.als import AlsModel
-from retrieval.candidates import CandidateGenerator, RetrievalConfig
-from retrieval.content import ContentModel
-from retrieval.history import UserHistory
-from retrieval.hnsw import HnswIndex, MipsIndex
-from retrieval.trending import TrendingModel
 from shortlist.common.artifacts import read_json, write_json
 from shortlist.common.catalog import ItemCatalog
 from shortlist.common.vocab import Vocabulary
+from shortlist.retrieval.als import AlsModel
+from shortlist.retrieval.candidates import CandidateGenerator, RetrievalConfig
+from shortlist.retrieval.content import ContentModel
+from shortlist.retrieval.history import UserHistory
+from shortlist.retrieval.hnsw import HnswIndex, MipsIndex
+from shortlist.retrieval.trending import TrendingModel
 
 CATALOG = "catalog.json"
 DIR = "retrieval"

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from retrieval.als import AlsModel
-from retrieval.content import ContentModel
-from retrieval.hnsw import HnswIndex, MipsIndex, exact_top_k
-from retrieval.trending import TrendingModel
+from shortlist.retrieval.als import AlsModel
+from shortlist.retrieval.content import ContentModel
+from shortlist.retrieval.hnsw import HnswIndex, MipsIndex, exact_top_k
+from shortlist.retrieval.trending import TrendingModel
 
 GENERATORS = ("als", "content", "trending")
 

@@ -13,8 +13,8 @@ import numpy as np
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from retrieval.trending import decay
 from shortlist.common.artifacts import read_json, write_json
+from shortlist.retrieval.trending import decay
 
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
 

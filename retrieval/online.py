@@ -14,9 +14,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from retrieval.errors import ItemNotFound, NotReady
-from retrieval.eventlog import EventLog
-from retrieval.retriever import Retriever
+from shortlist.retrieval.errors import ItemNotFound, NotReady
+from shortlist.retrieval.eventlog import EventLog
+from shortlist.retrieval.retriever import Retriever
 
 logger = logging.getLogger(__name__)
 

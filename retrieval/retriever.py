@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from retrieval.bundle import RetrievalModels, banned_mask
-from retrieval.candidates import CandidateSet
-from retrieval.content import item_document
-from retrieval.errors import InvalidRequest, ItemNotFound
-from retrieval.search import ItemSearch
+from shortlist.retrieval.bundle import RetrievalModels, banned_mask
+from shortlist.retrieval.candidates import CandidateSet
+from shortlist.retrieval.content import item_document
+from shortlist.retrieval.errors import InvalidRequest, ItemNotFound
+from shortlist.retrieval.search import ItemSearch
 
 
 @dataclass

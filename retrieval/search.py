@@ -41,8 +41,8 @@ import unicodedata
 
 import numpy as np
 
-from retrieval.content import ContentModel, item_document
-from retrieval.hnsw import exact_top_k
+from shortlist.retrieval.content import ContentModel, item_document
+from shortlist.retrieval.hnsw import exact_top_k
 
 TITLE_WEIGHT = 1.0
 TEXT_WEIGHT = 0.35

@@ -9,14 +9,14 @@ import time
 
 import grpc
 
-from retrieval.candidates import GENERATORS
-from retrieval.errors import InvalidRequest, ItemNotFound, NotReady, RetrievalError
-from retrieval.online import RetrievalState
-from retrieval.retriever import Retrieved, RetrieveQuery, Retriever
-from retrieval.search import fold
-from retrieval.settings import RetrievalSettings
 from shortlist.common.logs import new_request_id
 from shortlist.common.metrics import Metrics
+from shortlist.retrieval.candidates import GENERATORS
+from shortlist.retrieval.errors import InvalidRequest, ItemNotFound, NotReady, RetrievalError
+from shortlist.retrieval.online import RetrievalState
+from shortlist.retrieval.retriever import Retrieved, RetrieveQuery, Retriever
+from shortlist.retrieval.search import fold
+from shortlist.retrieval.settings import RetrievalSettings
 from shortlist.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
 
 logger = logging.getLogger(__name__)

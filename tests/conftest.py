@@ -73,7 +73,7 @@ def trained(tmp_path_factory, synthetic_dir) -> Path:
 
 def small_grid():
     """A tuning grid small enough for tests, still with a choice at every step."""
-    from training.fit import TuningGrid
+    from shortlist.training.fit import TuningGrid
 
     return TuningGrid(
         als=({"factors": 16, "regularization": 0.01, "alpha": 1.0},
@@ -85,7 +85,7 @@ def small_grid():
 
 
 def small_params():
-    from training.params import FitParams
+    from shortlist.training.params import FitParams
 
     return FitParams(content_dim=16, als_factors=16, als_iterations=10, ranker_rounds=60,
                      als_candidates=60, content_candidates=40, trending_candidates=20,
@@ -93,7 +93,7 @@ def small_params():
 
 
 def fit_small(dataset: Path, out: Path) -> Path:
-    from training.fit import fit
+    from shortlist.training.fit import fit
 
     return fit(str(dataset), out, small_params(), progress=False, grid=small_grid())
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import GatewaySettings
-from ranking.settings import RankingSettings
-from retrieval.settings import RetrievalSettings
+from shortlist.gateway.settings import GatewaySettings
+from shortlist.ranking.settings import RankingSettings
+from shortlist.retrieval.settings import RetrievalSettings
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
-from gateway.settings import GatewaySettings
+from shortlist.gateway.settings import GatewaySettings
 
 # What the gateway asks retrieval for by default (it asks for max(candidates, k)).
 DEFAULT_CANDIDATES: int = GatewaySettings.model_fields["candidates"].default
@@ -35,11 +35,11 @@ def recommend_batch(version_dir: Path, user_ids: Iterable[str], k: int,
     """
     from tqdm import tqdm
 
-    from ranking.bundle import RankingModels
-    from retrieval.bundle import RetrievalModels
-    from retrieval.retriever import RetrieveQuery, Retriever
     from shortlist.common import artifacts
-    from training.offline import to_ranking_input
+    from shortlist.ranking.bundle import RankingModels
+    from shortlist.retrieval.bundle import RetrievalModels
+    from shortlist.retrieval.retriever import RetrieveQuery, Retriever
+    from shortlist.training.offline import to_ranking_input
 
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from training.protocol import PROTOCOLS
+from shortlist.training.protocol import PROTOCOLS
 
 
 def register(sub) -> None:
@@ -26,9 +26,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.leaderboard import format_leaderboard
-    from training.leaderboard import run as evaluate
-    from training.params import FitParams
+    from shortlist.training.leaderboard import format_leaderboard
+    from shortlist.training.leaderboard import run as evaluate
+    from shortlist.training.params import FitParams
 
     report = evaluate(args.dataset, args.protocol, args.export_split, 10, not args.quiet,
                       FitParams(seed=args.seed, tune=not args.no_tune),

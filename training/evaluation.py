@@ -7,11 +7,11 @@ from collections.abc import Callable
 import numpy as np
 from tqdm import tqdm
 
-from ranking.features import ItemStats
-from ranking.pipeline import RankingPipeline
-from retrieval.bundle import RetrievalModels, banned_mask
-from retrieval.hnsw import exact_top_k
-from training.metrics import (
+from shortlist.ranking.features import ItemStats
+from shortlist.ranking.pipeline import RankingPipeline
+from shortlist.retrieval.bundle import RetrievalModels, banned_mask
+from shortlist.retrieval.hnsw import exact_top_k
+from shortlist.training.metrics import (
     ap_at_k,
     hit_at_k,
     intra_list_distance,
@@ -19,8 +19,8 @@ from training.metrics import (
     novelty,
     recall_at_k,
 )
-from training.offline import candidates_for, to_ranking_input
-from training.split import Events
+from shortlist.training.offline import candidates_for, to_ranking_input
+from shortlist.training.split import Events
 
 Recommender = Callable[[int, np.ndarray], np.ndarray]  # (user, banned mask) -> item indices
 UNION = "candidates_union"

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.eventlog import EventLog, EventLogError
-from training.datasets import Dataset, DatasetError, Items
+from shortlist.retrieval.eventlog import EventLog, EventLogError
+from shortlist.training.datasets import Dataset, DatasetError, Items
 
 logger = logging.getLogger(__name__)
 

@@ -24,23 +24,23 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ranking.bundle import RankingModels
-from ranking.features import FEATURE_NAMES, ItemStats, build_features
-from ranking.pipeline import RankingConfig, RankingPipeline
-from ranking.ranker import LambdaRanker
-from retrieval.bundle import RetrievalModels, banned_mask
-from retrieval.candidates import CandidateSet
 from shortlist.common.artifacts import new_version, publish
 from shortlist.common.catalog import ItemCatalog
 from shortlist.common.vocab import Vocabulary
-from training.datasets import load
-from training.evaluation import evaluate
-from training.eventlog_data import extend_dataset
-from training.metrics import intra_list_distance, ndcg_at_k, recall_at_k
-from training.models import fit_content, fit_models
-from training.offline import candidates_for, to_ranking_input
-from training.params import FitParams
-from training.split import Events, encode, holdout_last
+from shortlist.ranking.bundle import RankingModels
+from shortlist.ranking.features import FEATURE_NAMES, ItemStats, build_features
+from shortlist.ranking.pipeline import RankingConfig, RankingPipeline
+from shortlist.ranking.ranker import LambdaRanker
+from shortlist.retrieval.bundle import RetrievalModels, banned_mask
+from shortlist.retrieval.candidates import CandidateSet
+from shortlist.training.datasets import load
+from shortlist.training.evaluation import evaluate
+from shortlist.training.eventlog_data import extend_dataset
+from shortlist.training.metrics import intra_list_distance, ndcg_at_k, recall_at_k
+from shortlist.training.models import fit_content, fit_models
+from shortlist.training.offline import candidates_for, to_ranking_input
+from shortlist.training.params import FitParams
+from shortlist.training.split import Events, encode, holdout_last
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def _sample_users(ev: Events, max_users: int, seed: int) -> np.ndarray:
 def tune_generators(f_ev: Events, v_ev: Events, users: Vocabulary, catalog: ItemCatalog,
                     content, p: FitParams, grid: TuningGrid, progress: bool) -> dict:
     """ALS on NDCG@10, half-lives on recall at the generator's candidate count; mutates p."""
-    from training.peers import tune_als
+    from shortlist.training.peers import tune_als
 
     tables: dict = {}
     als_grid = [{**g, "iterations": p.als_iterations} for g in grid.als]

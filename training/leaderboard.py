@@ -15,18 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ranking.features import FEATURE_NAMES
-from ranking.pipeline import RankingConfig, RankingPipeline
-from retrieval.als import AlsModel
 from shortlist.common.catalog import ItemCatalog
-from training import peers
-from training.datasets import load
-from training.evaluation import UNION, evaluate
-from training.fit import TuningGrid, score_examples, train_pipeline, train_ranker
-from training.models import fit_content
-from training.params import FitParams
-from training.protocol import PROTOCOLS, export_split, leave_last_out
-from training.split import encode, holdout_last
+from shortlist.ranking.features import FEATURE_NAMES
+from shortlist.ranking.pipeline import RankingConfig, RankingPipeline
+from shortlist.retrieval.als import AlsModel
+from shortlist.training import peers
+from shortlist.training.datasets import load
+from shortlist.training.evaluation import UNION, evaluate
+from shortlist.training.fit import TuningGrid, score_examples, train_pipeline, train_ranker
+from shortlist.training.models import fit_content
+from shortlist.training.params import FitParams
+from shortlist.training.protocol import PROTOCOLS, export_split, leave_last_out
+from shortlist.training.split import encode, holdout_last
 
 logger = logging.getLogger(__name__)
 

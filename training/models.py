@@ -9,19 +9,19 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from ranking.features import ItemStats
-from retrieval.als import AlsModel
-from retrieval.bundle import HnswParams, RetrievalModels
-from retrieval.candidates import RetrievalConfig
-from retrieval.content import ContentModel, item_document, normalize_rows
-from retrieval.history import UserHistory
-from retrieval.hnsw import HnswIndex, MipsIndex
-from retrieval.trending import TrendingModel
 from shortlist.common.catalog import ItemCatalog
 from shortlist.common.vocab import Vocabulary
-from training.datasets import Items
-from training.params import FitParams
-from training.split import Events
+from shortlist.ranking.features import ItemStats
+from shortlist.retrieval.als import AlsModel
+from shortlist.retrieval.bundle import HnswParams, RetrievalModels
+from shortlist.retrieval.candidates import RetrievalConfig
+from shortlist.retrieval.content import ContentModel, item_document, normalize_rows
+from shortlist.retrieval.history import UserHistory
+from shortlist.retrieval.hnsw import HnswIndex, MipsIndex
+from shortlist.retrieval.trending import TrendingModel
+from shortlist.training.datasets import Items
+from shortlist.training.params import FitParams
+from shortlist.training.split import Events
 
 logger = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ranking.features import RankingInput
-from ranking.pipeline import RankingPipeline
-from retrieval.bundle import RetrievalModels, banned_mask
-from retrieval.candidates import CandidateGenerator, CandidateSet
+from shortlist.ranking.features import RankingInput
+from shortlist.ranking.pipeline import RankingPipeline
+from shortlist.retrieval.bundle import RetrievalModels, banned_mask
+from shortlist.retrieval.candidates import CandidateGenerator, CandidateSet
 
 
 def to_ranking_input(c: CandidateSet) -> RankingInput:

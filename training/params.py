@@ -30,7 +30,7 @@ class FitParams:
     hnsw_ef_construction: int = 200
     # Search ef 800: on the 100K-item scale artifact, ef 200 found only 0.89 (ALS) and 0.93
     # (content) of the exact top N; ef 800 finds 0.96 and 0.97 and is still 3x faster than an
-    # exact scan (python -m perf.ann, docs/performance.md). Smaller catalogs lose ~0.2 ms.
+    # exact scan (python -m shortlist.perf.ann, docs/performance.md). Smaller catalogs lose ~0.2 ms.
     hnsw_ef: int = 800
     # candidates per generator and after merge
     als_candidates: int = 200

@@ -25,10 +25,10 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from retrieval.als import AlsModel
-from retrieval.hnsw import exact_top_k
-from training.metrics import ndcg_at_k
-from training.split import Events
+from shortlist.retrieval.als import AlsModel
+from shortlist.retrieval.hnsw import exact_top_k
+from shortlist.training.metrics import ndcg_at_k
+from shortlist.training.split import Events
 
 MAX_ITEMS = 30_000  # B is items² float32 plus an items² float64 workspace: ~10.8 GB at 30k
 DEFAULT_LAMS = (10.0, 30.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 3000.0)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from shortlist.common.vocab import Vocabulary
-from training.split import Events, holdout_last
+from shortlist.training.split import Events, holdout_last
 
 PROTOCOLS = ("leave-last-out",)
 

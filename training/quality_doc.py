@@ -1,6 +1,6 @@
 """Render docs/quality.md from `shortlist-train evaluate` JSON reports (never typed by hand).
 
-    python -m training.quality_doc reports/ml-100k.json reports/ml-latest-small.json \
+    python -m shortlist.training.quality_doc reports/ml-100k.json reports/ml-latest-small.json \
         --output docs/quality.md
 """
 
@@ -47,8 +47,8 @@ def render(reports: list[dict]) -> str:
         "# Recommendation quality",
         "",
         f"Produced by `{COMMAND}` (runs `shortlist-train evaluate` on each dataset, writes",
-        "`reports/*.json`, then renders this page with `python -m training.quality_doc`). Do",
-        "not edit by hand.",
+        "`reports/*.json`, then renders this page with",
+        "`python -m shortlist.training.quality_doc`). Do not edit by hand.",
         "",
         "Protocol `leave-last-out`: duplicate (user, item) pairs collapse to the latest event;",
         "every user with at least 5 items holds out their latest item (timestamp ties: the item",

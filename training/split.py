@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shortlist.common.vocab import Vocabulary
-from training.datasets import Dataset
+from shortlist.training.datasets import Dataset
 
 
 @dataclass

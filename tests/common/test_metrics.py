@@ -7,14 +7,14 @@ import urllib.request
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.server import create_server as create_gateway
-from gateway.settings import GatewaySettings
-from ranking.server import create_server as create_ranking
-from ranking.settings import RankingSettings
-from retrieval.server import create_server as create_retrieval
-from retrieval.settings import RetrievalSettings
 from shortlist.common.metrics import Metrics
 from shortlist.common.stack import free_port
+from shortlist.gateway.server import create_server as create_gateway
+from shortlist.gateway.settings import GatewaySettings
+from shortlist.ranking.server import create_server as create_ranking
+from shortlist.ranking.settings import RankingSettings
+from shortlist.retrieval.server import create_server as create_retrieval
+from shortlist.retrieval.settings import RetrievalSettings
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc
 
 

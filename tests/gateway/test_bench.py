@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import bench
 from shortlist.common.metrics import Metrics
 from shortlist.common.stack import Stack, free_port
+from shortlist.gateway import bench
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 

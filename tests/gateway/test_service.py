@@ -8,13 +8,13 @@ from concurrent import futures
 import grpc
 import pytest
 
-from gateway.server import create_server as create_gateway
-from gateway.settings import GatewaySettings
-from ranking.server import create_server as create_ranking
-from ranking.settings import RankingSettings
-from retrieval.server import create_server as create_retrieval
-from retrieval.settings import RetrievalSettings
 from shortlist.common.stack import free_port
+from shortlist.gateway.server import create_server as create_gateway
+from shortlist.gateway.settings import GatewaySettings
+from shortlist.ranking.server import create_server as create_ranking
+from shortlist.ranking.settings import RankingSettings
+from shortlist.retrieval.server import create_server as create_retrieval
+from shortlist.retrieval.settings import RetrievalSettings
 from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 
 

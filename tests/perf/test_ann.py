@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perf import ann
-from retrieval.hnsw import HnswIndex, MipsIndex, exact_top_k
+from shortlist.common import artifacts
+from shortlist.perf import ann
+from shortlist.retrieval.hnsw import HnswIndex, MipsIndex, exact_top_k
 
 EFS = [10, 50, 2000]  # 2000 >= items: the graph search visits everything, i.e. it is exact
 
@@ -113,8 +114,10 @@ def test_main_on_a_published_artifact(trained, tmp_path, capsys):
     assert report["config"]["source"] == "artifacts"
     by_name = {ix["name"]: ix for ix in report["indices"]}
     assert set(by_name) == {"als", "content"}
-    # N defaults to the manifest's candidate counts (tests/conftest.py small_params).
-    assert by_name["als"]["top_n"] == 60 and by_name["content"]["top_n"] == 40
+    # N defaults to the candidate counts tuning chose, as the manifest records them.
+    chosen = artifacts.read_manifest(artifacts.resolve(trained)).parameters
+    assert by_name["als"]["top_n"] == chosen["als_candidates"]
+    assert by_name["content"]["top_n"] == chosen["content_candidates"]
     assert by_name["als"]["space"] == "mips" and by_name["content"]["space"] == "cosine"
     for ix in by_name.values():
         assert ix["items"] == 240 and ix["queries"] == 40

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from perf import tuning
+from shortlist.perf import tuning
 
 # The benchmarks default to the gateway's ranking deadline (0.3 s); the tests check that
 # every call is answered, not how fast, on a machine that may be busy with other work.

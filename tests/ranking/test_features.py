@@ -8,7 +8,14 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ranking.features import DAY, FEATURE_NAMES, GENERATORS, ItemStats, RankingInput, build_features
+from shortlist.ranking.features import (
+    DAY,
+    FEATURE_NAMES,
+    GENERATORS,
+    ItemStats,
+    RankingInput,
+    build_features,
+)
 
 NOW = 1_700_000_000
 NAN = np.nan

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ranking.mmr import mmr
+from shortlist.ranking.mmr import mmr
 
 # Relevance: small integers (many ties) or reals on a 1/1024 grid within +-1024. mmr min-max
 # scales relevance in float64, so scores whose differences are below float64 resolution

@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from ranking.features import FEATURE_NAMES, GENERATORS, ItemStats, RankingInput, build_features
-from ranking.pipeline import RankingConfig, RankingPipeline
-from ranking.ranker import LambdaRanker
+from shortlist.ranking.features import (
+    FEATURE_NAMES,
+    GENERATORS,
+    ItemStats,
+    RankingInput,
+    build_features,
+)
+from shortlist.ranking.pipeline import RankingConfig, RankingPipeline
+from shortlist.ranking.ranker import LambdaRanker
 
 N_ITEMS = 200
 F = len(FEATURE_NAMES)

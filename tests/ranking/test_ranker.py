@@ -6,8 +6,8 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from ranking.ranker import LambdaRanker
-from training.metrics import ndcg_at_k
+from shortlist.ranking.ranker import LambdaRanker
+from shortlist.training.metrics import ndcg_at_k
 
 NAMES = ["signal", "noise_a", "noise_b", "noise_c"]
 GROUP = 20

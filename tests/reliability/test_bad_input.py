@@ -20,12 +20,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from gateway.server import create_server as create_gateway
-from gateway.settings import GatewaySettings
-from ranking.server import create_server as create_ranking
-from ranking.settings import RankingSettings
-from retrieval.server import create_server as create_retrieval
-from retrieval.settings import RetrievalSettings
+from shortlist.gateway.server import create_server as create_gateway
+from shortlist.gateway.settings import GatewaySettings
+from shortlist.ranking.server import create_server as create_ranking
+from shortlist.ranking.settings import RankingSettings
+from shortlist.retrieval.server import create_server as create_retrieval
+from shortlist.retrieval.settings import RetrievalSettings
 from shortlist.v1 import (
     admin_pb2,
     admin_pb2_grpc,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import bench
 from shortlist.common.stack import Stack
+from shortlist.gateway import bench
 
 pytestmark = pytest.mark.e2e
 

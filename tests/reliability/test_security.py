@@ -24,14 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway import cli
-from gateway.server import create_server as create_gateway
-from gateway.settings import GatewaySettings
-from ranking.server import create_server as create_ranking
-from ranking.settings import RankingSettings
-from retrieval.server import create_server as create_retrieval
-from retrieval.settings import RetrievalSettings
 from shortlist.common import security
+from shortlist.gateway import cli
+from shortlist.gateway.server import create_server as create_gateway
+from shortlist.gateway.settings import GatewaySettings
+from shortlist.ranking.server import create_server as create_ranking
+from shortlist.ranking.settings import RankingSettings
+from shortlist.retrieval.server import create_server as create_retrieval
+from shortlist.retrieval.settings import RetrievalSettings
 from shortlist.v1 import (
     admin_pb2,
     admin_pb2_grpc,

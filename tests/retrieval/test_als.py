@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from implicit.cpu.als import user_factor
 
-from retrieval.als import AlsModel
+from shortlist.retrieval.als import AlsModel
 
 BLOCKS, PER_BLOCK, USERS_PER_BLOCK, TAKE = 3, 12, 40, 6
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.bundle import RetrievalModels, banned_mask
-from retrieval.candidates import (
+from shortlist.common import artifacts
+from shortlist.retrieval.bundle import RetrievalModels, banned_mask
+from shortlist.retrieval.candidates import (
     GENERATORS,
     SEGMENT_ESTABLISHED,
     SEGMENT_LIGHT,
@@ -16,7 +17,6 @@ from retrieval.candidates import (
     CandidateSet,
     segment_for,
 )
-from shortlist.common import artifacts
 
 ALS, CONTENT, TRENDING = (GENERATORS.index(g) for g in ("als", "content", "trending"))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.content import ContentModel, item_document, normalize_rows
-from retrieval.trending import DAY
+from shortlist.retrieval.content import ContentModel, item_document, normalize_rows
+from shortlist.retrieval.trending import DAY
 
 TOPICS = {
     "space": "rocket orbit planet astronaut galaxy",

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from retrieval import eventlog
-from retrieval.eventlog import (
+from shortlist.retrieval import eventlog
+from shortlist.retrieval.eventlog import (
     SCHEMA_VERSION,
     EventLog,
     EventLogError,
@@ -198,7 +198,7 @@ def test_concurrent_appends_from_many_threads(path):
 
 CHILD = """
 import sys
-from retrieval.eventlog import EventLog
+from shortlist.retrieval.eventlog import EventLog
 
 log = EventLog(sys.argv[1])
 i = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.history import UserHistory
+from shortlist.retrieval.history import UserHistory
 
 
 @pytest.fixture()

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from retrieval.hnsw import HnswIndex, MipsIndex, augment_items, exact_top_k
+from shortlist.retrieval.hnsw import HnswIndex, MipsIndex, augment_items, exact_top_k
 
 
 def _recall(found: list[np.ndarray], truth: list[np.ndarray]) -> float:

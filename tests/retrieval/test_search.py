@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from retrieval.content import ContentModel, item_document
-from retrieval.search import (
+from shortlist.retrieval.content import ContentModel, item_document
+from shortlist.retrieval.search import (
     ItemSearch,
     document_tokens,
     levenshtein,
@@ -16,7 +16,7 @@ from retrieval.search import (
     query_tokens,
     title_keys,
 )
-from training.datasets import load
+from shortlist.training.datasets import load
 
 GODFATHERS = {"Godfather, The (1972)", "Godfather: Part II, The (1974)",
               "Godfather: Part III, The (1990)"}

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from retrieval.hnsw import exact_top_k
-from retrieval.trending import DAY, TrendingModel, decay
+from shortlist.retrieval.hnsw import exact_top_k
+from shortlist.retrieval.trending import DAY, TrendingModel, decay
 
 NOW = 1_700_000_000
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from gateway.settings import GatewaySettings
 from shortlist.common.artifacts import list_versions
 from shortlist.common.stack import Stack
+from shortlist.gateway.settings import GatewaySettings
+from shortlist.training.__main__ import main
+from shortlist.training.batch import DEFAULT_CANDIDATES, read_user_ids, recommend_batch
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc
-from training.__main__ import main
-from training.batch import DEFAULT_CANDIDATES, read_user_ids, recommend_batch
 
 K = 10
 UNKNOWN = "nobody-ever"
@@ -186,7 +186,7 @@ def test_answers_do_not_depend_on_earlier_queries():
     """
     import numpy as np
 
-    from retrieval.hnsw import HnswIndex
+    from shortlist.retrieval.hnsw import HnswIndex
 
     rng = np.random.default_rng(0)
     index = HnswIndex.build(rng.normal(size=(2000, 8)).astype(np.float32), "cosine",

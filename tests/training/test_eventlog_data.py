@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.eventlog import EventLog
 from shortlist.common.artifacts import MANIFEST, list_versions, verify
+from shortlist.retrieval.eventlog import EventLog
+from shortlist.training.__main__ import build_parser
+from shortlist.training.datasets import DatasetError, load
+from shortlist.training.eventlog_data import extend_dataset
+from shortlist.training.fit import fit
 from tests.conftest import small_grid, small_params
-from training.__main__ import build_parser
-from training.datasets import DatasetError, load
-from training.eventlog_data import extend_dataset
-from training.fit import fit
 
 
 def write_log(path: Path) -> dict[str, int]:

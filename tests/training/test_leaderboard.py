@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from shortlist.common.catalog import ItemCatalog
+from shortlist.training.__main__ import main
+from shortlist.training.datasets import load
+from shortlist.training.evaluation import UNION
+from shortlist.training.leaderboard import COLUMNS, format_leaderboard, run
+from shortlist.training.metrics import intra_list_distance, novelty
+from shortlist.training.protocol import leave_last_out
+from shortlist.training.quality_doc import render, targets
+from shortlist.training.split import Events, encode
 from tests.conftest import small_grid, small_params, write_synthetic
-from training.__main__ import main
-from training.datasets import load
-from training.evaluation import UNION
-from training.leaderboard import COLUMNS, format_leaderboard, run
-from training.metrics import intra_list_distance, novelty
-from training.protocol import leave_last_out
-from training.quality_doc import render, targets
-from training.split import Events, encode
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_chosen_values_come_from_the_grid(report):
 
 
 def test_ablation_covers_every_feature(report):
-    from ranking.features import FEATURE_NAMES
+    from shortlist.ranking.features import FEATURE_NAMES
 
     removed = {f for r in report["ablation"][1:] for f in r["features"]}
     assert removed == set(FEATURE_NAMES)

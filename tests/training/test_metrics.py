@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from training.metrics import ap_at_k, hit_at_k, ndcg_at_k, recall_at_k
+from shortlist.training.metrics import ap_at_k, hit_at_k, ndcg_at_k, recall_at_k
 
 RANKED = np.array([10, 20, 30, 40, 50, 60], dtype=np.int64)
 

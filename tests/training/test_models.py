@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 from shortlist.common.catalog import ItemCatalog
-from training.datasets import load
-from training.models import fit_content, fit_models
-from training.params import FitParams
-from training.split import encode, holdout_last
+from shortlist.training.datasets import load
+from shortlist.training.models import fit_content, fit_models
+from shortlist.training.params import FitParams
+from shortlist.training.split import encode, holdout_last
 
 
 def test_previous_models_give_the_content_index_and_warm_als(synthetic_dir):

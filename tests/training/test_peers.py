@@ -12,8 +12,8 @@ import scipy.sparse as sp
 
 from shortlist.common.catalog import ItemCatalog
 from shortlist.common.vocab import Vocabulary
-from training.datasets import load
-from training.peers import (
+from shortlist.training.datasets import load
+from shortlist.training.peers import (
     MAX_ITEMS,
     Ease,
     EaseTooLarge,
@@ -24,8 +24,8 @@ from training.peers import (
     tune_als,
     tune_ease,
 )
-from training.protocol import export_split, leave_last_out
-from training.split import Events, encode, holdout_last
+from shortlist.training.protocol import export_split, leave_last_out
+from shortlist.training.split import Events, encode, holdout_last
 
 
 def closed_form(x: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from shortlist.common.vocab import Vocabulary
-from training.datasets import Dataset, Items
-from training.split import Events, dedupe, encode, holdout_last, user_order
+from shortlist.training.datasets import Dataset, Items
+from shortlist.training.split import Events, dedupe, encode, holdout_last, user_order
 
 
 def events(rows: list[tuple[int, int, int]], weights=None) -> Events:

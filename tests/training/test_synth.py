@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.datasets import load
-from training.synth import SPAN_S, START, generate
+from shortlist.training.datasets import load
+from shortlist.training.synth import SPAN_S, START, generate
 
 
 def test_synthetic_dataset_looks_like_interaction_data(tmp_path):

@@ -47,8 +47,10 @@ train: $(STAMP)
 retrain: $(STAMP)
 	$(BIN)/shortlist-train fit --dataset $(DATASET) --out $(ARTIFACTS)
 
+# The three servers on free ports around the demo client, which only talks to the gateway.
 demo: train
-	$(BIN)/python -m shortlist.gateway.demo --artifacts $(ARTIFACTS)
+	$(BIN)/python -m shortlist.common.stack run --artifacts $(ARTIFACTS) -- \
+		$(BIN)/python -m shortlist.clients.demo --target {gateway}
 
 # The servers in the foreground, restarted when one dies, until Ctrl-C. SERVE_ARGS: addresses
 # and metrics, e.g. SERVE_ARGS="--gateway-address 127.0.0.1:6051 --metrics" (see

@@ -1,17 +1,16 @@
-"""The Admin gRPC service (versions: list, pin, unpin), shared by retrieval and ranking."""
+"""The Admin gRPC service (versions: list, pin, unpin), shared by retrieval and ranking.
+
+Like the other services it only translates: failures are typed errors (``common.errors``) that
+the gRPC edge turns into status codes, and the edge writes the request's log line.
+"""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-import grpc
-
-from shortlist.common import versions
+from shortlist.common import edge, errors, validation, versions
 from shortlist.common.artifacts import ArtifactError
 from shortlist.v1 import admin_pb2, admin_pb2_grpc
-
-logger = logging.getLogger(__name__)
 
 
 class AdminService(admin_pb2_grpc.AdminServicer):
@@ -37,30 +36,28 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
     def SetVersion(self, request, context):
         wanted = request.version
+        edge.annotate(version=wanted[:64])
         if self.fixed_version:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"this server is fixed to version {self.fixed_version} by its "
-                          "*_VERSION setting")
-        if wanted and ("/" in wanted or "\\" in wanted or "\x00" in wanted
-                       or wanted.startswith(".") or len(wanted.encode()) > 255):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a version name: {wanted!r}")
+            raise errors.FailedPrecondition(
+                f"this server is fixed to version {self.fixed_version} by its *_VERSION "
+                "setting")
+        if wanted:
+            validation.check_version_name(wanted)
         try:
             if wanted:
                 versions.pin(self.root, wanted)
             else:
                 versions.unpin(self.root)
         except ArtifactError as exc:
-            code = (grpc.StatusCode.NOT_FOUND if "not found" in str(exc)
-                    else grpc.StatusCode.FAILED_PRECONDITION)
-            context.abort(code, str(exc))
+            if "not found" in str(exc):
+                raise errors.NotFound(str(exc)) from exc
+            raise errors.FailedPrecondition(str(exc)) from exc
         except OSError as exc:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"cannot pin {wanted!r}: {exc}")
+            raise errors.FailedPrecondition(f"cannot pin {wanted!r}: {exc}") from exc
         self.watcher.check_now(force=True)
         if wanted and self.watcher.serving != wanted:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"version {wanted} is pinned but could not be loaded: "
-                          f"{self.watcher.last_error}")
-        logger.info("version set", extra={"fields": {"pinned": wanted or None,
-                                                     "serving": self.watcher.serving}})
+            raise errors.FailedPrecondition(f"version {wanted} is pinned but could not be "
+                                            f"loaded: {self.watcher.last_error}")
+        edge.annotate(pinned=wanted or None, serving=self.watcher.serving)
         return admin_pb2.SetVersionResponse(serving=self.watcher.serving or "",
                                             pinned=self._pinned())

@@ -169,6 +169,19 @@ class Stack:
         return cls(artifacts, {name: free_port() for name in DEFAULT_PORTS}, **kw)
 
     @classmethod
+    def only(cls, name: str, artifacts: Path, metrics: bool = False, **kw) -> Stack:
+        """Server ``name`` alone on a free port, e.g. to measure it with settings in ``env``
+        (``start`` starts just it; several can run side by side); ``metrics``: /metrics too."""
+        if metrics:
+            kw.setdefault("metrics_ports", {name: free_port()})
+        return cls(artifacts, {name: free_port()}, **kw)
+
+    @property
+    def servers(self) -> list[str]:
+        """The servers this stack runs, in start order."""
+        return [name for name in START_ORDER if name in self.ports]
+
+    @classmethod
     def at(cls, artifacts: Path, addresses: Mapping[str, str], **kw) -> Stack:
         """A stack on given ``HOST:PORT`` addresses (by server name; the rest: defaults)."""
         ports, hosts = dict(DEFAULT_PORTS), {}
@@ -275,7 +288,7 @@ class Stack:
 
     def start(self, timeout_s: float = 120.0) -> Stack:
         try:
-            for name in START_ORDER:
+            for name in self.servers:
                 self.start_one(name, timeout_s)
         except BaseException:
             self.stop()

@@ -23,8 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from shortlist.common import artifacts
+from shortlist.common import artifacts, validation
 from shortlist.common.artifacts import MANIFEST, ArtifactError
+from shortlist.common.errors import InvalidArgument
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +35,12 @@ T = TypeVar("T")
 
 
 def _check_name(version: str) -> str:
-    """A version is a plain directory name under the root: no separators, not hidden."""
-    if (not isinstance(version, str) or not version or version.startswith(".")
-            or "/" in version or "\\" in version or Path(version).name != version):
-        raise ArtifactError(f"invalid version name: {version!r}")
-    return version
+    """A version is a plain directory name under the root (``validation.check_version_name``:
+    the same rule the admin RPCs apply), so a pin can never point outside the root."""
+    try:
+        return validation.check_version_name(version)
+    except InvalidArgument:
+        raise ArtifactError(f"invalid version name: {version!r}") from None
 
 
 def _fsync_dir(directory: Path) -> None:

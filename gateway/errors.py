@@ -1,19 +1,21 @@
-"""Gateway's typed errors; the service edge maps them to gRPC status codes."""
+"""Gateway's typed errors; the gRPC edge (``shortlist.common.edge``) maps each to its status."""
 
-import grpc
-
-
-class GatewayError(Exception):
-    code = grpc.StatusCode.UNKNOWN
+from shortlist.common import errors
 
 
-class InvalidRequest(GatewayError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+class GatewayError(errors.ServiceError):
+    """Base class for gateway failures."""
+
+
+class InvalidRequest(GatewayError, errors.InvalidArgument):
+    """The request is malformed."""
 
 
 class UpstreamFailed(GatewayError):
-    """Retrieval failed; carries its status so callers see NOT_FOUND/INVALID_ARGUMENT as is."""
+    """Retrieval or ranking failed. ``status`` is the upstream's own status when it describes
+    the caller's request (NOT_FOUND, INVALID_ARGUMENT, ...), so the caller sees it as is;
+    otherwise UNAVAILABLE: the dependency is down, the same request may succeed later."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, status: str, message: str) -> None:
         super().__init__(message)
-        self.code = code
+        self.status = status

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from shortlist.common import security, serving
+from shortlist.common.edge import Edge
 from shortlist.common.metrics import Metrics
 from shortlist.gateway.service import GatewayService
 from shortlist.gateway.settings import GatewaySettings
@@ -22,12 +23,13 @@ def create_server(settings: GatewaySettings) -> tuple[grpc.Server, int]:
     """
     credentials = security.server_credentials(settings)
     upstream = Upstream.from_settings(settings)
-    server = serving.new_server(settings.max_workers, settings.max_message_bytes,
-                                security.server_interceptors(settings),
-                                max_concurrent_rpcs=settings.max_concurrent_rpcs)
     metrics = Metrics("gateway")
+    # The token check first: a refused call never reaches the edge (nor the service).
+    server = serving.new_server(settings.max_workers, settings.max_message_bytes,
+                                [*security.server_interceptors(settings), Edge(metrics)],
+                                max_concurrent_rpcs=settings.max_concurrent_rpcs)
     gateway_pb2_grpc.add_GatewayServicer_to_server(
-        GatewayService(settings, upstream, metrics), server)
+        GatewayService(settings, upstream), server)
     health = serving.add_health_and_reflection(server, [SERVICE])
     try:
         port = serving.bind(server, settings.address, credentials)

@@ -20,7 +20,9 @@ class GatewaySettings(ServerSettings):
     max_workers: int = Field(16, ge=1, description="gRPC worker threads")
     default_k: int = Field(10, ge=1, description="k used when a request leaves it at 0")
     max_k: int = Field(100, ge=1, description="largest k a caller may ask for")
-    candidates: int = Field(300, ge=1, description="candidates requested from retrieval")
+    candidates: int = Field(0, ge=0, description="candidates requested from retrieval; 0 (the "
+                                                 "default): the count tuning chose, which the "
+                                                 "artifact holds; set: override it")
     request_timeout_s: float = Field(1.0, gt=0,
                                      description="budget for a Recommend without a deadline")
     retrieval_timeout_s: float = Field(0.5, gt=0, description="deadline for each retrieval call")

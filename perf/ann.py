@@ -6,12 +6,12 @@ faster than simply scanning every item? Both are measured in one run, on the sam
 per call as the retrieval server issues them, single-threaded on both sides
 (``OPENBLAS_NUM_THREADS=1`` for numpy, ``num_threads=1`` in hnswlib).
 
-The indices are the project's own (``retrieval.hnsw``): ``MipsIndex`` (ALS item factors,
-norm-augmented, inserted largest norm first) and ``HnswIndex`` in cosine space (content
-vectors). They are built in chunks only to show progress and to use ``--build-threads``;
-with one thread the chunked build is byte-identical to ``MipsIndex.build`` /
-``HnswIndex.build`` (tests/perf checks it), with more threads insertion interleaves a little,
-as in any parallel hnswlib build.
+The indices are the project's own (``retrieval.hnsw``), as the ALS and content generators
+serve them: ``MipsIndex`` (ALS item factors, norm-augmented, inserted largest norm first) and
+``CosineIndex`` (content vectors). They are built in chunks only to show progress and to use
+``--build-threads``; with one thread the chunked build is byte-identical to
+``MipsIndex.build`` / ``CosineIndex.build`` (tests/perf checks it), with more threads insertion
+interleaves a little, as in any parallel hnswlib build.
 
 Exact scan (the fair numpy baseline): float32 C-contiguous item matrix, a preallocated score
 buffer, ``np.matmul(items, q, out=scores)``, ``np.argpartition`` for the top N, then the N
@@ -62,8 +62,8 @@ from tqdm import tqdm
 
 from shortlist.common.artifacts import read_manifest, resolve
 from shortlist.retrieval.bundle import RetrievalModels
-from shortlist.retrieval.candidates import RetrievalConfig
-from shortlist.retrieval.hnsw import HnswIndex, MipsIndex, augment_items
+from shortlist.retrieval.generators import AlsGenerator, ContentGenerator, default_registry
+from shortlist.retrieval.hnsw import CosineIndex, HnswIndex, MipsIndex, augment_items
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,12 @@ WARMUP = 10
 # Taste vectors of synthetic queries average this many items of one cluster.
 TASTE_ITEMS = 5
 
-Index = HnswIndex | MipsIndex
+Index = HnswIndex | MipsIndex | CosineIndex
+
+
+def default_top_n(name: str) -> int:
+    """A generator's default candidate count: how many items its index is asked for."""
+    return int(default_registry().get(name).Config().candidates)
 
 
 @dataclass
@@ -136,7 +141,7 @@ def synthetic_specs(n_items: int, dim: int = 64, n_queries: int = 500, seed: int
                                                                   dtype=np.float32)
         specs.append(IndexSpec(
             "als", "mips", als, np.ascontiguousarray(queries, dtype=np.float32),
-            top_n or RetrievalConfig().als_candidates,
+            top_n or default_top_n("als"),
             "a random cluster centre plus item-scale noise (a user near one taste)"))
     if content is not None:
         order = np.argsort(assign, kind="stable")
@@ -151,7 +156,7 @@ def synthetic_specs(n_items: int, dim: int = 64, n_queries: int = 500, seed: int
             queries[i] = content[picks].mean(axis=0)
         specs.append(IndexSpec(
             "content", "cosine", content, _unit_rows(queries),
-            top_n or RetrievalConfig().content_candidates,
+            top_n or default_top_n("content"),
             f"taste vector: normalised mean of {TASTE_ITEMS} items of one cluster"))
     return specs
 
@@ -172,10 +177,17 @@ def artifact_specs(root: Path, version: str = "", n_queries: int = 500, seed: in
     published = {"m": int(params.get("hnsw_m", models.hnsw.m)),
                  "ef_construction": int(params.get("hnsw_ef_construction",
                                                    models.hnsw.ef_construction))}
+    chosen = params.get("generators", {})
+
+    def count(name: str, gen: AlsGenerator | ContentGenerator) -> int:
+        """N: the candidate count the manifest records (tuning's choice), else the config's."""
+        return top_n or int(chosen.get(name, {}).get("candidates", gen.config.candidates))
+
     n_items = len(models.catalog)
-    if "als" in names and models.als is not None and models.als_index is not None:
-        factors = np.ascontiguousarray(models.als.item_factors, dtype=np.float32)
-        users = models.als.user_factors
+    als = models.generators.get("als")
+    if "als" in names and isinstance(als, AlsGenerator) and als.index is not None:
+        factors = np.ascontiguousarray(als.model.item_factors, dtype=np.float32)
+        users = als.model.user_factors
         live = np.flatnonzero(np.abs(users).sum(axis=1) > 0) if len(users) else users[:0, 0]
         if len(live):
             pick = rng.choice(live, size=min(n_queries, len(live)), replace=False)
@@ -189,17 +201,14 @@ def artifact_specs(root: Path, version: str = "", n_queries: int = 500, seed: in
             source = "random item factors plus 10% noise (no user factors saved)"
         specs.append(IndexSpec(
             "als", "mips", factors, np.ascontiguousarray(queries, dtype=np.float32),
-            top_n or int(params.get("als_candidates", models.config.als_candidates)), source,
-            published=models.als_index, published_params=published))
-    if "content" in names and models.content is not None and models.content_index is not None:
-        vectors = np.ascontiguousarray(_unit_rows(models.content.vectors), dtype=np.float32)
-        generator = models.generator()
+            count("als", als), source, published=als.index, published_params=published))
+    content = models.generators.get("content")
+    if "content" in names and isinstance(content, ContentGenerator) and content.index is not None:
+        vectors = np.ascontiguousarray(_unit_rows(content.model.vectors), dtype=np.float32)
         order = rng.permutation(models.history.n_users)
         queries_list = []
         for user in order:
-            items, stamps, _ = models.history.events(int(user))
-            items, stamps = items[items < n_items], stamps[items < n_items]
-            taste = generator.taste_vector(items, stamps)
+            taste = content.taste(models.user_state(int(user)))
             if taste is not None and np.any(taste):
                 queries_list.append(taste)
             if len(queries_list) >= n_queries:
@@ -211,8 +220,8 @@ def artifact_specs(root: Path, version: str = "", n_queries: int = 500, seed: in
             source = f"normalised mean of {TASTE_ITEMS} random items (no history)"
         specs.append(IndexSpec(
             "content", "cosine", vectors, np.asarray(queries_list, dtype=np.float32),
-            top_n or int(params.get("content_candidates", models.config.content_candidates)),
-            source, published=models.content_index, published_params=published))
+            count("content", content), source, published=content.index,
+            published_params=published))
     if not specs:
         raise ValueError(f"{version_dir}: none of {list(names)} has an index in this version")
     return specs
@@ -244,7 +253,8 @@ def build_index(spec: IndexSpec, m: int, ef_construction: int, seed: int = 42,
             labels = order[lo:lo + chunk]
             raw.add_items(vectors[labels], labels, num_threads=threads)
             bar.update(len(labels))
-    return MipsIndex(graph, spec.vectors) if spec.space == "mips" else graph
+    return (MipsIndex(graph, spec.vectors) if spec.space == "mips"
+            else CosineIndex(graph, spec.vectors))
 
 
 def index_bytes(index: Index) -> int:
@@ -256,7 +266,7 @@ def index_bytes(index: Index) -> int:
 
 
 def _set_ef(index: Index, ef: int) -> None:
-    (index.index if isinstance(index, MipsIndex) else index).set_ef(ef)
+    (index if isinstance(index, HnswIndex) else index.index).set_ef(ef)
 
 
 # -- measuring --------------------------------------------------------------------------------

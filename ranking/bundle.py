@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from shortlist.common.artifacts import read_json, write_json
+from shortlist.common.artifacts import ArtifactError, read_json, write_json
 from shortlist.common.catalog import ItemCatalog
 from shortlist.ranking.features import ItemStats
 from shortlist.ranking.pipeline import RankingConfig, RankingPipeline
@@ -32,10 +32,17 @@ class RankingModels:
             self.catalog.save(root / CATALOG)
         self.ranker.save(d / "ranker.txt")
         self.stats.save(d)
-        write_json(d / "config.json", asdict(self.config))
+        write_json(d / "config.json", {**self.config.to_json(),
+                                       "spaces": sorted(self.stats.spaces),
+                                       "diversity_space": self.stats.diversity_space})
 
     @classmethod
     def load(cls, root: Path) -> RankingModels:
         d = root / DIR
+        data = read_json(d / "config.json")
+        if "features" not in data:
+            raise ArtifactError(f"{root}: written by an older Shortlist (no feature spec in "
+                                f"{DIR}/config.json); fit it again")
         return cls(ItemCatalog.load(root / CATALOG), LambdaRanker.load(d / "ranker.txt"),
-                   ItemStats.load(d), RankingConfig(**read_json(d / "config.json")))
+                   ItemStats.load(d, data["spaces"], data["diversity_space"]),
+                   RankingConfig.from_json(data))

@@ -1,9 +1,19 @@
-"""Ranking's typed errors; the service edge maps them to gRPC status codes."""
+"""Ranking's typed errors; the gRPC edge maps each to the status its base class names."""
+
+from shortlist.common import errors
 
 
-class RankingError(Exception):
+class RankingError(errors.ServiceError):
     """Base class for ranking failures."""
 
 
-class InvalidRequest(RankingError):
-    """The request is malformed (maps to INVALID_ARGUMENT)."""
+class InvalidRequest(RankingError, errors.InvalidArgument):
+    """The request is malformed."""
+
+
+class NotReady(RankingError, errors.Unavailable):
+    """No version is loaded yet."""
+
+
+class VersionNotLoaded(RankingError, errors.FailedPrecondition):
+    """The request names a version this server does not hold (retrieval swapped first)."""

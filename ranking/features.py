@@ -1,39 +1,63 @@
 """Ranker features: the one definition that training and the ranking server both call.
 
-Inputs are what retrieval knows about each candidate for this user (generator scores and
-ranks, ALS and taste similarity) plus item-side statistics owned by ranking.
+Inputs are what retrieval knows about each candidate for this user (every generator's score,
+rank and affinity, in the candidate contract) plus item-side statistics owned by ranking.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-GENERATORS = ("als", "content", "trending")
+from shortlist.common.candidates import Candidates
+
 DAY = 86400.0
 
-FEATURE_NAMES = [
-    *(f"{g}_{kind}" for g in GENERATORS for kind in ("gen_score", "gen_rank")),
-    "n_sources",
-    "retrieval_rank",
-    "retrieval_score",
-    "als_score",
-    "taste_score",
-    "recent_sim",
-    "recent5_sim_max",
-    "als_recent_sim",
-    "als_recent5_sim_max",
-    "popularity",
-    "trending",
-    "pop_at_user_time",
-    "item_age_days",
-    "item_age_at_user_time",
-    "history_length",
-    "genre_affinity",
-]
+# Item-side features every ranker has, after the per-generator and per-space ones.
+ITEM_FEATURES = ("popularity", "trending")
+# Features that compare an item's history with the user's moment; meaningless without real
+# timestamps, so a spec without time leaves them out.
+TIME_FEATURES = ("pop_at_user_time", "item_age_days", "item_age_at_user_time")
+USER_FEATURES = ("history_length", "genre_affinity")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which features a ranker was trained on: derived from the generators and similarity
+    spaces of its artifact, so adding a generator adds its columns and nothing else moves."""
+
+    generators: tuple[str, ...]
+    spaces: tuple[str, ...]  # item similarity spaces (a generator's item vectors), by name
+    time: bool = True  # the data has real timestamps
+
+    @property
+    def names(self) -> list[str]:
+        return [
+            *(f"{g}_{kind}" for g in self.generators for kind in ("score", "rank", "affinity")),
+            "n_sources", "retrieval_rank", "retrieval_score",
+            *(f"{s}_{kind}" for s in self.spaces for kind in self.similarity_kinds),
+            *ITEM_FEATURES, *(TIME_FEATURES if self.time else ()), *USER_FEATURES,
+        ]
+
+    @property
+    def similarity_kinds(self) -> tuple[str, str]:
+        """With time: similarity to the most recent item and the best of the five latest.
+        Without, "recent" means nothing: the best and the mean over the items carried."""
+        return ("recent_sim", "recent5_sim_max") if self.time else ("history_sim_max",
+                                                                    "history_sim_mean")
+
+    def to_json(self) -> dict:
+        return {"generators": list(self.generators), "spaces": list(self.spaces),
+                "time": self.time}
+
+    @classmethod
+    def from_json(cls, data: dict) -> FeatureSpec:
+        return cls(tuple(data["generators"]), tuple(data["spaces"]), bool(data["time"]))
+
 
 _KEY_SPAN = np.int64(1) << 33  # > any unix time in seconds until the year 2242
 
@@ -74,13 +98,23 @@ class ItemStats:
     trending: np.ndarray  # time-decayed popularity
     first_seen: np.ndarray  # int64 unix seconds of the first interaction
     genres: sp.csr_matrix  # items x categories, 0/1
-    vectors: np.ndarray  # content unit vectors (also used by MMR)
+    # Unit item vectors by space name (a generator's item vectors): "similar" means a large
+    # dot product. The diversity space is also what MMR and intra-list diversity use.
+    spaces: dict[str, np.ndarray]
     now: int
-    als_vectors: np.ndarray  # unit-normalised ALS item factors (item-item similarity)
     times_indptr: np.ndarray  # per-item event times, CSR: times[indptr[i]:indptr[i+1]]
     times: np.ndarray | None  # int64, sorted within each item; None once compacted
     # item * 2**33 + time per event, sorted: what count_between searches (built on demand)
     time_keys: np.ndarray | None = field(default=None, repr=False)
+    diversity_space: str = ""  # "" when there is none: MMR then keeps relevance order
+
+    @property
+    def diversity(self) -> np.ndarray:
+        """Unit vectors MMR diversifies in (all zeros, i.e. no similarity, without a space)."""
+        vectors = self.spaces.get(self.diversity_space)
+        if vectors is None:
+            return np.zeros((len(self.popularity), 1), np.float32)
+        return vectors
 
     @staticmethod
     def event_times(items: np.ndarray, timestamps: np.ndarray,
@@ -103,10 +137,8 @@ class ItemStats:
         row = np.zeros((1, self.genres.shape[1]), dtype=np.float32)
         row[0, [c for c in genre_columns if 0 <= c < self.genres.shape[1]]] = 1.0
         self.genres = sp.vstack([self.genres, sp.csr_matrix(row)], format="csr")
-        self.vectors = np.vstack([self.vectors, np.zeros((1, self.vectors.shape[1]),
-                                                         self.vectors.dtype)])
-        self.als_vectors = np.vstack([self.als_vectors, np.zeros(
-            (1, self.als_vectors.shape[1]), self.als_vectors.dtype)])
+        self.spaces = {name: np.vstack([v, np.zeros((1, v.shape[1]), v.dtype)])
+                       for name, v in self.spaces.items()}
         self.times_indptr = np.append(self.times_indptr, self.times_indptr[-1])
         return idx
 
@@ -159,45 +191,25 @@ class ItemStats:
                  genre_indptr=self.genres.indptr, genre_indices=self.genres.indices,
                  genre_shape=np.asarray(self.genres.shape), times_indptr=self.times_indptr,
                  time_keys=self.time_keys)
-        np.save(directory / "item_vectors.npy", self.vectors, allow_pickle=False)
-        np.save(directory / "als_vectors.npy", self.als_vectors, allow_pickle=False)
+        for name, vectors in self.spaces.items():
+            np.save(directory / f"space_{name}.npy", vectors, allow_pickle=False)
 
     @classmethod
-    def load(cls, directory: Path) -> ItemStats:
+    def load(cls, directory: Path, space_names: Sequence[str],
+             diversity_space: str = "") -> ItemStats:
         with np.load(directory / "item_stats.npz", allow_pickle=False) as z:
             indices = z["genre_indices"]
             genres = sp.csr_matrix(
                 (np.ones(len(indices), np.float32), indices, z["genre_indptr"]),
                 shape=tuple(z["genre_shape"]),
             )
-            stats = cls(z["popularity"], z["trending"], z["first_seen"], genres,
-                        np.load(directory / "item_vectors.npy", allow_pickle=False),
-                        int(z["now"]),
-                        np.load(directory / "als_vectors.npy", allow_pickle=False),
-                        z["times_indptr"], None)
-            if "time_keys" in z.files:
-                stats.time_keys = z["time_keys"]
-            else:  # written before the keys were saved: derive them, in place
-                stats.time_keys = _keys_in_place(z["times"], stats.times_indptr)
+            spaces = {name: np.load(directory / f"space_{name}.npy", allow_pickle=False)
+                      for name in space_names}
+            stats = cls(z["popularity"], z["trending"], z["first_seen"], genres, spaces,
+                        int(z["now"]), z["times_indptr"], None,
+                        diversity_space=diversity_space)
+            stats.time_keys = z["time_keys"]
             return stats
-
-
-@dataclass
-class RankingInput:
-    """One user's candidates, as retrieval described them."""
-
-    items: np.ndarray  # int64 item indices
-    gen_scores: np.ndarray  # (n, len(GENERATORS)), NaN where the generator did not propose
-    gen_ranks: np.ndarray  # (n, len(GENERATORS)), 0 where the generator did not propose
-    retrieval_score: np.ndarray
-    als_score: np.ndarray
-    taste_score: np.ndarray
-    history_length: int
-    recent_items: np.ndarray  # newest first, item indices (unknown ones dropped)
-    user_time: int  # unix time of the user's latest event
-
-    def __len__(self) -> int:
-        return len(self.items)
 
 
 def _csr_rows(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -215,27 +227,39 @@ def _csr_rows(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return owner, m.indices[flat], m.data[flat]
 
 
-def build_features(inp: RankingInput, stats: ItemStats) -> np.ndarray:
-    """(n_candidates, len(FEATURE_NAMES)) float32 matrix; NaN means 'not available'."""
-    n = len(inp)
-    items = inp.items
-    cols: list[np.ndarray] = []
-    ranks = inp.gen_ranks.astype(np.float32)
-    ranks[inp.gen_ranks <= 0] = np.nan
-    for g in range(len(GENERATORS)):
-        cols.append(inp.gen_scores[:, g].astype(np.float32))
-        cols.append(ranks[:, g])
-    cols.append((inp.gen_ranks > 0).sum(axis=1).astype(np.float32))
-    cols.append(np.arange(1, n + 1, dtype=np.float32))
-    cols.append(inp.retrieval_score.astype(np.float32))
-    cols.append(inp.als_score.astype(np.float32))
-    cols.append(inp.taste_score.astype(np.float32))
+def build_features(cands: Candidates, stats: ItemStats, spec: FeatureSpec) -> np.ndarray:
+    """(n_candidates, len(spec.names)) float32 matrix; NaN means 'not available'.
 
-    recent = inp.recent_items[inp.recent_items < len(stats)]
-    for space in (stats.vectors, stats.als_vectors):
-        if len(recent):
-            sims = space[items] @ space[recent[:5]].T
-            cols.append(sims[:, 0].astype(np.float32))
+    Generators are matched by name: one the candidates lack gives NaN columns, one the spec
+    lacks is ignored, so a ranker keeps working when retrieval's generators change.
+    """
+    cands = cands.reorder(spec.generators)
+    n = len(cands)
+    if n == 0:
+        return np.zeros((0, len(spec.names)), np.float32)
+    items = cands.items
+    cols: list[np.ndarray] = []
+    ranks = cands.ranks.astype(np.float32)
+    ranks[cands.ranks <= 0] = np.nan
+    for g in range(len(spec.generators)):
+        cols.append(cands.scores[:, g].astype(np.float32))
+        cols.append(ranks[:, g])
+        cols.append(cands.affinity[:, g].astype(np.float32))
+    cols.append((cands.ranks > 0).sum(axis=1).astype(np.float32))
+    cols.append(np.arange(1, n + 1, dtype=np.float32))
+    cols.append(cands.retrieval_score.astype(np.float32))
+
+    recent = cands.recent_items[cands.recent_items < len(stats)]
+    for name in spec.spaces:
+        space = stats.spaces.get(name)
+        if len(recent) and space is not None:
+            if spec.time:
+                sims = space[items] @ space[recent[:5]].T
+                cols.append(sims[:, 0].astype(np.float32))
+            else:
+                sims = space[items] @ space[recent].T
+                cols.append(sims.max(axis=1).astype(np.float32))
+                sims = sims.mean(axis=1, keepdims=True)
             cols.append(sims.max(axis=1).astype(np.float32))
         else:
             cols.append(np.full(n, np.nan, np.float32))
@@ -243,11 +267,13 @@ def build_features(inp: RankingInput, stats: ItemStats) -> np.ndarray:
 
     cols.append(stats.popularity[items].astype(np.float32))
     cols.append(stats.trending[items].astype(np.float32))
-    window = int(POP_WINDOW_DAYS * DAY)
-    cols.append(np.log1p(stats.count_between(items, inp.user_time - window, inp.user_time)))
-    cols.append(((stats.now - stats.first_seen[items]) / DAY).astype(np.float32))
-    cols.append(((inp.user_time - stats.first_seen[items]) / DAY).astype(np.float32))
-    cols.append(np.full(n, np.log1p(inp.history_length), np.float32))
+    if spec.time:
+        window = int(POP_WINDOW_DAYS * DAY)
+        cols.append(np.log1p(stats.count_between(items, cands.user_time - window,
+                                                 cands.user_time)))
+        cols.append(((stats.now - stats.first_seen[items]) / DAY).astype(np.float32))
+        cols.append(((cands.user_time - stats.first_seen[items]) / DAY).astype(np.float32))
+    cols.append(np.full(n, np.log1p(cands.history_length), np.float32))
 
     if len(recent):
         genres = stats.genres  # one reference: append_item may replace it meanwhile
@@ -259,5 +285,4 @@ def build_features(inp: RankingInput, stats: ItemStats) -> np.ndarray:
         cols.append((matched / n_genres).astype(np.float32))
     else:
         cols.append(np.full(n, np.nan, np.float32))
-    return np.column_stack(cols).astype(np.float32) if n else np.zeros(
-        (0, len(FEATURE_NAMES)), np.float32)
+    return np.column_stack(cols).astype(np.float32)

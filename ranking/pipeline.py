@@ -3,48 +3,113 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from shortlist.ranking.features import FEATURE_NAMES, ItemStats, RankingInput, build_features
+from shortlist.common.candidates import Candidates
+from shortlist.ranking.features import FeatureSpec, ItemStats, build_features
 from shortlist.ranking.mmr import mmr
 from shortlist.ranking.ranker import LambdaRanker
+
+RANKER = "ranker"
+RETRIEVAL = "retrieval"
+GENERATOR = "generator:"  # + a generator's name
 
 
 @dataclass
 class RankingConfig:
+    """What ranking does with a version's models; chosen in training, saved with them.
+
+    ``order`` is the configuration served: "ranker" (the LightGBM model, then MMR), or, when
+    training found that the ranker loses to something simpler on validation, "generator:NAME"
+    (that generator's own order over the candidates) or "retrieval" (the merged order).
+    """
+
     mmr_lambda: float = 0.8
     mmr_top_n: int = 50
+    features: FeatureSpec = field(default_factory=lambda: FeatureSpec((), ()))
+    order: str = RANKER
+
+    def to_json(self) -> dict:
+        return {"mmr_lambda": self.mmr_lambda, "mmr_top_n": self.mmr_top_n,
+                "features": self.features.to_json(), "order": self.order}
+
+    @classmethod
+    def from_json(cls, data: dict) -> RankingConfig:
+        return cls(float(data["mmr_lambda"]), int(data["mmr_top_n"]),
+                   FeatureSpec.from_json(data["features"]), str(data.get("order", RANKER)))
+
+
+def configuration_name(order: str, mmr_lambda: float) -> str:
+    """How a response names what served it: "ranker+mmr", "ranker", "generator:NAME" or
+    "retrieval"."""
+    if order == RANKER:
+        return "ranker+mmr" if mmr_lambda < 1.0 else "ranker"
+    return order
 
 
 class RankingPipeline:
     def __init__(self, ranker: LambdaRanker, stats: ItemStats, config: RankingConfig) -> None:
-        names = ranker.booster.feature_name() if ranker.booster is not None else FEATURE_NAMES
-        if list(names) != FEATURE_NAMES:
-            raise ValueError(f"ranker features {names} differ from {FEATURE_NAMES}")
+        names = config.features.names
+        if ranker.booster is not None and list(ranker.booster.feature_name()) != names:
+            raise ValueError(f"ranker features {ranker.booster.feature_name()} differ from "
+                             f"the spec's {names}")
         self.ranker = ranker
         self.stats = stats
         self.config = config
 
-    def rank(self, inp: RankingInput, k: int,
-             mmr_lambda: float | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-        """(positions into ``inp.items`` in final order, their ranker scores, timings)."""
+    def features(self, cands: Candidates) -> np.ndarray:
+        return build_features(cands, self.stats, self.config.features)
+
+    def configuration(self, mmr_lambda: float | None = None) -> str:
+        lam = self.config.mmr_lambda if mmr_lambda is None else mmr_lambda
+        return configuration_name(self.config.order, lam)
+
+    def rank(self, cands: Candidates, k: int, mmr_lambda: float | None = None,
+             order: str | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        """(positions into ``cands.items`` in final order, their scores, timings).
+
+        ``order`` overrides the configured one (evaluation compares them); scores are the
+        ranker's, or the generator's own (0 where it did not propose), or the merged score.
+        """
+        order = order or self.config.order
         timings: dict[str, float] = {}
+        if order != RANKER:
+            t0 = time.perf_counter()
+            picked, scores = self._simple_order(cands, k, order)
+            timings["order"] = (time.perf_counter() - t0) * 1e3
+            return picked, scores, timings
         t0 = time.perf_counter()
-        x = build_features(inp, self.stats)
+        x = self.features(cands)
         timings["features"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         scores = self.ranker.predict(x)
         timings["model"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
-        picked = self.diversify(inp.items, scores, k, mmr_lambda)
+        picked = self.diversify(cands.items, scores, k, mmr_lambda)
         timings["mmr"] = (time.perf_counter() - t0) * 1e3
         return picked, scores[picked], timings
+
+    @staticmethod
+    def _simple_order(cands: Candidates, k: int, order: str) -> tuple[np.ndarray, np.ndarray]:
+        n = len(cands)
+        if order == RETRIEVAL:
+            picked = np.arange(min(k, n))
+            return picked, cands.retrieval_score[picked].astype(np.float32)
+        col = cands.column(order.removeprefix(GENERATOR))
+        if col is None:  # the generator proposed nothing here: the merged order stands
+            picked = np.arange(min(k, n))
+            return picked, np.zeros(len(picked), np.float32)
+        ranks = cands.ranks[:, col].astype(np.int64)
+        ranks[ranks <= 0] = np.iinfo(np.int64).max  # not proposed: after, in merged order
+        picked = np.lexsort((np.arange(n), ranks))[:k]
+        scores = np.nan_to_num(cands.scores[picked, col], nan=0.0).astype(np.float32)
+        return picked, scores
 
     def diversify(self, items: np.ndarray, scores: np.ndarray, k: int,
                   mmr_lambda: float | None = None) -> np.ndarray:
         """Positions of the final k: MMR over the ``mmr_top_n`` best-scored candidates."""
         lam = self.config.mmr_lambda if mmr_lambda is None else mmr_lambda
         top = np.argsort(-scores, kind="stable")[: max(k, self.config.mmr_top_n)]
-        return top[mmr(scores[top], self.stats.vectors[items[top]], k, lam)]
+        return top[mmr(scores[top], self.stats.diversity[items[top]], k, lam)]

@@ -10,11 +10,13 @@ import grpc
 
 from shortlist.common import artifacts, security, serving
 from shortlist.common.admin import AdminService
+from shortlist.common.edge import Edge
 from shortlist.common.metrics import Metrics
 from shortlist.common.versions import VersionWatcher
 from shortlist.ranking.bundle import RankingModels
-from shortlist.ranking.service import Loaded, RankingService
+from shortlist.ranking.service import RankingService
 from shortlist.ranking.settings import RankingSettings
+from shortlist.ranking.state import LoadedVersion, RankingState
 from shortlist.v1 import admin_pb2, admin_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -23,7 +25,7 @@ SERVICE = ranking_pb2.DESCRIPTOR.services_by_name["Ranking"].full_name
 ADMIN = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
 
 
-def load_models(settings: RankingSettings, path: Path) -> Loaded:
+def load_models(settings: RankingSettings, path: Path) -> LoadedVersion:
     """Load one (already verified) version."""
     start = time.perf_counter()
     manifest = artifacts.read_manifest(path)
@@ -34,7 +36,7 @@ def load_models(settings: RankingSettings, path: Path) -> Loaded:
         "version": manifest.version, "items": len(models.catalog),
         "trees": models.ranker.booster.num_trees(),
         "seconds": round(time.perf_counter() - start, 2)}})
-    return Loaded(models, models.pipeline(), manifest.version)
+    return LoadedVersion.of(models, manifest.version)
 
 
 def create_server(settings: RankingSettings) -> tuple[grpc.Server, int]:
@@ -46,12 +48,14 @@ def create_server(settings: RankingSettings) -> tuple[grpc.Server, int]:
     """
     credentials = security.server_credentials(settings)
     metrics = Metrics("ranking")
-    service = RankingService(settings, metrics)
+    state = RankingState()
+    service = RankingService(settings, state)
     watcher = VersionWatcher(settings.artifacts, lambda path: load_models(settings, path),
-                             service.install, settings.reload_interval_s, settings.version)
+                             state.install, settings.reload_interval_s, settings.version)
     watcher.target()  # a missing or empty artifact root: one ArtifactError, before any port
+    # The token check first: a refused call never reaches the edge (nor the service).
     server = serving.new_server(settings.max_workers, settings.max_message_bytes,
-                                security.server_interceptors(settings),
+                                [*security.server_interceptors(settings), Edge(metrics)],
                                 max_concurrent_rpcs=settings.max_concurrent_rpcs)
     ranking_pb2_grpc.add_RankingServicer_to_server(service, server)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminService(settings.artifacts, watcher,
@@ -63,7 +67,7 @@ def create_server(settings: RankingSettings) -> tuple[grpc.Server, int]:
     try:
         server.start()
         watcher.check_now()
-        if service.current is None:
+        if not state.ready:
             raise artifacts.ArtifactError(watcher.last_error or f"{settings.artifacts}: "
                                           "nothing to serve")
     except BaseException:

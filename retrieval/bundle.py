@@ -1,31 +1,34 @@
-"""Retrieval's part of an artifact version: save from training, load for serving."""
+"""Retrieval's part of an artifact version: save from training, load for serving.
+
+Layout under ``retrieval/``: ``users.npy``, ``history.npz``, ``config.json`` (the merge
+settings, HNSW parameters, reference time, and each generator's name and config in merge
+order) and one directory per generator under ``generators/``, written by the generator.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from shortlist.common.artifacts import read_json, write_json
+from shortlist.common.artifacts import ArtifactError, read_json, write_json
 from shortlist.common.catalog import ItemCatalog
 from shortlist.common.vocab import Vocabulary
-from shortlist.retrieval.als import AlsModel
-from shortlist.retrieval.candidates import CandidateGenerator, RetrievalConfig
-from shortlist.retrieval.content import ContentModel
+from shortlist.retrieval.candidates import CandidateSource, RetrievalConfig
+from shortlist.retrieval.generators import (
+    Generator,
+    HnswParams,
+    Registry,
+    UserState,
+    config_of,
+    default_registry,
+)
 from shortlist.retrieval.history import UserHistory
-from shortlist.retrieval.hnsw import HnswIndex, MipsIndex
-from shortlist.retrieval.trending import TrendingModel
 
 CATALOG = "catalog.json"
 DIR = "retrieval"
-
-
-@dataclass
-class HnswParams:
-    m: int = 16
-    ef_construction: int = 200
-    ef: int = 200
 
 
 @dataclass
@@ -33,21 +36,36 @@ class RetrievalModels:
     catalog: ItemCatalog
     users: Vocabulary
     history: UserHistory
-    trending: TrendingModel
-    content: ContentModel | None
-    content_index: HnswIndex | None
-    als: AlsModel | None
-    als_index: MipsIndex | None
+    generators: dict[str, Generator]  # merge order
     config: RetrievalConfig
     hnsw: HnswParams
     now: int
     # Seconds each generator took to fit (training reports only; not saved).
     fit_seconds: dict[str, float] = field(default_factory=dict)
 
-    def generator(self) -> CandidateGenerator:
-        return CandidateGenerator(len(self.catalog), self.trending, self.content,
-                                  self.content_index, self.als, self.als_index, self.now,
-                                  self.config)
+    def source(self) -> CandidateSource:
+        return CandidateSource(self.generators, self.config)
+
+    def user_state(self, user: int, recent: np.ndarray | None = None) -> UserState:
+        """What the generators need to know of user index ``user`` (-1: unknown)."""
+        items, stamps, weights = self.history.events(user)
+        return UserState.of(user, items, stamps, weights,
+                            np.zeros(0, np.int64) if recent is None else recent, self.now,
+                            stored=not self.history.has_overlay(user))
+
+    def item_vectors(self) -> dict[str, np.ndarray]:
+        """Each generator's item similarity space (what ranking's features compare in)."""
+        out = {}
+        for name, gen in self.generators.items():
+            vectors = gen.item_vectors()
+            if vectors is not None:
+                out[name] = vectors
+        return out
+
+    def with_generator_config(self, name: str, **values) -> None:
+        """Change serving-time values of one generator's config (counts, half-lives)."""
+        gen = self.generators[name]
+        gen.config = dataclasses.replace(gen.config, **values)
 
     def save(self, root: Path) -> None:
         d = root / DIR
@@ -56,39 +74,40 @@ class RetrievalModels:
             self.catalog.save(root / CATALOG)
         self.users.save(d / "users.npy")
         self.history.save(d / "history.npz")
-        self.trending.save(d / "trending.npy")
-        if self.content is not None and self.content_index is not None:
-            self.content.save(d / "content")
-            self.content_index.save(d / "content" / "index.bin")
-        if self.als is not None and self.als_index is not None:
-            self.als.save(d / "als")
-            self.als_index.save(d / "als" / "index.bin")
+        for name, gen in self.generators.items():
+            gen.save(d / "generators" / name)
         write_json(d / "config.json", {
-            "candidates": asdict(self.config), "hnsw": asdict(self.hnsw), "now": self.now,
-            "trending_half_life_days": self.trending.half_life_days,
+            "merge": asdict(self.config), "hnsw": asdict(self.hnsw), "now": self.now,
+            "generators": [{"name": n, "config": asdict(g.config)}
+                           for n, g in self.generators.items()],
         })
 
     @classmethod
-    def load(cls, root: Path, ef: int | None = None) -> RetrievalModels:
+    def load(cls, root: Path, ef: int | None = None,
+             registry: Registry | None = None) -> RetrievalModels:
+        registry = registry or default_registry()
         d = root / DIR
         cfg = read_json(d / "config.json")
+        if "generators" not in cfg:
+            raise ArtifactError(f"{root}: written by an older Shortlist (no generator list in "
+                                f"{DIR}/config.json); fit it again")
         hnsw = HnswParams(**cfg["hnsw"])
-        ef = ef or hnsw.ef
-        content = content_index = als = als_index = None
-        if (d / "content" / "index.bin").is_file():
-            content = ContentModel.load(d / "content")
-            content_index = HnswIndex.load(d / "content" / "index.bin", "cosine",
-                                           content.vectors.shape[1], ef)
-        if (d / "als" / "index.bin").is_file():
-            als = AlsModel.load(d / "als")
-            als_index = MipsIndex.load(d / "als" / "index.bin", als.item_factors, ef)
+        if ef:
+            hnsw = dataclasses.replace(hnsw, ef=ef)
+        catalog = ItemCatalog.load(root / CATALOG)
+        generators: dict[str, Generator] = {}
+        for entry in cfg["generators"]:
+            try:
+                gen_cls = registry.get(entry["name"])
+                config = config_of(gen_cls, entry["config"])
+            except (KeyError, ValueError) as exc:
+                raise ArtifactError(f"{root}: {exc.args[0]}") from exc
+            generators[entry["name"]] = gen_cls.load(d / "generators" / entry["name"], config,
+                                                     catalog, hnsw)
         return cls(
-            catalog=ItemCatalog.load(root / CATALOG),
-            users=Vocabulary.load(d / "users.npy"),
-            history=UserHistory.load(d / "history.npz"),
-            trending=TrendingModel.load(d / "trending.npy", cfg["trending_half_life_days"]),
-            content=content, content_index=content_index, als=als, als_index=als_index,
-            config=RetrievalConfig(**cfg["candidates"]), hnsw=hnsw, now=int(cfg["now"]),
+            catalog=catalog, users=Vocabulary.load(d / "users.npy"),
+            history=UserHistory.load(d / "history.npz"), generators=generators,
+            config=RetrievalConfig(**cfg["merge"]), hnsw=hnsw, now=int(cfg["now"]),
         )
 
 

@@ -1,17 +1,19 @@
-"""Retrieval's typed errors; the service edge maps them to gRPC status codes."""
+"""Retrieval's typed errors; the gRPC edge maps each to the status its base class names."""
+
+from shortlist.common import errors
 
 
-class RetrievalError(Exception):
+class RetrievalError(errors.ServiceError):
     """Base class for retrieval failures."""
 
 
-class InvalidRequest(RetrievalError):
-    """The request is malformed (maps to INVALID_ARGUMENT)."""
+class InvalidRequest(RetrievalError, errors.InvalidArgument):
+    """The request is malformed."""
 
 
-class ItemNotFound(RetrievalError):
-    """A required item id is not in the catalog (maps to NOT_FOUND)."""
+class ItemNotFound(RetrievalError, errors.NotFound):
+    """A required item id is not in the catalog."""
 
 
-class NotReady(RetrievalError):
-    """Models are not loaded yet (maps to UNAVAILABLE)."""
+class NotReady(RetrievalError, errors.Unavailable):
+    """Models are not loaded yet."""

@@ -129,6 +129,75 @@ class MipsIndex:
         return cls(HnswIndex.load(path, "l2", factors.shape[1] + 1, ef), factors)
 
 
+class CosineIndex:
+    """Nearest unit vectors by cosine (HNSW), scored by exact dot products, best first.
+
+    Holds the vectors it indexes, like ``MipsIndex``, so both answer ``query`` with the same
+    kind of score and a generator need not know which one it has.
+    """
+
+    def __init__(self, index: HnswIndex, vectors: np.ndarray) -> None:
+        self.index = index
+        self.vectors = vectors
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, m: int = 16, ef_construction: int = 200,
+              ef: int = 200, seed: int = 42) -> CosineIndex:
+        return cls(HnswIndex.build(vectors, "cosine", m, ef_construction, ef, seed), vectors)
+
+    def query(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        labels, _ = self.index.query(vector, k)
+        scores = self.vectors[labels] @ np.asarray(vector, dtype=np.float32)
+        order = np.argsort(-scores, kind="stable")
+        return labels[order], scores[order]
+
+    def add(self, vectors: np.ndarray, label: int) -> None:
+        """Index row ``label`` of ``vectors`` (the grown array replaces the held one)."""
+        self.vectors = vectors
+        if np.linalg.norm(vectors[label]) > 0:
+            self.index.add(vectors[label], label)
+
+    def save(self, path: Path) -> None:
+        self.index.save(path)
+
+    @classmethod
+    def load(cls, path: Path, vectors: np.ndarray, ef: int = 200) -> CosineIndex:
+        return cls(HnswIndex.load(path, "cosine", vectors.shape[1], ef), vectors)
+
+
+# Above this share of the catalog banned, an exact scan is cheaper than over-fetching.
+EXACT_SHARE = 0.3
+
+
+def top_k_allowed(index: CosineIndex | MipsIndex | None, vectors: np.ndarray,
+                  query: np.ndarray, k: int,
+                  banned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k unbanned items by ``vectors @ query``: HNSW with over-fetch, or an exact scan.
+
+    Banned items (history, filters) are removed by fetching ``k + |banned|`` neighbours; when
+    that would be more than ``EXACT_SHARE`` of the catalog (wide filters, heavy users of small
+    catalogs) a numpy scan is cheaper and always right. No Python callback runs in hnswlib.
+    """
+    n = len(vectors)
+    banned = banned[:n]
+    allowed = n - int(banned.sum())
+    k = min(k, allowed)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    fetch = k + (n - allowed)
+    if index is not None and fetch <= EXACT_SHARE * n:
+        labels, scores = index.query(query, fetch)
+        keep = ~banned[labels]
+        labels, scores = labels[keep], scores[keep]
+        if len(labels) >= k:
+            order = np.argsort(-scores, kind="stable")[:k]
+            return labels[order], scores[order].astype(np.float32)
+    scores = (vectors @ query).astype(np.float64)
+    scores[banned] = -np.inf
+    idx = exact_top_k(scores, k)
+    return idx, scores[idx].astype(np.float32)
+
+
 def exact_top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest scores, best first (ties by lower index)."""
     k = min(k, len(scores))

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from shortlist.common.candidates import Candidates
 from shortlist.retrieval.bundle import RetrievalModels, banned_mask
-from shortlist.retrieval.candidates import CandidateSet
 from shortlist.retrieval.content import item_document
 from shortlist.retrieval.errors import InvalidRequest, ItemNotFound
 from shortlist.retrieval.search import ItemSearch
@@ -20,12 +20,13 @@ class RetrieveQuery:
     exclude_item_ids: list[str] = field(default_factory=list)
     include_categories: list[str] = field(default_factory=list)
     exclude_categories: list[str] = field(default_factory=list)
-    max_candidates: int = 0
+    max_candidates: int = 0  # 0: the version's tuned count
+    k: int = 0  # the caller's list length: at least this many candidates when there are
 
 
 @dataclass
 class Retrieved:
-    candidates: CandidateSet
+    candidates: Candidates
     user_id: str
     version: str
 
@@ -35,15 +36,18 @@ class Retriever:
         self.models = models
         self.version = version
         self.max_candidates_limit = max_candidates_limit
-        self._generator = models.generator()
+        self.source = models.source()
         # Items added or changed by UpsertItem since this version: responses describe them,
         # because ranking's copy of the catalog is the published one.
         self.touched: set[int] = set()
-        if models.als is not None:
-            _ = models.als.gram  # warm: the first fold-in would otherwise pay for it
+        for gen in models.generators.values():
+            gen.warm()
         c = models.catalog
+        content = models.generators.get("content")
+        # Search shares the content generator's model and reads its vectors at query time:
+        # the catalog is embedded once, and an upsert's new vector (apply_item) is seen at once.
         self.search_index = ItemSearch.build(
-            c.titles, c.texts, c.categories, models.content)
+            c.titles, c.texts, c.categories, content.model if content is not None else None)
 
     def retrieve(self, q: RetrieveQuery) -> Retrieved:
         if q.max_candidates < 0 or q.max_candidates > self.max_candidates_limit:
@@ -53,22 +57,18 @@ class Retriever:
             )
         m = self.models
         n_items = len(m.catalog)
-        user = m.users.index(q.user_id)
-        items, stamps, _ = m.history.events(user)
         # Unknown recent or excluded ids are ignored: the caller's list may be ahead of us.
         recent = m.catalog.vocab.indices(q.recent_item_ids)
         recent = recent[recent >= 0]
+        user = m.user_state(m.users.index(q.user_id), recent)
         excluded = m.catalog.vocab.indices(q.exclude_item_ids)
-        banned = banned_mask(n_items, items, recent, excluded)
+        banned = banned_mask(n_items, user.items, excluded)
         if q.exclude_categories:
             banned |= m.catalog.category_mask(q.exclude_categories)
         if q.include_categories:
             banned |= ~m.catalog.category_mask(q.include_categories)
-        cands = self._generator.generate(
-            user, items, stamps, recent, banned,
-            stored_user_ok=not m.history.has_overlay(user),
-            max_candidates=q.max_candidates,
-        )
+        limit = max(q.max_candidates or m.config.max_candidates, q.k)
+        cands = self.source.generate(user, banned, max_candidates=limit)
         return Retrieved(cands, q.user_id, self.version)
 
     def similar_items(self, item_id: str, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,11 +76,12 @@ class Retriever:
         idx = m.catalog.vocab.index(item_id)
         if idx < 0:
             raise ItemNotFound(f"unknown item_id {item_id!r}")
-        if m.content is None:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
         banned = banned_mask(len(m.catalog), [idx])
-        return self._generator.search(m.content_index, m.content.vectors,
-                                       m.content.vectors[idx], k, banned)
+        for gen in m.generators.values():
+            found = gen.similar_items(idx, k, banned)
+            if found is not None:
+                return found
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray, bool]:
         return self.search_index.search(query, k)
@@ -104,14 +105,10 @@ class Retriever:
         created = item_id not in m.catalog.vocab
         idx = m.catalog.add(item_id, title, categories, text)
         self.touched.add(idx)
-        m.trending.extend(len(m.catalog))
-        if m.content is not None:
-            vec = m.content.embed([item_document(title, categories, text)])[0]
-            if idx >= len(m.content.vectors):
-                m.content.vectors = np.vstack([m.content.vectors, vec[None, :]])
-            else:
-                m.content.vectors[idx] = vec
-            if m.content_index is not None and np.linalg.norm(vec) > 0:
-                m.content_index.add(vec, idx)
+        document = item_document(title, categories, text)
+        for gen in m.generators.values():
+            gen.add_item(idx, document)
+        # After the generators: search only indexes the text, and blends the vector that the
+        # content generator has just written.
         self.search_index.add(idx, title, text, categories)
         return created

@@ -11,6 +11,7 @@ import grpc
 
 from shortlist.common import artifacts, security, serving
 from shortlist.common.admin import AdminService
+from shortlist.common.edge import Edge
 from shortlist.common.metrics import Metrics
 from shortlist.common.versions import VersionWatcher
 from shortlist.retrieval.bundle import RetrievalModels
@@ -61,12 +62,13 @@ def create_server(settings: RetrievalSettings) -> tuple[grpc.Server, int]:
     watcher = VersionWatcher(settings.artifacts, loader(settings, state),
                              lambda prepared, _version: state.swap(prepared),
                              settings.reload_interval_s, settings.version)
-    server = serving.new_server(settings.max_workers, settings.max_message_bytes,
-                                security.server_interceptors(settings),
-                                max_concurrent_rpcs=settings.max_concurrent_rpcs)
     metrics = Metrics("retrieval")
+    # The token check first: a refused call never reaches the edge (nor the service).
+    server = serving.new_server(settings.max_workers, settings.max_message_bytes,
+                                [*security.server_interceptors(settings), Edge(metrics)],
+                                max_concurrent_rpcs=settings.max_concurrent_rpcs)
     retrieval_pb2_grpc.add_RetrievalServicer_to_server(
-        RetrievalService(settings, state, metrics), server)
+        RetrievalService(settings, state), server)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminService(settings.artifacts, watcher,
                                                            settings.version), server)
     health = serving.add_health_and_reflection(server, [SERVICE, ADMIN])

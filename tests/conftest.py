@@ -6,10 +6,11 @@ import csv
 import os
 from pathlib import Path
 
-import numpy as np
-import pytest
-
+# Before numpy loads (below): OpenBLAS reads it once, at import.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "datasets"
@@ -76,20 +77,23 @@ def small_grid():
     from shortlist.training.fit import TuningGrid
 
     return TuningGrid(
-        als=({"factors": 16, "regularization": 0.01, "alpha": 1.0},
-             {"factors": 16, "regularization": 0.1, "alpha": 5.0}),
-        taste_half_life_days=(30.0, 0.0), trending_half_life_days=(30.0, 3.0),
-        candidates=((60, 40, 20), (30, 20, 10)), ranker_num_leaves=(15,),
-        mmr_lambda=(1.0, 0.9, 0.8),
+        generators={
+            "als": [{"factors": 16, "regularization": 0.01, "alpha": 1.0},
+                    {"factors": 16, "regularization": 0.1, "alpha": 5.0}],
+            "content": [{"taste_half_life_days": 30.0}, {"taste_half_life_days": 0.0}],
+            "trending": [{"half_life_days": 30.0}, {"half_life_days": 3.0}],
+        },
+        candidate_scales=(1.0, 0.5), ranker_num_leaves=(15,), mmr_lambda=(1.0, 0.9, 0.8),
     )
 
 
 def small_params():
     from shortlist.training.params import FitParams
 
-    return FitParams(content_dim=16, als_factors=16, als_iterations=10, ranker_rounds=60,
-                     als_candidates=60, content_candidates=40, trending_candidates=20,
-                     max_candidates=120, hnsw_ef=100)
+    return FitParams(generators={"als": {"factors": 16, "iterations": 10, "candidates": 60},
+                                 "content": {"dim": 16, "candidates": 40},
+                                 "trending": {"candidates": 20}},
+                     ranker_rounds=60, max_candidates=120, hnsw_ef=100)
 
 
 def fit_small(dataset: Path, out: Path) -> Path:

@@ -2,8 +2,9 @@
 
 Runs the code path the servers run, end to end: the artifact version is resolved and verified
 like the servers do it, candidates come from the retrieval server's ``Retriever`` (so unknown
-users take the same cold-start path) with the gateway's candidate count, and ranking is the
-ranking server's ``RankingPipeline``. Offline rows therefore equal what ``Recommend`` returns.
+users take the same cold-start path) with the candidate count tuning chose (what the gateway
+asks for by default), and ranking is the ranking server's ``RankingPipeline``. Offline rows
+therefore equal what ``Recommend`` returns.
 """
 
 from __future__ import annotations
@@ -16,22 +17,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
-from shortlist.gateway.settings import GatewaySettings
-
-# What the gateway asks retrieval for by default (it asks for max(candidates, k)).
-DEFAULT_CANDIDATES: int = GatewaySettings.model_fields["candidates"].default
 HEADER = ("user_id", "rank", "item_id", "score")
 
 Row = tuple[str, int, str, float]
 
 
 def recommend_batch(version_dir: Path, user_ids: Iterable[str], k: int,
-                    candidates: int = DEFAULT_CANDIDATES, mmr_lambda: float | None = None,
+                    candidates: int = 0, mmr_lambda: float | None = None,
                     progress: bool = False) -> list[Row]:
     """(user_id, rank, item_id, score) rows, rank 1-based, for each distinct user in order.
 
     ``version_dir`` is verified against its manifest before anything is loaded (ArtifactError
     otherwise). Unknown users are served like the retrieval server serves them (cold start).
+    ``candidates`` 0 takes the version's tuned count, as the gateway does by default.
     """
     from tqdm import tqdm
 
@@ -39,18 +37,20 @@ def recommend_batch(version_dir: Path, user_ids: Iterable[str], k: int,
     from shortlist.ranking.bundle import RankingModels
     from shortlist.retrieval.bundle import RetrievalModels
     from shortlist.retrieval.retriever import RetrieveQuery, Retriever
-    from shortlist.training.offline import to_ranking_input
 
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    if candidates < 1:
-        raise ValueError(f"candidates must be >= 1, got {candidates}")
+    if candidates < 0:
+        raise ValueError(f"candidates must be >= 0, got {candidates}")
     if mmr_lambda is not None and not 0.0 <= mmr_lambda <= 1.0:
         raise ValueError(f"mmr_lambda must be in [0, 1], got {mmr_lambda}")
     version_dir = Path(version_dir)
     manifest = artifacts.verify(version_dir)
-    n_candidates = max(candidates, k)  # exactly what the gateway requests
-    retriever = Retriever(RetrievalModels.load(version_dir), manifest.version, n_candidates)
+    models = RetrievalModels.load(version_dir)
+    # Exactly what the gateway requests: its setting if set (at least k), else the tuned count.
+    n_candidates = max(candidates, k) if candidates else 0
+    retriever = Retriever(models, manifest.version,
+                          max(n_candidates, k, models.config.max_candidates))
     ranking = RankingModels.load(version_dir)
     pipeline = ranking.pipeline()
     vocab = ranking.catalog.vocab
@@ -60,10 +60,10 @@ def recommend_batch(version_dir: Path, user_ids: Iterable[str], k: int,
     for user_id in tqdm(users, desc="recommend", unit="user", disable=not progress,
                         file=sys.stderr):
         cands = retriever.retrieve(
-            RetrieveQuery(user_id=user_id, max_candidates=n_candidates)).candidates
+            RetrieveQuery(user_id=user_id, max_candidates=n_candidates, k=k)).candidates
         if len(cands) == 0:  # the gateway serves nothing either
             continue
-        pos, scores, _ = pipeline.rank(to_ranking_input(cands), k, mmr_lambda)
+        pos, scores, _ = pipeline.rank(cands, k, mmr_lambda)
         ids = vocab.ids(cands.items[pos])
         for rank, (item_id, score) in enumerate(zip(ids, scores.tolist(), strict=True), 1):
             rows.append((user_id, rank, item_id, float(score)))
@@ -103,9 +103,9 @@ def register(sub) -> None:
                    help="file of user ids, one per line ('-': stdin)")
     p.add_argument("-k", type=int, default=10, help="recommendations per user")
     p.add_argument("--output", default="-", help="CSV to write ('-': stdout)")
-    p.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
-                   help="candidates asked of retrieval, at least k (default: the gateway's, "
-                        "%(default)s)")
+    p.add_argument("--candidates", type=int, default=0,
+                   help="candidates asked of retrieval, at least k (default 0: the count "
+                        "tuning chose, as the gateway asks by default)")
     p.add_argument("--mmr-lambda", type=float, default=None,
                    help="MMR lambda in [0, 1]; unset keeps the artifact's value")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -117,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         args.parser.error(f"-k must be >= 1, got {args.k}")
-    if args.candidates < 1:
-        args.parser.error(f"--candidates must be >= 1, got {args.candidates}")
+    if args.candidates < 0:
+        args.parser.error(f"--candidates must be >= 0, got {args.candidates}")
     if args.mmr_lambda is not None and not 0.0 <= args.mmr_lambda <= 1.0:
         args.parser.error(f"--mmr-lambda must be in [0, 1], got {args.mmr_lambda}")
     start = time.perf_counter()

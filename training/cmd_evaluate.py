@@ -13,13 +13,22 @@ def register(sub) -> None:
     p = sub.add_parser("evaluate", help="score every model and peer on one split")
     p.add_argument("--dataset", default="ml-latest-small",
                    help="ml-latest-small (bundled), ml-100k, or a directory")
-    p.add_argument("--protocol", default="leave-last-out", choices=PROTOCOLS)
+    p.add_argument("--protocol", default=None, choices=PROTOCOLS,
+                   help="leave-last-out (each user's latest item) or random-holdout (a random "
+                        "one); default: leave-last-out when the data has timestamps, else "
+                        "random-holdout")
     p.add_argument("--export-split", type=Path, default=None,
-                   help="write train.csv and test.csv here, for running other libraries")
+                   help="write the split here as a generic-format dataset (interactions.csv: "
+                        "the training part, items.csv, test.csv), for other libraries or "
+                        "`fit --dataset DIR`")
     p.add_argument("--output", type=Path, default=None, help="write the JSON report here")
     p.add_argument("--no-ablation", action="store_true", help="skip the feature ablation")
     p.add_argument("--no-tune", action="store_true",
                    help="keep default hyperparameters (quick look, not for the leaderboard)")
+    p.add_argument("--row-order-is-time", action="store_true",
+                   help="generic format without a timestamp column: read the rows' order as "
+                        "time (only for logs written in time order); by default such data "
+                        "has no time, and splits are random")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -32,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = evaluate(args.dataset, args.protocol, args.export_split, 10, not args.quiet,
                       FitParams(seed=args.seed, tune=not args.no_tune),
-                      with_ablation=not args.no_ablation)
+                      with_ablation=not args.no_ablation,
+                      row_order_time=args.row_order_is_time)
     print(format_leaderboard(report))
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,10 @@ def register(sub) -> None:
                    help="retrieval event log (SQLite) whose interactions and items to add")
     p.add_argument("--no-tune", action="store_true",
                    help="keep the default hyperparameters (quick fits, benchmarks)")
+    p.add_argument("--row-order-is-time", action="store_true",
+                   help="generic format without a timestamp column: read the rows' order as "
+                        "time (only for logs written in time order); by default such data "
+                        "has no time, and splits are random")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--if-missing", action="store_true",
                    help="do nothing (exit 0) if --out already holds a published version "
@@ -36,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from shortlist.training.params import FitParams
 
     params = FitParams(seed=args.seed, tune=not args.no_tune)
-    version = fit(args.dataset, Path(args.out), params,
-                  progress=not args.quiet, events=args.events)
+    version = fit(args.dataset, Path(args.out), params, progress=not args.quiet,
+                  events=args.events, row_order_time=args.row_order_is_time)
     manifest = read_manifest(version)
     models = manifest.data["metrics"]["models"]
     print(f"published {version}")

@@ -11,6 +11,7 @@ Every loader returns the same ``Dataset`` so nothing downstream knows where data
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import logging
 import os
@@ -84,7 +85,7 @@ class Dataset:
     item_codes: np.ndarray  # int64, one per interaction: index into item_values
     item_values: list[str]  # distinct item ids (of interactions), first-seen order
     weights: np.ndarray  # float32
-    timestamps: np.ndarray  # int64 unix seconds (synthetic row order if has_timestamps is False)
+    timestamps: np.ndarray  # int64 unix seconds (all 0 when has_timestamps is False)
     items: Items
     has_timestamps: bool = True
     fingerprint: str = ""
@@ -260,19 +261,36 @@ def locate_arrow_error(file: Path, header: Sequence[str], message: str) -> Datas
     return DatasetError(f"{file}: {message}")
 
 
-def load(spec: str) -> Dataset:
-    """Load by name or directory, detecting the format from the files present."""
-    path = resolve_path(spec)
+# A dataset spec may end in a variant: "ml-100k~untimed" is ml-100k with its timestamps
+# removed and its rows shuffled (weights kept), the shape of data that has no time.
+VARIANT_SEP = "~"
+VARIANTS = ("untimed",)
+
+
+def load(spec: str, row_order_time: bool = False) -> Dataset:
+    """Load by name or directory, detecting the format from the files present.
+
+    Without a timestamp column nothing is assumed about time: every event gets timestamp 0
+    and ``has_timestamps`` is False. ``row_order_time`` opts in to reading a generic file's
+    row order as time (for logs written in time order but without a clock).
+    """
+    base, _, variant = spec.partition(VARIANT_SEP)
+    if variant and variant not in VARIANTS:
+        raise DatasetError(f"unknown dataset variant {variant!r} in {spec!r} (known: "
+                           f"{', '.join(VARIANTS)})")
+    path = resolve_path(base)
     if (path / "ratings.csv").is_file() and (path / "movies.csv").is_file():
         ds = load_movielens_latest(path)
     elif (path / "u.data").is_file():
         ds = load_movielens_100k(path)
     elif (path / "interactions.csv").is_file():
-        ds = load_generic(path)
+        ds = load_generic(path, row_order_time)
     else:
         raise DatasetError(
             f"{path}: no ratings.csv+movies.csv, u.data or interactions.csv found"
         )
+    if variant == "untimed":
+        ds = untimed(ds)
     logger.info(
         "dataset loaded",
         extra={"fields": {"dataset": ds.name, "interactions": len(ds),
@@ -386,7 +404,17 @@ def _bad_ml100k_line(file: Path, number: int, parts: list[str]) -> DatasetError:
     return DatasetError(f"{file}, line {number}: cannot read {parts}")
 
 
-def load_generic(path: Path) -> Dataset:
+def untimed(ds: Dataset, seed: int = 42) -> Dataset:
+    """The same interactions with timestamps removed and rows shuffled (seeded)."""
+    order = np.random.default_rng(seed).permutation(len(ds))
+    return dataclasses.replace(
+        ds, name=f"{ds.name}{VARIANT_SEP}untimed", user_codes=ds.user_codes[order],
+        item_codes=ds.item_codes[order], weights=ds.weights[order],
+        timestamps=np.zeros(len(ds), np.int64), has_timestamps=False,
+        fingerprint=hashlib.sha256(f"{ds.fingerprint}:untimed:{seed}".encode()).hexdigest())
+
+
+def load_generic(path: Path, row_order_time: bool = False) -> Dataset:
     """Interactions through pyarrow's CSV reader: multithreaded C, and ids come back
     dictionary-encoded, so 20M rows load in seconds without a Python object per row."""
     import pyarrow as pa
@@ -430,8 +458,10 @@ def load_generic(path: Path) -> Dataset:
     if has_t:
         raw = table.column("timestamp").to_numpy(zero_copy_only=False)  # NaN where empty
         stamps = np.where(np.isnan(raw), rows, np.trunc(np.nan_to_num(raw))).astype(np.int64)
+    elif row_order_time:  # the documented opt-in: row order is time
+        stamps, has_t = rows, True
     else:
-        stamps = rows
+        stamps = np.zeros(n, np.int64)
     catalog = Items([], [], [], [])
     files = [file]
     items_file = path / "items.csv"

@@ -7,8 +7,9 @@ from collections.abc import Callable
 import numpy as np
 from tqdm import tqdm
 
+from shortlist.common.candidates import Candidates
 from shortlist.ranking.features import ItemStats
-from shortlist.ranking.pipeline import RankingPipeline
+from shortlist.ranking.pipeline import RANKER, RankingPipeline
 from shortlist.retrieval.bundle import RetrievalModels, banned_mask
 from shortlist.retrieval.hnsw import exact_top_k
 from shortlist.training.metrics import (
@@ -19,7 +20,7 @@ from shortlist.training.metrics import (
     novelty,
     recall_at_k,
 )
-from shortlist.training.offline import candidates_for, to_ranking_input
+from shortlist.training.offline import candidates_for
 from shortlist.training.split import Events
 
 Recommender = Callable[[int, np.ndarray], np.ndarray]  # (user, banned mask) -> item indices
@@ -29,8 +30,9 @@ UNION = "candidates_union"
 def recommenders(models: RetrievalModels, stats: ItemStats,
                  pipeline: RankingPipeline | None, k: int, seed: int = 42
                  ) -> dict[str, Recommender]:
-    """Every stage of the pipeline as a stand-alone recommender, plus random and popularity."""
-    gen = models.generator()
+    """Every stage of the pipeline as a stand-alone recommender, plus random and popularity:
+    each generator alone (by its registry name), the merged candidates and the pipeline."""
+    source = models.source()
     rng = np.random.default_rng(seed)
 
     def random(user, banned):
@@ -42,52 +44,38 @@ def recommenders(models: RetrievalModels, stats: ItemStats,
         s[banned] = -np.inf
         return exact_top_k(s, k)
 
-    def trending(user, banned):
-        return models.trending.top(k, banned)[0]
+    def alone(gen):
+        def run(user, banned):
+            return gen.propose(models.user_state(user), k, banned)[0]
+        return run
 
-    def als(user, banned):
-        items, _, _ = models.history.events(user)
-        vec = gen.als_vector(user, items, True)
-        if vec is None or models.als is None:
-            return np.zeros(0, np.int64)
-        return gen.search(models.als_index, models.als.item_factors, vec, k, banned)[0]
-
-    def content(user, banned):
-        items, stamps, _ = models.history.events(user)
-        taste = gen.taste_vector(items, stamps)
-        if taste is None or models.content is None:
-            return np.zeros(0, np.int64)
-        return gen.search(models.content_index, models.content.vectors, taste, k, banned)[0]
-
-    cached: dict[int, object] = {}
+    cached: dict[int, Candidates] = {}
 
     def cands_of(user):
-        """The user's candidates, generated once for union, pipeline and pipeline_mmr (users
+        """The user's candidates, generated once for the union and the ranked rows (users
         are evaluated one after another, so one entry is enough)."""
         if user not in cached:
             cached.clear()
-            cached[user] = candidates_for(models, gen, user)
+            cached[user] = candidates_for(models, source, user)
         return cached[user]
 
     def union(user, banned):  # the whole merged candidate list, in retrieval (RRF) order
         return cands_of(user).items
 
-    out: dict[str, Recommender] = {"random": random, "popularity": popularity,
-                                   "trending": trending}
-    if models.als is not None:
-        out["als"] = als
-    if models.content is not None:
-        out["content"] = content
+    out: dict[str, Recommender] = {"random": random, "popularity": popularity}
+    for name, gen in models.generators.items():
+        out[name] = alone(gen)
     out[UNION] = union
     if pipeline is not None:
-        def ranked(lam):
+        def ranked(lam, order):
             def run(user, banned):
                 cands = cands_of(user)
-                pos, _, _ = pipeline.rank(to_ranking_input(cands), k, lam)
+                pos, _, _ = pipeline.rank(cands, k, lam, order)
                 return cands.items[pos]
             return run
-        out["pipeline"] = ranked(1.0)
-        out["pipeline_mmr"] = ranked(None)
+        out["ranker"] = ranked(1.0, RANKER)
+        out["ranker_mmr"] = ranked(None, RANKER)
+        out["pipeline"] = ranked(None, None)  # the configuration that is served
     return out
 
 
@@ -110,7 +98,7 @@ def evaluate(models: RetrievalModels, stats: ItemStats, pipeline: RankingPipelin
     n_items = len(models.catalog)
     item_users = np.rint(np.expm1(stats.popularity)).astype(np.int64)
     n_users = len(models.users)
-    has_vectors = models.content is not None
+    diversity = stats.diversity if stats.diversity_space else None
     sums = {name: np.zeros(6) for name in recs}
     shown = {name: np.zeros(n_items, dtype=bool) for name in recs}
     union_recall = 0.0
@@ -125,7 +113,7 @@ def evaluate(models: RetrievalModels, stats: ItemStats, pipeline: RankingPipelin
                 union_recall += recall_at_k(full, rel, len(full))
             ranked = full[:k]
             shown[name][ranked] = True
-            ild = intra_list_distance(stats.vectors[ranked]) if has_vectors else 0.0
+            ild = intra_list_distance(diversity[ranked]) if diversity is not None else 0.0
             sums[name] += (ndcg_at_k(ranked, rel, k), recall_at_k(ranked, rel, k),
                            hit_at_k(ranked, rel, k), ap_at_k(ranked, rel, k), ild,
                            novelty(ranked, item_users, n_users))
@@ -134,7 +122,8 @@ def evaluate(models: RetrievalModels, stats: ItemStats, pipeline: RankingPipelin
     for name, s in sums.items():
         out[name] = {f"recall@{k}": s[1] / n, f"ndcg@{k}": s[0] / n, f"map@{k}": s[3] / n,
                      f"hr@{k}": s[2] / n, "coverage": float(shown[name].mean()),
-                     "ild": s[4] / n if has_vectors else None, "novelty": s[5] / n,
+                     "ild": s[4] / n if diversity is not None else None,
+                     "novelty": s[5] / n,
                      "users": len(relevant)}
     if UNION in out:
         out[UNION]["recall@candidates"] = union_recall / n

@@ -25,22 +25,30 @@ import numpy as np
 from tqdm import tqdm
 
 from shortlist.common.artifacts import new_version, publish
+from shortlist.common.candidates import Candidates
 from shortlist.common.catalog import ItemCatalog
 from shortlist.common.vocab import Vocabulary
 from shortlist.ranking.bundle import RankingModels
-from shortlist.ranking.features import FEATURE_NAMES, ItemStats, build_features
-from shortlist.ranking.pipeline import RankingConfig, RankingPipeline
+from shortlist.ranking.features import FeatureSpec, ItemStats, build_features
+from shortlist.ranking.pipeline import (
+    GENERATOR,
+    RANKER,
+    RETRIEVAL,
+    RankingConfig,
+    RankingPipeline,
+    configuration_name,
+)
 from shortlist.ranking.ranker import LambdaRanker
 from shortlist.retrieval.bundle import RetrievalModels, banned_mask
-from shortlist.retrieval.candidates import CandidateSet
+from shortlist.retrieval.generators import Generator, Registry, config_of, default_registry
 from shortlist.training.datasets import load
-from shortlist.training.evaluation import evaluate
+from shortlist.training.evaluation import UNION, evaluate
 from shortlist.training.eventlog_data import extend_dataset
 from shortlist.training.metrics import intra_list_distance, ndcg_at_k, recall_at_k
-from shortlist.training.models import fit_content, fit_models
-from shortlist.training.offline import candidates_for, to_ranking_input
+from shortlist.training.models import fit_data, fit_models
+from shortlist.training.offline import candidates_for
 from shortlist.training.params import FitParams
-from shortlist.training.split import Events, encode, holdout_last
+from shortlist.training.split import Events, encode, holdout
 
 logger = logging.getLogger(__name__)
 
@@ -53,14 +61,11 @@ class FitError(Exception):
 class TuningGrid:
     """Values tried on validation; the best (or, for MMR, the most diverse affordable) wins."""
 
-    als: tuple[dict, ...] = tuple(
-        {"factors": f, "regularization": r, "alpha": a}
-        for f in (64, 128, 256) for r in (0.1, 1.0, 10.0) for a in (1.0, 5.0)
-    )
-    taste_half_life_days: tuple[float, ...] = (30.0, 180.0, 730.0, 0.0)
-    trending_half_life_days: tuple[float, ...] = (3.0, 30.0, 180.0)
-    candidates: tuple[tuple[int, int, int], ...] = ((100, 50, 25), (200, 100, 50),
-                                                    (400, 100, 50))
+    # Config overrides to try per generator name; a generator not named here tries its own
+    # ``tuning_grid``, and an empty list tunes nothing.
+    generators: dict[str, list[dict]] = field(default_factory=dict)
+    # Every generator's candidate count (and the merged maximum) times each of these.
+    candidate_scales: tuple[float, ...] = (0.5, 1.0, 2.0)
     ranker_num_leaves: tuple[int, ...] = (15, 31, 63)
     mmr_lambda: tuple[float, ...] = (1.0, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5)
     mmr_top_n: tuple[int, ...] = (50, 100)
@@ -70,13 +75,18 @@ class TuningGrid:
     mmr_max_ndcg_loss: float = 0.02
     mmr_min_ild_gain: float = 0.10
 
+    def variants(self, cls: type[Generator], config) -> list[dict]:
+        if cls.name in self.generators:
+            return list(self.generators[cls.name])
+        return cls.tuning_grid(config)
+
 
 @dataclass
 class Examples:
     """One user per entry: candidates, their features and which are held-out items."""
 
     users: list[int] = field(default_factory=list)
-    cands: list[CandidateSet] = field(default_factory=list)
+    cands: list[Candidates] = field(default_factory=list)
     feats: list[np.ndarray] = field(default_factory=list)
     relevant: list[set[int]] = field(default_factory=list)
 
@@ -111,6 +121,7 @@ class Trained:
     ranker: LambdaRanker
     ranking_config: RankingConfig
     params: FitParams
+    spec: FeatureSpec
     tuning: dict
     validation: dict
     train_examples: Examples
@@ -121,21 +132,22 @@ class Trained:
 
 
 def build_examples(models: RetrievalModels, stats: ItemStats, labels: Events,
-                   max_users: int, seed: int, progress: bool, desc: str) -> Examples:
+                   spec: FeatureSpec, max_users: int, seed: int, progress: bool,
+                   desc: str) -> Examples:
     target: dict[int, set[int]] = {}
     for u, i in zip(labels.users.tolist(), labels.items.tolist(), strict=True):
         target.setdefault(u, set()).add(i)
     users = np.array(sorted(target), dtype=np.int64)
     if len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
-    gen = models.generator()
+    source = models.source()
     ex = Examples()
     for user in tqdm(users.tolist(), desc=desc, unit="user", disable=not progress,
                      leave=False):
-        cands = candidates_for(models, gen, user)
+        cands = candidates_for(models, source, user)
         ex.users.append(user)
         ex.cands.append(cands)
-        ex.feats.append(build_features(to_ranking_input(cands), stats))
+        ex.feats.append(build_features(cands, stats, spec))
         ex.relevant.append(target[user])
     return ex
 
@@ -144,6 +156,7 @@ def score_examples(ranker: LambdaRanker, pipeline: RankingPipeline, ex: Examples
                    k: int = 10, columns: list[int] | None = None) -> tuple[float, float]:
     """Mean NDCG@k and intra-list distance of the pipeline over every user in ``ex``."""
     ndcgs, ilds = [], []
+    diversity = pipeline.stats.diversity
     for c, x, rel in zip(ex.cands, ex.feats, ex.relevant, strict=True):
         if len(c) == 0:
             ndcgs.append(0.0)
@@ -151,41 +164,33 @@ def score_examples(ranker: LambdaRanker, pipeline: RankingPipeline, ex: Examples
         scores = ranker.predict(mask_columns(x, columns))
         pos = pipeline.diversify(c.items, scores, k, lam)
         ndcgs.append(ndcg_at_k(c.items[pos], rel, k))
-        ilds.append(intra_list_distance(pipeline.stats.vectors[c.items[pos]]))
+        ilds.append(intra_list_distance(diversity[c.items[pos]]))
     return float(np.mean(ndcgs)) if ndcgs else 0.0, float(np.mean(ilds)) if ilds else 0.0
 
 
 def train_ranker(ex: Examples, valid: Examples, p: FitParams, num_leaves: int,
-                 columns: list[int] | None = None) -> LambdaRanker:
+                 spec: FeatureSpec, columns: list[int] | None = None) -> LambdaRanker:
     train = ex.xy(columns)
     if train is None:
         raise FitError("no user has a held-out item among the candidates: too little data "
                        "to train the ranker")
     params = {"learning_rate": p.ranker_learning_rate, "num_leaves": num_leaves,
               "seed": p.seed, "min_data_in_leaf": 20}
-    return LambdaRanker().fit(*train, FEATURE_NAMES, valid.xy(columns), params,
-                              p.ranker_rounds)
+    return LambdaRanker().fit(*train, spec.names, valid.xy(columns), params, p.ranker_rounds)
 
 
-def _generator_recall(models: RetrievalModels, which: str, valid: Events, k: int,
-                      users: np.ndarray) -> float:
-    """Recall@k of one generator alone on the validation items (what a generator is for)."""
-    gen = models.generator()
+def generator_metric(models: RetrievalModels, gen: Generator, valid: Events,
+                     users: np.ndarray, k: int, metric: str) -> float:
+    """NDCG@k or recall@k of one generator alone on the validation items."""
     target: dict[int, set[int]] = {}
     for u, i in zip(valid.users.tolist(), valid.items.tolist(), strict=True):
         target.setdefault(u, set()).add(i)
+    score = ndcg_at_k if metric == "ndcg" else recall_at_k
     total = 0.0
     for user in users.tolist():
-        items, stamps, _ = models.history.events(user)
-        banned = banned_mask(len(models.catalog), items)
-        if which == "content":
-            taste = gen.taste_vector(items, stamps)
-            if taste is None:
-                continue
-            top = gen.search(models.content_index, models.content.vectors, taste, k, banned)[0]
-        else:
-            top = models.trending.top(k, banned)[0]
-        total += recall_at_k(top, target.get(user, set()), k)
+        state = models.user_state(user)
+        top, _ = gen.propose(state, k, banned_mask(len(models.catalog), state.items))
+        total += score(top, target.get(user, set()), k)
     return total / max(1, len(users))
 
 
@@ -196,51 +201,53 @@ def _sample_users(ev: Events, max_users: int, seed: int) -> np.ndarray:
     return users
 
 
-def tune_generators(f_ev: Events, v_ev: Events, users: Vocabulary, catalog: ItemCatalog,
-                    content, p: FitParams, grid: TuningGrid, progress: bool) -> dict:
-    """ALS on NDCG@10, half-lives on recall at the generator's candidate count; mutates p."""
-    from shortlist.training.peers import tune_als
+def tune_generators(base: RetrievalModels, f_ev: Events, v_ev: Events, p: FitParams,
+                    grid: TuningGrid, registry: Registry, progress: bool,
+                    has_time: bool = True) -> dict:
+    """Each generator's config on its own objective, alone on validation; mutates p.
 
+    ``base`` was fitted on ``f_ev`` with the current values (its history is what each user is
+    known by). A generator that proposes good lists by itself is scored by NDCG@10; one that
+    only feeds the ranker, by recall at its candidate count.
+    """
     tables: dict = {}
-    als_grid = [{**g, "iterations": p.als_iterations} for g in grid.als]
-    best, table = tune_als(f_ev, v_ev, len(users), len(catalog), als_grid, seed=p.seed)
-    p.als_factors, p.als_regularization = best["factors"], best["regularization"]
-    p.als_alpha = best["alpha"]
-    tables["als"] = table
-
-    sample = _sample_users(v_ev, p.max_ranker_users, p.seed)
-    models, _ = fit_models(f_ev, users, catalog, content, p, progress, "tuning models")
-    if content is not None:
+    sample = _sample_users(v_ev, p.max_eval_users, p.seed)
+    data = fit_data(f_ev, base.users, base.catalog, p, build_index=False)
+    for cls in registry:
+        fitted = base.generators.get(cls.name)
+        if fitted is None:
+            continue
+        config = config_of(cls, p.generator(cls.name))
+        variants = grid.variants(cls, config)
+        if not has_time:  # decays mean nothing without time: only the other values vary
+            variants = [v for v in ({k: x for k, x in v.items() if k not in cls.untimed}
+                                    for v in variants) if v]
+            variants = [dict(t) for t in dict.fromkeys(tuple(v.items()) for v in variants)]
+        if not variants:
+            continue
+        k = 10 if cls.objective == "ndcg" else config.candidates
+        column = f"{cls.objective}@{k}"
         rows = []
-        for hl in grid.taste_half_life_days:
-            models.config.taste_half_life_days = hl
-            rows.append({"taste_half_life_days": hl, f"recall@{p.content_candidates}":
-                         _generator_recall(models, "content", v_ev, p.content_candidates,
-                                           sample)})
-        best_row = max(rows, key=lambda r: r[f"recall@{p.content_candidates}"])
-        p.taste_half_life_days = best_row["taste_half_life_days"]
-        tables["taste_half_life_days"] = rows
-    rows = []
-    for hl in grid.trending_half_life_days:
-        models.trending.half_life_days = hl
-        models.trending.fit(f_ev.items, f_ev.timestamps, len(catalog), models.now)
-        rows.append({"trending_half_life_days": hl, f"recall@{p.trending_candidates}":
-                     _generator_recall(models, "trending", v_ev, p.trending_candidates,
-                                       sample)})
-    p.trending_half_life_days = max(
-        rows, key=lambda r: r[f"recall@{p.trending_candidates}"])["trending_half_life_days"]
-    tables["trending_half_life_days"] = rows
+        for values in tqdm(variants, desc=f"tune {cls.name}", unit="config",
+                           disable=not progress, leave=False):
+            gen = cls.fit(data, config_of(cls, {**p.generator(cls.name), **values}), fitted)
+            rows.append({**values, column: (generator_metric(base, gen, v_ev, sample, k,
+                                                             cls.objective)
+                                            if gen is not None else 0.0)})
+        best = max(rows, key=lambda r: r[column])
+        p.set_generator(cls.name, **{key: best[key] for key in best if key != column})
+        tables[cls.name] = rows
     return tables
 
 
 def tune_mmr(ranker: LambdaRanker, stats: ItemStats, valid_ex: Examples, p: FitParams,
-             grid: TuningGrid | None) -> list[dict]:
+             grid: TuningGrid | None, spec: FeatureSpec) -> list[dict]:
     """Try MMR settings on validation; sets p.mmr_lambda and p.mmr_top_n (see TuningGrid)."""
     lams = grid.mmr_lambda if grid is not None else (1.0, p.mmr_lambda)
     top_ns = grid.mmr_top_n if grid is not None else (p.mmr_top_n,)
     rows = []
     for top_n in top_ns:
-        pipe = RankingPipeline(ranker, stats, RankingConfig(1.0, top_n))
+        pipe = RankingPipeline(ranker, stats, RankingConfig(1.0, top_n, spec))
         for lam in lams:
             ndcg, ild = score_examples(ranker, pipe, valid_ex, lam)
             rows.append({"mmr_lambda": lam, "mmr_top_n": top_n, "ndcg@10": ndcg, "ild": ild})
@@ -257,14 +264,28 @@ def tune_mmr(ranker: LambdaRanker, stats: ItemStats, valid_ex: Examples, p: FitP
     return rows
 
 
-def _set_counts(p: FitParams, counts: tuple[int, int, int], *models: RetrievalModels) -> None:
-    p.als_candidates, p.content_candidates, p.trending_candidates = counts
-    p.max_candidates = sum(counts)
+def _set_counts(p: FitParams, base: dict[str, int], scale: float,
+                *models: RetrievalModels) -> dict[str, int]:
+    """Every generator's candidate count at ``scale`` times its base; the merged maximum is
+    their sum. Applied to ``p`` and to the fitted ``models`` (counts are serving-time)."""
+    counts = {name: max(1, round(n * scale)) for name, n in base.items()}
+    for name, n in counts.items():
+        p.set_generator(name, candidates=n)
+    p.max_candidates = sum(counts.values())
     for m in models:
-        m.config = dataclasses.replace(
-            m.config, als_candidates=counts[0], content_candidates=counts[1],
-            trending_candidates=counts[2], max_candidates=sum(counts),
-            taste_half_life_days=p.taste_half_life_days)
+        m.config = dataclasses.replace(m.config, max_candidates=p.max_candidates)
+        for name in m.generators:
+            if name in counts:
+                m.with_generator_config(name, candidates=counts[name])
+    return counts
+
+
+def feature_spec(registry: Registry, *models: RetrievalModels, time: bool) -> FeatureSpec:
+    """The ranker's features for these models: every generator any of them has, in registry
+    order, and every similarity space."""
+    present = [n for n in registry.names if any(n in m.generators for m in models)]
+    spaces = [n for n in present if any(n in m.item_vectors() for m in models)]
+    return FeatureSpec(tuple(present), tuple(spaces), time)
 
 
 class PhaseClock:
@@ -290,81 +311,146 @@ def peak_rss_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, content,
-                   p: FitParams, grid: TuningGrid | None, progress: bool = True) -> Trained:
-    p = dataclasses.replace(p)
-    vmask = holdout_last(ev, 1, p.min_user_items)
+def choose_configuration(validation: dict[str, dict], generators: list[str],
+                         mmr_lambda: float) -> dict:
+    """The configuration to serve, from validation NDCG@10: the tuned ranker (with its MMR),
+    unless it loses to its own best generator; then the best of the ranker without MMR, each
+    generator's own order and the merged order, with a warning.
+
+    Never publishing a ranker that a single generator beats is the guard rail: a user's data
+    may suit the generators' assumptions better than the ranker's features.
+    """
+    def ndcg(row: str) -> float:
+        return float(validation[row]["ndcg@10"]) if row in validation else -1.0
+
+    ranked = configuration_name(RANKER, mmr_lambda)
+    options = {ranked: ("ranker_mmr", RANKER), "ranker": ("ranker", RANKER),
+               RETRIEVAL: (UNION, RETRIEVAL)}
+    options.update({f"{GENERATOR}{g}": (g, f"{GENERATOR}{g}") for g in generators})
+    scores = {name: ndcg(row) for name, (row, _) in options.items()}
+    best_gen = max(generators, key=ndcg) if generators else None
+    best_gen_ndcg = ndcg(best_gen) if best_gen else -1.0
+    served = ranked
+    if scores[ranked] < best_gen_ndcg:
+        served = max(scores, key=lambda n: (scores[n], n == "ranker"))
+        logger.warning(
+            "the ranked pipeline loses to its own best generator on validation (NDCG@10 "
+            "%.4f < %s %.4f): serving %s instead (%.4f)", scores[ranked], best_gen,
+            best_gen_ndcg, served, scores[served])
+    row, order = options[served]
+    return {"served": served, "order": order, "row": row,
+            "validation_ndcg@10": scores, "best_generator": best_gen,
+            "best_generator_ndcg@10": best_gen_ndcg,
+            "reason": ("the tuned ranker is at least as good as every generator alone"
+                       if served == ranked else
+                       f"the tuned ranker lost to {best_gen} alone on validation")}
+
+
+def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams,
+                   grid: TuningGrid | None, progress: bool = True, has_time: bool = True,
+                   registry: Registry | None = None, by_time: bool | None = None) -> Trained:
+    """Tune, train the ranker and fit the final models on ``ev``.
+
+    ``has_time``: the events carry real timestamps (else time-based features and decays are
+    off). ``by_time``: validation and label splits take each user's latest events, as a
+    leave-last-out test does; otherwise a seeded random draw, as a random holdout does
+    (default: ``has_time``). The splits must be carved the way the test is.
+    """
+    registry = registry or default_registry()
+    by_time = has_time if by_time is None else by_time
+    p = dataclasses.replace(p, generators=dict(p.generators))
+    if not has_time:
+        for cls in registry:
+            if cls.untimed:
+                p.set_generator(cls.name, **cls.untimed)
+    vmask = holdout(ev, 1, p.min_user_items, by_time, p.seed)
     if not vmask.any():
         raise FitError(f"no user has {p.min_user_items} or more items: too little data to "
                        "validate and train the ranker")
     f_ev, v_ev = ev.take(~vmask), ev.take(vmask)
-    lmask = holdout_last(f_ev, p.label_fraction, p.min_user_items - 1)
+    lmask = holdout(f_ev, p.label_fraction, p.min_user_items - 1, by_time, p.seed + 1)
     g_ev, l_ev = f_ev.take(~lmask), f_ev.take(lmask)
     tuning: dict = {}
     steps = tqdm(total=4, desc="train", unit="step", disable=not progress, leave=False)
     clock = PhaseClock()
 
     steps.set_postfix_str("tune generators")
+    base = None
     if grid is not None:
-        tuning.update(tune_generators(f_ev, v_ev, users, catalog, content, p, grid, progress))
+        base, _ = fit_models(f_ev, users, catalog, p, registry, progress, "tuning models",
+                             build_index=False)
+        tuning.update(tune_generators(base, f_ev, v_ev, p, grid, registry, progress,
+                                      has_time))
     clock.lap("tune_generators")
     steps.update()
 
     steps.set_postfix_str("ranker")
-    models_g, stats_g = fit_models(g_ev, users, catalog, content, p, progress,
-                                   "models for ranker labels")
+    models_g, stats_g = fit_models(g_ev, users, catalog, p, registry, progress,
+                                   "models for ranker labels", previous=base)
     clock.lap("models_for_labels")
-    models_f, stats_f = fit_models(f_ev, users, catalog, content, p, progress,
+    models_f, stats_f = fit_models(f_ev, users, catalog, p, registry, progress,
                                    "models for validation", previous=models_g)
     clock.lap("models_for_validation")
-    count_grid = grid.candidates if grid is not None else (
-        (p.als_candidates, p.content_candidates, p.trending_candidates),)
+    spec = feature_spec(registry, models_g, models_f, time=has_time)
+    base_counts = {name: config_of(registry.get(name), p.generator(name)).candidates
+                   for name in spec.generators}
+    scales = grid.candidate_scales if grid is not None else (1.0,)
     leaves_grid = grid.ranker_num_leaves if grid is not None else (p.ranker_num_leaves,)
     rows, best = [], None
-    for counts in count_grid:
-        _set_counts(p, counts, models_g, models_f)
-        train_ex = build_examples(models_g, stats_g, l_ev, p.max_ranker_users, p.seed,
+    for scale in scales:
+        counts = _set_counts(p, base_counts, scale, models_g, models_f)
+        train_ex = build_examples(models_g, stats_g, l_ev, spec, p.max_ranker_users, p.seed,
                                   progress, "ranker examples")
-        valid_ex = build_examples(models_f, stats_f, v_ev, p.max_ranker_users, p.seed,
+        valid_ex = build_examples(models_f, stats_f, v_ev, spec, p.max_ranker_users, p.seed,
                                   progress, "validation examples")
         clock.lap("ranker_examples")
         for leaves in leaves_grid:
-            ranker = train_ranker(train_ex, valid_ex, p, leaves)
-            pipe = RankingPipeline(ranker, stats_f, RankingConfig(1.0, p.mmr_top_n))
+            ranker = train_ranker(train_ex, valid_ex, p, leaves, spec)
+            pipe = RankingPipeline(ranker, stats_f, RankingConfig(1.0, p.mmr_top_n, spec))
             ndcg, _ = score_examples(ranker, pipe, valid_ex, 1.0)
-            rows.append({"candidates": list(counts), "num_leaves": leaves, "ndcg@10": ndcg,
+            rows.append({"candidates": counts, "num_leaves": leaves, "ndcg@10": ndcg,
                          "trees": ranker.booster.num_trees()})
             if best is None or ndcg > best[0]:
-                best = (ndcg, counts, leaves, ranker, train_ex, valid_ex)
+                best = (ndcg, scale, leaves, ranker, train_ex, valid_ex)
             clock.lap("ranker_training")
-    _, counts, leaves, ranker, train_ex, valid_ex = best
-    _set_counts(p, counts, models_g, models_f)
+    _, scale, leaves, ranker, train_ex, valid_ex = best
+    _set_counts(p, base_counts, scale, models_g, models_f)
     p.ranker_num_leaves = leaves
     tuning["ranker"] = rows
     steps.update()
 
     steps.set_postfix_str("mmr")
-    tuning["mmr"] = tune_mmr(ranker, stats_f, valid_ex, p, grid)
+    tuning["mmr"] = tune_mmr(ranker, stats_f, valid_ex, p, grid, spec)
     clock.lap("tune_mmr")
-    ranking_config = RankingConfig(p.mmr_lambda, p.mmr_top_n)
+    ranking_config = RankingConfig(p.mmr_lambda, p.mmr_top_n, spec)
     eval_users = _sample_users(v_ev, p.max_eval_users, p.seed)
     validation = evaluate(models_f, stats_f, RankingPipeline(ranker, stats_f, ranking_config),
                           v_ev.take(np.isin(v_ev.users, eval_users)), 10, progress)
+    decision = choose_configuration(validation, list(models_f.generators), p.mmr_lambda)
+    ranking_config.order = decision["order"]
+    if decision["served"] == "ranker":  # the ranker alone beat it with MMR
+        p.mmr_lambda = ranking_config.mmr_lambda = 1.0
+    validation["pipeline"] = validation[decision["row"]]
+    tuning["configuration"] = decision
     clock.lap("validation")
     steps.update()
 
     steps.set_postfix_str("final models")
-    models, stats = fit_models(ev, users, catalog, content, p, progress, "final models",
+    models, stats = fit_models(ev, users, catalog, p, registry, progress, "final models",
                                previous=models_f)
     clock.lap("final_models")
     steps.update()
     steps.close()
-    return Trained(models, stats, ranker, ranking_config, p, tuning, validation, train_ex,
-                   valid_ex, stats_f, models_f, clock.seconds)
+    # The manifest records every generator's whole config, as served.
+    p.generators = {name: dataclasses.asdict(gen.config)
+                    for name, gen in models.generators.items()}
+    return Trained(models, stats, ranker, ranking_config, p, spec, tuning, validation,
+                   train_ex, valid_ex, stats_f, models_f, clock.seconds)
 
 
 def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = True,
-        grid: TuningGrid | None = None, events: Path | None = None) -> Path:
+        grid: TuningGrid | None = None, events: Path | None = None,
+        registry: Registry | None = None, row_order_time: bool = False) -> Path:
     """Fit, validate and publish; returns the new version directory.
 
     ``grid`` defaults to the full ``TuningGrid``; pass ``p.tune = False`` to keep ``p`` as is.
@@ -376,16 +462,16 @@ def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = Tr
         grid = TuningGrid()
     t_start = time.time()
     clock = PhaseClock()
-    ds = load(dataset)
+    ds = load(dataset, row_order_time)
     if events is not None:
         ds = extend_dataset(ds, Path(events))
     clock.lap("load")
     catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories,
                           ds.items.texts)
     users, ev = encode(ds, catalog.vocab)
-    content = fit_content(ds.items, p)
-    clock.lap("encode_and_content")
-    trained = train_pipeline(ev, users, catalog, content, p, grid, progress)
+    clock.lap("encode")
+    trained = train_pipeline(ev, users, catalog, p, grid, progress, ds.has_timestamps,
+                             registry)
     clock.skip()  # train_pipeline timed its own phases
     final = trained.models
     manifest = {
@@ -394,9 +480,9 @@ def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = Tr
                     "has_timestamps": ds.has_timestamps},
         "parameters": asdict(trained.params),
         "tuning": trained.tuning,
-        "generators": [g for g, m in (("als", final.als), ("content", final.content))
-                       if m is not None] + ["trending"],
-        "ranker": {"features": FEATURE_NAMES, "trees": trained.ranker.booster.num_trees(),
+        "generators": list(final.generators),
+        "ranker": {"features": trained.spec.names,
+                   "trees": trained.ranker.booster.num_trees(),
                    "importance_gain": trained.ranker.feature_importance()},
         "metrics": {"protocol": "validation: each user's latest item, users with >= "
                                 f"{p.min_user_items} items; hyperparameters were chosen on "

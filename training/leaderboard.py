@@ -9,6 +9,7 @@ score.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -16,133 +17,145 @@ from pathlib import Path
 import numpy as np
 
 from shortlist.common.catalog import ItemCatalog
-from shortlist.ranking.features import FEATURE_NAMES
+from shortlist.ranking.features import FeatureSpec
 from shortlist.ranking.pipeline import RankingConfig, RankingPipeline
 from shortlist.retrieval.als import AlsModel
+from shortlist.retrieval.generators import Registry, default_registry
 from shortlist.training import peers
 from shortlist.training.datasets import load
 from shortlist.training.evaluation import UNION, evaluate
 from shortlist.training.fit import TuningGrid, score_examples, train_pipeline, train_ranker
-from shortlist.training.models import fit_content
 from shortlist.training.params import FitParams
-from shortlist.training.protocol import PROTOCOLS, export_split, leave_last_out
-from shortlist.training.split import encode, holdout_last
+from shortlist.training.protocol import by_time, default_protocol, export_split, holdout_mask
+from shortlist.training.split import encode, holdout
 
 logger = logging.getLogger(__name__)
 
-ROW_ORDER = ("random", "popularity", "trending", "content", "als", UNION,
-             "implicit_als_tuned", "ease", "pipeline", "pipeline_mmr")
+# Rows in this order; each generator alone goes between popularity and the candidate union.
+HEAD_ROWS = ("random", "popularity")
+TAIL_ROWS = (UNION, "peer_als", "peer_ease", "ranker", "ranker_mmr", "pipeline")
 DESCRIPTIONS = {
     "random": "uniformly random unseen items",
     "popularity": "most-interacted items in the training data",
-    "trending": "generator: time-decayed popularity",
-    "content": "generator: TF-IDF+SVD taste vector over the content HNSW index",
-    "als": "generator: implicit ALS over the MIPS HNSW index",
     UNION: "merged candidates of all generators, retrieval (RRF) order",
-    "implicit_als_tuned": "peer: implicit ALS tuned on validation, exact scoring",
-    "ease": "peer: EASE (Steck 2019), lambda tuned on validation",
-    "pipeline": "Shortlist: generators + LightGBM LambdaRank",
-    "pipeline_mmr": "Shortlist: pipeline + MMR at the chosen lambda",
+    "peer_als": "peer: implicit ALS tuned on validation (wide grid), exact scoring",
+    "peer_ease": "peer: dense EASE (Steck 2019), lambda tuned on validation",
+    "ranker": "generators + LightGBM LambdaRank",
+    "ranker_mmr": "ranker + diversity re-ranking at the chosen setting",
+    "pipeline": "Shortlist as served: the configuration fit publishes (guard rails)",
 }
 
-# Feature groups for the ablation: each is blanked and the ranker retrained without it.
-FEATURE_GROUPS = {
-    "generator scores and ranks": [f for f in FEATURE_NAMES if f.endswith(("_gen_score",
-                                                                           "_gen_rank"))]
-    + ["n_sources"],
-    "retrieval order (RRF)": ["retrieval_rank", "retrieval_score"],
-    "ALS dot product": ["als_score"],
-    "content similarity to taste": ["taste_score"],
-    "content similarity to recent items": ["recent_sim", "recent5_sim_max"],
-    "ALS similarity to recent items": ["als_recent_sim", "als_recent5_sim_max"],
-    "popularity": ["popularity"],
-    "trending score": ["trending"],
-    "popularity at the user's time": ["pop_at_user_time"],
-    "item age": ["item_age_days", "item_age_at_user_time"],
-    "history length": ["history_length"],
-    "genre affinity": ["genre_affinity"],
-}
+
+def describe(name: str, registry: Registry) -> str:
+    if name in DESCRIPTIONS:
+        return DESCRIPTIONS[name]
+    if name in registry:
+        doc = (sys.modules[registry.get(name).__module__].__doc__ or name).strip()
+        return "generator: " + " ".join(doc.split(".")[0].split())
+    return name
+
+
+def feature_groups(spec: FeatureSpec) -> dict[str, list[str]]:
+    """Feature groups for the ablation: each is blanked and the ranker retrained without it.
+    One group per generator and per similarity space, so a new one shows what it is worth."""
+    groups = {f"generator {g}: score, rank, affinity": [f"{g}_score", f"{g}_rank",
+                                                          f"{g}_affinity"]
+              for g in spec.generators}
+    groups["sources and retrieval order (RRF)"] = ["n_sources", "retrieval_rank",
+                                                   "retrieval_score"]
+    groups.update({f"{s} similarity to the user's items": [f"{s}_{kind}"
+                                                           for kind in spec.similarity_kinds]
+                   for s in spec.spaces})
+    groups["popularity"] = ["popularity"]
+    groups["trending score"] = ["trending"]
+    if spec.time:
+        groups["popularity at the user's time"] = ["pop_at_user_time"]
+        groups["item age"] = ["item_age_days", "item_age_at_user_time"]
+    groups["history length"] = ["history_length"]
+    groups["genre affinity"] = ["genre_affinity"]
+    return groups
 
 
 def ablation(trained, p: FitParams) -> list[dict]:
     """Validation NDCG@10 with each feature group removed (ranker retrained without it)."""
-    pipe = RankingPipeline(trained.ranker, trained.valid_stats, RankingConfig(1.0, p.mmr_top_n))
+    spec = trained.spec
+    pipe = RankingPipeline(trained.ranker, trained.valid_stats,
+                           RankingConfig(1.0, p.mmr_top_n, spec))
     base, _ = score_examples(trained.ranker, pipe, trained.valid_examples, 1.0)
     rows = [{"removed": "(none)", "ndcg@10": base, "delta": 0.0}]
-    for group, names in FEATURE_GROUPS.items():
-        cols = [FEATURE_NAMES.index(n) for n in names]
+    names = spec.names
+    for group, features in feature_groups(spec).items():
+        cols = [names.index(n) for n in features]
         ranker = train_ranker(trained.train_examples, trained.valid_examples, p,
-                              p.ranker_num_leaves, cols)
+                              p.ranker_num_leaves, spec, cols)
         ndcg, _ = score_examples(ranker, pipe, trained.valid_examples, 1.0, columns=cols)
-        rows.append({"removed": group, "features": names, "ndcg@10": ndcg,
+        rows.append({"removed": group, "features": features, "ndcg@10": ndcg,
                      "delta": ndcg - base})
     return rows
 
 
-def run(dataset: str, protocol: str = "leave-last-out", export_dir: Path | None = None,
+def run(dataset: str, protocol: str | None = None, export_dir: Path | None = None,
         k: int = 10, progress: bool = True, p: FitParams | None = None,
         grid: TuningGrid | None = None, with_ablation: bool = True,
-        peer_als_grid: list[dict] | None = None) -> dict:
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+        peer_als_grid: list[dict] | None = None, registry: Registry | None = None,
+        row_order_time: bool = False) -> dict:
     p = p or FitParams()
+    registry = registry or default_registry()
     grid = grid if grid is not None else (TuningGrid() if p.tune else None)
-    ds = load(dataset)
+    ds = load(dataset, row_order_time)
+    protocol = protocol or default_protocol(ds.has_timestamps)
+    carve_by_time = by_time(protocol, ds.has_timestamps)
     catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories,
                           ds.items.texts)
     users, ev = encode(ds, catalog.vocab)
-    test_mask = leave_last_out(ev, ds.has_timestamps, p.min_user_items, p.seed)
+    test_mask = holdout_mask(ev, protocol, ds.has_timestamps, p.min_user_items, p.seed)
     train, test = ev.take(~test_mask), ev.take(test_mask)
     if export_dir is not None:
-        export_split(export_dir, users, catalog.vocab, train, test)
+        export_split(export_dir, users, catalog, train, test, ds.has_timestamps)
     n_users, n_items = len(users), len(catalog)
 
     fit_s: dict[str, float] = {}
     t0 = time.perf_counter()
-    content = fit_content(ds.items, p)
-    content_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    trained = train_pipeline(train, users, catalog, content, p, grid, progress)
-    fit_s["pipeline"] = fit_s["pipeline_mmr"] = content_s + time.perf_counter() - t0
+    trained = train_pipeline(train, users, catalog, p, grid, progress, ds.has_timestamps,
+                             registry, by_time=carve_by_time)
+    fit_s["pipeline"] = fit_s["ranker"] = fit_s["ranker_mmr"] = time.perf_counter() - t0
     fit_s.update(trained.models.fit_seconds)
-    if "content" in fit_s:
-        fit_s["content"] += content_s
-    fit_s[UNION] = sum(trained.models.fit_seconds.values()) + content_s
+    fit_s[UNION] = sum(trained.models.fit_seconds.values())
     fit_s["random"] = 0.0
-    fit_s["popularity"] = fit_s.get("trending", 0.0)
+    fit_s["popularity"] = 0.0
 
     # Peers: tuned on the same validation items the pipeline was tuned on.
-    vmask = holdout_last(train, 1, p.min_user_items)
+    vmask = holdout(train, 1, p.min_user_items, carve_by_time, p.seed)
     f_ev, v_ev = train.take(~vmask), train.take(vmask)
     extra, tuning, skipped = {}, {}, {}
     t0 = time.perf_counter()
     # The peer gets its own, wider grid (peers.DEFAULT_ALS_GRID), not the pipeline's.
-    best_als, tuning["implicit_als_tuned"] = peers.tune_als(
+    best_als, tuning["peer_als"] = peers.tune_als(
         f_ev, v_ev, n_users, n_items, peer_als_grid, seed=p.seed)
     matrix = peers.interaction_matrix(train, n_users, n_items)
     als_model = AlsModel(**best_als, seed=p.seed).fit(matrix)
-    fit_s["implicit_als_tuned"] = time.perf_counter() - t0
+    fit_s["peer_als"] = time.perf_counter() - t0
     als_rec = peers.als_recommender(als_model)
-    extra["implicit_als_tuned"] = lambda user, banned: als_rec(user, k, banned)[0]
+    extra["peer_als"] = lambda user, banned: als_rec(user, k, banned)[0]
     reason = peers.skipped(n_items)
     if reason is None:
         t0 = time.perf_counter()
-        lam, tuning["ease"] = peers.tune_ease(f_ev, v_ev, n_users, n_items)
+        lam, tuning["peer_ease"] = peers.tune_ease(f_ev, v_ev, n_users, n_items)
         ease = peers.Ease().fit(matrix, lam)
-        fit_s["ease"] = time.perf_counter() - t0
-        extra["ease"] = lambda user, banned: ease.recommend(user, k, banned)[0]
+        fit_s["peer_ease"] = time.perf_counter() - t0
+        extra["peer_ease"] = lambda user, banned: ease.recommend(user, k, banned)[0]
     else:
-        skipped["ease"] = reason
+        skipped["peer_ease"] = reason
         logger.warning(reason)
 
     pipeline = RankingPipeline(trained.ranker, trained.stats, trained.ranking_config)
     results = evaluate(trained.models, trained.stats, pipeline, test, k, progress, extra)
     rows = []
-    for name in ROW_ORDER:
+    for name in (*HEAD_ROWS, *trained.models.generators, *TAIL_ROWS):
         if name in results:
             rows.append({"model": name, **results[name],
                          "fit_s": round(fit_s.get(name, 0.0), 2),
-                         "description": DESCRIPTIONS[name]})
+                         "description": describe(name, registry)})
     params = asdict(trained.params)
     report = {
         "dataset": ds.name, "protocol": protocol, "k": k,
@@ -150,17 +163,16 @@ def run(dataset: str, protocol: str = "leave-last-out", export_dir: Path | None 
         "interactions": int(len(ev)), "train_interactions": int(len(train)),
         "has_timestamps": ds.has_timestamps,
         "rows": rows, "skipped": skipped,
-        "chosen": {key: params[key] for key in (
-            "als_factors", "als_regularization", "als_alpha", "taste_half_life_days",
-            "trending_half_life_days", "als_candidates", "content_candidates",
-            "trending_candidates", "max_candidates", "ranker_num_leaves", "mmr_lambda",
-            "mmr_top_n")},
-        "peers_chosen": {"implicit_als_tuned": best_als,
+        "chosen": {"generators": params["generators"],
+                   **{key: params[key] for key in ("max_candidates", "ranker_num_leaves",
+                                                   "mmr_lambda", "mmr_top_n")}},
+        "peers_chosen": {"peer_als": best_als,
                          "ease_lambda": None if reason else lam},
         "tuning": {**trained.tuning, **tuning},
-        "generators": [g for g, m in (("als", trained.models.als),
-                                      ("content", trained.models.content)) if m is not None]
-        + ["trending"],
+        "generators": list(trained.models.generators),
+        # ILD is measured in this space: what items are (content) when the catalog says,
+        # else who consumes them (ALS).
+        "diversity_space": trained.stats.diversity_space,
     }
     if with_ablation:
         report["ablation"] = ablation(trained, trained.params)

@@ -1,8 +1,14 @@
-"""Every hyperparameter `fit` uses, recorded in the manifest."""
+"""Every hyperparameter `fit` uses, recorded in the manifest.
+
+Values that belong to one generator live in that generator's config dataclass
+(``shortlist.retrieval.generators``); ``generators`` here overrides their defaults by name, and
+after a fit holds every generator's full config as chosen.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -10,32 +16,18 @@ class FitParams:
     seed: int = 42
     # choose the values below on validation data (training.fit.TuningGrid) before fitting
     tune: bool = True
-    # trending
-    trending_half_life_days: float = 30.0
-    # content
-    content_dim: int = 64
-    taste_half_life_days: float = 365.0
-    # ALS (implicit)
-    als_factors: int = 64
-    als_regularization: float = 0.05
-    als_alpha: float = 2.0
-    als_iterations: int = 15
-    # At this many events or more, the validation and final ALS fits start from the previous
-    # fit's factors (their events are a superset) and run als_warm_iterations instead: three
-    # cold fits are most of fit's time at 20M events. Smaller data keeps cold fits (seconds).
-    als_warm_start_min_events: int = 2_000_000
-    als_warm_iterations: int = 5
+    # Per-generator config values by generator name, e.g. {"als": {"factors": 128}}; the
+    # generator's defaults fill the rest.
+    generators: dict[str, dict[str, Any]] = field(default_factory=dict)
     # HNSW
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
     # Search ef 800: on the 100K-item scale artifact, ef 200 found only 0.89 (ALS) and 0.93
     # (content) of the exact top N; ef 800 finds 0.96 and 0.97 and is still 3x faster than an
-    # exact scan (python -m shortlist.perf.ann, docs/performance.md). Smaller catalogs lose ~0.2 ms.
+    # exact scan (python -m shortlist.perf.ann, docs/performance.md). Smaller catalogs lose
+    # ~0.2 ms.
     hnsw_ef: int = 800
-    # candidates per generator and after merge
-    als_candidates: int = 200
-    content_candidates: int = 100
-    trending_candidates: int = 50
+    # merged candidates handed to the ranker
     max_candidates: int = 300
     # ranker: the latest label_fraction of each user's training events are the labels
     label_fraction: float = 0.2
@@ -50,3 +42,9 @@ class FitParams:
     # MMR
     mmr_lambda: float = 0.8
     mmr_top_n: int = 50
+
+    def generator(self, name: str) -> dict[str, Any]:
+        return dict(self.generators.get(name, {}))
+
+    def set_generator(self, name: str, **values: Any) -> None:
+        self.generators = {**self.generators, name: {**self.generator(name), **values}}

@@ -26,22 +26,38 @@ class Events:
 
 
 def encode(ds: Dataset, item_vocab: Vocabulary) -> tuple[Vocabulary, Events]:
-    """Index users and items, collapsing duplicate (user, item) pairs to the latest event."""
-    users = Vocabulary(ds.user_values)
-    u = ds.user_codes.astype(np.int64)
+    """Index users (sorted by id, so indices do not depend on row order) and items, and
+    collapse duplicate (user, item) pairs: to the latest event when there is time, else to one
+    event with the summed weight (rows of plays or clicks without a clock)."""
+    order = np.argsort(np.asarray(ds.user_values, dtype=object), kind="stable")
+    users = Vocabulary([ds.user_values[j] for j in order.tolist()])
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    u = rank[ds.user_codes.astype(np.int64)]
     i = item_vocab.indices(ds.item_values)[ds.item_codes]
     ev = Events(u, i, ds.timestamps.astype(np.int64), ds.weights.astype(np.float32))
-    return users, dedupe(ev)
+    return users, dedupe(ev, aggregate=not ds.has_timestamps)
 
 
-def dedupe(ev: Events) -> Events:
-    """Keep one event per (user, item): the latest (ties: the later row)."""
+def dedupe(ev: Events, aggregate: bool = False) -> Events:
+    """One event per (user, item): the latest (ties: the later row), or, with ``aggregate``,
+    the first row carrying the sum of the pair's weights."""
     rows = np.arange(len(ev))
     order = np.lexsort((rows, ev.timestamps, ev.items, ev.users))
     u, i = ev.users[order], ev.items[order]
     last = np.ones(len(order), dtype=bool)
     last[:-1] = (u[1:] != u[:-1]) | (i[1:] != i[:-1])
-    return ev.take(np.sort(order[last]))
+    if not aggregate:
+        return ev.take(np.sort(order[last]))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = last[:-1]
+    group = np.cumsum(first) - 1
+    sums = np.bincount(group, weights=ev.weights[order]).astype(np.float32)
+    keep = order[first]
+    out = ev.take(keep)
+    out.weights = sums
+    resort = np.argsort(keep, kind="stable")
+    return out.take(resort)
 
 
 def user_order(ev: Events) -> np.ndarray:
@@ -72,3 +88,49 @@ def holdout_last(ev: Events, n_last: int | float = 1, min_items: int = 5) -> np.
     mask = np.zeros(len(ev), dtype=bool)
     mask[order[chosen]] = True
     return mask
+
+
+def pair_hash(users: np.ndarray, items: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded pseudo-random uint64 per (user, item): a draw that does not depend on the
+    order the rows came in (so a split exported and reloaded is carved the same way)."""
+    with np.errstate(over="ignore"):
+        x = (users.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+             ^ items.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+             ^ np.uint64(seed) * np.uint64(0x165667B19E3779F9))
+        x ^= x >> np.uint64(31)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(29)
+    return x
+
+
+def holdout_random(ev: Events, n_last: int | float = 1, min_items: int = 5,
+                   seed: int = 42) -> np.ndarray:
+    """Like ``holdout_last`` but each eligible user's held-out events are drawn at random
+    (seeded by ``pair_hash``): the carving for data without real timestamps, where "latest"
+    means nothing."""
+    order = np.lexsort((pair_hash(ev.users, ev.items, seed), ev.users))
+    users = ev.users[order]
+    counts = np.bincount(users, minlength=int(users.max()) + 1 if len(users) else 0)
+    starts = np.concatenate([[0], np.cumsum(counts)])[:-1]
+    pos = np.arange(len(order)) - starts[users]
+    total = counts[users]
+    if isinstance(n_last, float) and n_last < 1:
+        take = np.maximum(1, np.floor(total * n_last)).astype(np.int64)
+    else:
+        take = np.full(len(order), int(n_last))
+    chosen = (total >= min_items) & (pos < take)
+    mask = np.zeros(len(ev), dtype=bool)
+    mask[order[chosen]] = True
+    return mask
+
+
+def holdout(ev: Events, n_last: int | float, min_items: int, by_time: bool,
+            seed: int = 42) -> np.ndarray:
+    """Each eligible user's latest events (``by_time``) or a seeded random draw of them.
+
+    Every split in training (validation, the ranker's labels) is carved the way the test is,
+    so that validation measures what the test will.
+    """
+    if by_time:
+        return holdout_last(ev, n_last, min_items)
+    return holdout_random(ev, n_last, min_items, seed)

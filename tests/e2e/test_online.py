@@ -11,9 +11,9 @@ import time
 import grpc
 import pytest
 
+from shortlist.clients import cli
 from shortlist.common.artifacts import list_versions
 from shortlist.common.stack import Stack
-from shortlist.gateway import cli
 from shortlist.v1 import (
     admin_pb2,
     common_pb2,

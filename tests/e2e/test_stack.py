@@ -13,8 +13,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from shortlist.clients import cli
 from shortlist.common.stack import Stack
-from shortlist.gateway import cli
 from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 pytestmark = pytest.mark.e2e
@@ -152,7 +152,7 @@ def test_cli_json(stack, capsys, history):
 
 def test_cli_console_script_table(stack):
     out = subprocess.run(
-        [sys.executable, "-m", "shortlist.gateway.cli", "--target", stack.address("gateway"),
+        [sys.executable, "-m", "shortlist.clients.cli", "--target", stack.address("gateway"),
          "recommend", "--user", "u3", "-k", "5"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert "title" in out.stdout and "timings" in out.stdout

@@ -10,7 +10,7 @@ import pytest
 
 from shortlist.common import artifacts
 from shortlist.perf import ann
-from shortlist.retrieval.hnsw import HnswIndex, MipsIndex, exact_top_k
+from shortlist.retrieval.hnsw import CosineIndex, MipsIndex, exact_top_k
 
 EFS = [10, 50, 2000]  # 2000 >= items: the graph search visits everything, i.e. it is exact
 
@@ -72,11 +72,11 @@ def test_exact_scan_matches_brute_force_and_recall_is_set_overlap():
 
 
 def test_chunked_build_is_the_served_build():
-    """One thread, any chunk size: byte for byte the index MipsIndex/HnswIndex.build makes."""
+    """One thread, any chunk size: byte for byte the index MipsIndex/CosineIndex.build makes."""
     specs = ann.synthetic_specs(900, dim=12, n_queries=5, seed=1, n_clusters=9, top_n=10)
     for spec, served in zip(specs, [
         MipsIndex.build(specs[0].vectors, m=8, ef_construction=40, seed=5),
-        HnswIndex.build(specs[1].vectors, "cosine", m=8, ef_construction=40, seed=5),
+        CosineIndex.build(specs[1].vectors, m=8, ef_construction=40, seed=5),
     ], strict=True):
         ours = ann.build_index(spec, m=8, ef_construction=40, seed=5, threads=1, chunk=128,
                                progress=False)
@@ -115,9 +115,9 @@ def test_main_on_a_published_artifact(trained, tmp_path, capsys):
     by_name = {ix["name"]: ix for ix in report["indices"]}
     assert set(by_name) == {"als", "content"}
     # N defaults to the candidate counts tuning chose, as the manifest records them.
-    chosen = artifacts.read_manifest(artifacts.resolve(trained)).parameters
-    assert by_name["als"]["top_n"] == chosen["als_candidates"]
-    assert by_name["content"]["top_n"] == chosen["content_candidates"]
+    chosen = artifacts.read_manifest(artifacts.resolve(trained)).parameters["generators"]
+    assert by_name["als"]["top_n"] == chosen["als"]["candidates"]
+    assert by_name["content"]["top_n"] == chosen["content"]["candidates"]
     assert by_name["als"]["space"] == "mips" and by_name["content"]["space"] == "cosine"
     for ix in by_name.values():
         assert ix["items"] == 240 and ix["queries"] == 40

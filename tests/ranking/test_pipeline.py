@@ -6,17 +6,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from shortlist.ranking.features import (
-    FEATURE_NAMES,
-    GENERATORS,
-    ItemStats,
-    RankingInput,
-    build_features,
-)
+from shortlist.common.candidates import Candidates
+from shortlist.ranking.features import FeatureSpec, ItemStats, build_features
 from shortlist.ranking.pipeline import RankingConfig, RankingPipeline
 from shortlist.ranking.ranker import LambdaRanker
 
 N_ITEMS = 200
+GENERATORS = ("als", "content", "trending")
+SPEC = FeatureSpec(GENERATORS, ("content", "als"))
+FEATURE_NAMES = SPEC.names
 F = len(FEATURE_NAMES)
 POP = FEATURE_NAMES.index("popularity")
 
@@ -31,24 +29,24 @@ def make_stats(seed: int = 3) -> ItemStats:
         popularity=rng.random(N_ITEMS).astype(np.float32),
         trending=rng.random(N_ITEMS).astype(np.float32),
         first_seen=now - rng.integers(0, 400 * 86400, N_ITEMS),
-        genres=genres, vectors=vecs.astype(np.float32), now=now,
-        als_vectors=vecs[:, ::-1].copy().astype(np.float32),
+        genres=genres, spaces={"content": vecs.astype(np.float32),
+                               "als": vecs[:, ::-1].copy().astype(np.float32)}, now=now,
         times_indptr=np.arange(N_ITEMS + 1, dtype=np.int64),
-        times=now - rng.integers(0, 60 * 86400, N_ITEMS),
+        times=now - rng.integers(0, 60 * 86400, N_ITEMS), diversity_space="content",
     )
 
 
-def make_input(n: int, seed: int = 4) -> RankingInput:
+def make_input(n: int, seed: int = 4) -> Candidates:
     rng = np.random.default_rng(seed)
     items = rng.choice(N_ITEMS, n, replace=False).astype(np.int64)
     ranks = rng.integers(0, 50, size=(n, len(GENERATORS))).astype(np.int32)
     scores = rng.random((n, len(GENERATORS))).astype(np.float32)
     scores[ranks == 0] = np.nan
-    return RankingInput(
-        items=items, gen_scores=scores, gen_ranks=ranks,
+    affinity = rng.normal(size=(n, len(GENERATORS))).astype(np.float32)
+    affinity[:, 2] = np.nan
+    return Candidates(
+        items=items, generators=GENERATORS, scores=scores, ranks=ranks, affinity=affinity,
         retrieval_score=np.sort(rng.random(n))[::-1].astype(np.float32),
-        als_score=rng.normal(size=n).astype(np.float32),
-        taste_score=rng.normal(size=n).astype(np.float32),
         history_length=12, recent_items=rng.choice(N_ITEMS, 5, replace=False),
         user_time=1_700_000_000 - 86400,
     )
@@ -69,22 +67,22 @@ def stats() -> ItemStats:
 
 @pytest.fixture(scope="module")
 def pipeline(stats) -> RankingPipeline:
-    return RankingPipeline(train_ranker(FEATURE_NAMES), stats, RankingConfig(0.5, 20))
+    return RankingPipeline(train_ranker(FEATURE_NAMES), stats, RankingConfig(0.5, 20, SPEC))
 
 
 def test_rejects_ranker_with_other_feature_names(stats):
     renamed = [f"f{i}" for i in range(F)]
     with pytest.raises(ValueError, match="differ"):
-        RankingPipeline(train_ranker(renamed), stats, RankingConfig())
+        RankingPipeline(train_ranker(renamed), stats, RankingConfig(features=SPEC))
     reordered = [FEATURE_NAMES[1], FEATURE_NAMES[0], *FEATURE_NAMES[2:]]
     with pytest.raises(ValueError, match="differ"):
-        RankingPipeline(train_ranker(reordered), stats, RankingConfig())
+        RankingPipeline(train_ranker(reordered), stats, RankingConfig(features=SPEC))
 
 
 def test_scores_come_from_the_ranker(pipeline, stats):
     inp = make_input(60)
     pos, scores, timings = pipeline.rank(inp, 10)
-    expected = pipeline.ranker.predict(build_features(inp, stats))
+    expected = pipeline.ranker.predict(build_features(inp, stats, SPEC))
     np.testing.assert_array_equal(scores, expected[pos])
     assert set(timings) == {"features", "model", "mmr"}
     assert all(v >= 0 for v in timings.values())
@@ -112,7 +110,7 @@ def test_fewer_candidates_than_k(pipeline):
 def test_lambda_one_is_pure_score_order(pipeline):
     inp = make_input(80)
     pos, scores, _ = pipeline.rank(inp, 15, 1.0)
-    all_scores = pipeline.ranker.predict(build_features(inp, pipeline.stats))
+    all_scores = pipeline.ranker.predict(build_features(inp, pipeline.stats, SPEC))
     np.testing.assert_array_equal(pos, np.argsort(-all_scores, kind="stable")[:15])
     assert np.all(np.diff(scores) <= 0)
 
@@ -120,8 +118,8 @@ def test_lambda_one_is_pure_score_order(pipeline):
 def test_config_lambda_is_the_default(stats):
     ranker = train_ranker(FEATURE_NAMES)
     inp = make_input(80)
-    pure = RankingPipeline(ranker, stats, RankingConfig(mmr_lambda=1.0, mmr_top_n=30))
-    diverse = RankingPipeline(ranker, stats, RankingConfig(mmr_lambda=0.0, mmr_top_n=30))
+    pure = RankingPipeline(ranker, stats, RankingConfig(1.0, 30, SPEC))
+    diverse = RankingPipeline(ranker, stats, RankingConfig(0.0, 30, SPEC))
     np.testing.assert_array_equal(pure.rank(inp, 10)[0], pure.rank(inp, 10, 1.0)[0])
     np.testing.assert_array_equal(diverse.rank(inp, 10)[0], diverse.rank(inp, 10, 0.0)[0])
     assert not np.array_equal(pure.rank(inp, 10)[0], diverse.rank(inp, 10)[0])
@@ -129,13 +127,13 @@ def test_config_lambda_is_the_default(stats):
 
 def test_mmr_only_reorders_the_top_n(pipeline):
     inp = make_input(80)
-    all_scores = pipeline.ranker.predict(build_features(inp, pipeline.stats))
+    all_scores = pipeline.ranker.predict(build_features(inp, pipeline.stats, SPEC))
     top = set(np.argsort(-all_scores, kind="stable")[:20].tolist())  # mmr_top_n = 20
     pos, _, _ = pipeline.rank(inp, 10, 0.0)
     assert set(pos.tolist()) <= top
     assert pos[0] == int(np.argmax(all_scores))
     # lam = 0: after the first pick, every pick is the least similar to what was chosen
-    vecs = pipeline.stats.vectors[inp.items]
+    vecs = pipeline.stats.diversity[inp.items]
     chosen = [int(pos[0])]
     for p in pos[1:]:
         remaining = sorted(top - set(chosen))

@@ -145,8 +145,7 @@ class Cand:
     item: common_pb2.Item
     sources: tuple[tuple[str, float, int], ...] = ()  # (generator, score, rank)
     retrieval_score: float = 0.1
-    als_score: float = 0.2
-    taste_score: float = 0.3
+    affinity: float = 0.2  # every generator's affinity for the item
 
 
 def to_columns(cands) -> tuple[retrieval_pb2.CandidateColumns, list[common_pb2.Item]]:
@@ -155,15 +154,14 @@ def to_columns(cands) -> tuple[retrieval_pb2.CandidateColumns, list[common_pb2.I
         gens.extend(g for g, _, _ in c.sources if g not in gens)
     cols = retrieval_pb2.CandidateColumns(
         item_ids=[c.item.item_id for c in cands],
-        retrieval_scores=[c.retrieval_score for c in cands],
-        als_scores=[c.als_score for c in cands], taste_scores=[c.taste_score for c in cands],
-        generators=gens)
+        retrieval_scores=[c.retrieval_score for c in cands], generators=gens)
     for c in cands:
         scores, ranks = [math.nan] * len(gens), [0] * len(gens)
         for g, score, rank in c.sources:
             scores[gens.index(g)], ranks[gens.index(g)] = score, rank
         cols.generator_scores.extend(scores)
         cols.generator_ranks.extend(ranks)
+        cols.generator_affinities.extend([c.affinity] * len(gens))
     return cols, [c.item for c in cands]
 
 
@@ -197,7 +195,7 @@ def candidate(item_id: str, categories=("Drama",), score: float = 0.5,
 def set_scores(value: float):
     def edit(req):
         c = req.candidates
-        for name in ("retrieval_scores", "als_scores", "taste_scores", "generator_scores"):
+        for name in ("retrieval_scores", "generator_scores", "generator_affinities"):
             column = getattr(c, name)
             column[:] = [value] * len(column)
     return edit
@@ -523,9 +521,12 @@ def rows() -> list[Row]:
     add("undescribed unknown candidate is learned bare", *rk,
         lambda s: rank_with(s, lambda r: (rename_first("bad-rank-4")(r), r.ClearField("items"))),
         OK, n_items(10))
-    for name in ("retrieval_scores", "als_scores", "taste_scores"):
-        add(f"{name} shorter than item_ids", *rk,
-            lambda s, name=name: rank_with(s, set_columns(**{name: 3})), INVALID)
+    add("retrieval_scores shorter than item_ids", *rk,
+        lambda s: rank_with(s, set_columns(retrieval_scores=3)), INVALID)
+    add("generator_affinities not candidates x generators", *rk,
+        lambda s: rank_with(s, set_columns(generator_affinities=5)), INVALID)
+    add("no generator_affinities at all (an older sender)", *rk,
+        lambda s: rank_with(s, lambda r: r.candidates.ClearField("generator_affinities")), OK)
     add("generator_scores not candidates x generators", *rk,
         lambda s: rank_with(s, set_columns(generator_scores=7)), INVALID)
     add("generator_ranks not candidates x generators", *rk,
@@ -734,11 +735,11 @@ candidates = st.builds(
                    categories=st.lists(st.one_of(st.sampled_from(GENRES), small_texts),
                                        max_size=4)),
     sources=st.lists(generator_scores, max_size=4).map(tuple),
-    retrieval_score=floats, als_score=floats, taste_score=floats)
+    retrieval_score=floats, affinity=floats)
 raw_columns = st.builds(
     retrieval_pb2.CandidateColumns, item_ids=st.lists(st.one_of(item_ids, plain), max_size=8),
-    retrieval_scores=st.lists(floats, max_size=8), als_scores=st.lists(floats, max_size=8),
-    taste_scores=st.lists(floats, max_size=8),
+    retrieval_scores=st.lists(floats, max_size=8),
+    generator_affinities=st.lists(floats, max_size=24),
     generators=st.lists(st.one_of(st.sampled_from(["als", "content"]), small_texts),
                         max_size=3),
     generator_scores=st.lists(floats, max_size=24), generator_ranks=st.lists(int32s, max_size=24))

@@ -132,7 +132,8 @@ def test_server_refuses_a_corrupt_artifact_naming_the_file(root, tmp_path):
     bad_root = tmp_path / "bad"
     version = list_versions(root)[-1]
     shutil.copytree(version, bad_root / version.name)
-    target = bad_root / version.name / "retrieval" / "als" / "item_factors.npy"
+    target = (bad_root / version.name / "retrieval" / "generators" / "als"
+              / "item_factors.npy")
     data = bytearray(target.read_bytes())
     data[-1] ^= 0xFF
     target.write_bytes(bytes(data))

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from shortlist.clients import cli
 from shortlist.common import security
-from shortlist.gateway import cli
 from shortlist.gateway.server import create_server as create_gateway
 from shortlist.gateway.settings import GatewaySettings
 from shortlist.ranking.server import create_server as create_ranking

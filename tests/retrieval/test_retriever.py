@@ -7,12 +7,10 @@ import pytest
 
 from shortlist.common import artifacts
 from shortlist.retrieval.bundle import RetrievalModels
-from shortlist.retrieval.candidates import GENERATORS
 from shortlist.retrieval.errors import InvalidRequest, ItemNotFound
 from shortlist.retrieval.retriever import RetrieveQuery, Retriever
 from tests.conftest import GENRES
 
-ALS, CONTENT, TRENDING = (GENERATORS.index(g) for g in ("als", "content", "trending"))
 LIMIT = 500
 
 
@@ -39,8 +37,8 @@ def _check(retriever: Retriever, q: RetrieveQuery):
     assert not set(ids) & set(q.exclude_item_ids)
     assert not set(ids) & set(q.recent_item_ids)
     assert not set(ids) & _history_ids(retriever, q.user_id)
-    np.testing.assert_array_equal(c.gen_ranks > 0, ~np.isnan(c.gen_scores))
-    assert (c.gen_ranks > 0).any(axis=1).all()
+    np.testing.assert_array_equal(c.ranks > 0, ~np.isnan(c.scores))
+    assert (c.ranks > 0).any(axis=1).all()
     limit = q.max_candidates or retriever.models.config.max_candidates
     assert len(c) <= limit
     assert res.user_id == q.user_id and res.version == retriever.version
@@ -51,10 +49,8 @@ def _check(retriever: Retriever, q: RetrieveQuery):
 def test_established_user(retriever, user_id):
     c, _ = _check(retriever, RetrieveQuery(user_id=user_id))
     assert c.segment == "established"
-    cfg = retriever.models.config
-    assert (c.gen_ranks[:, ALS] > 0).sum() == cfg.als_candidates
-    assert (c.gen_ranks[:, CONTENT] > 0).sum() == cfg.content_candidates
-    assert (c.gen_ranks[:, TRENDING] > 0).sum() == cfg.trending_candidates
+    for name, gen in retriever.models.generators.items():
+        assert (c.ranks[:, c.column(name)] > 0).sum() == gen.config.candidates
 
 
 def test_favourite_genre_leads(retriever):
@@ -95,9 +91,9 @@ def test_unknown_include_category_leaves_nothing(retriever):
 def test_unknown_user_is_new_and_gets_trending(retriever):
     c, ids = _check(retriever, RetrieveQuery(user_id="nobody"))
     assert c.segment == "new" and c.history_length == 0
-    assert (c.gen_ranks[:, [ALS, CONTENT]] == 0).all()
-    assert (c.gen_ranks[:, TRENDING] > 0).all()
-    expected, _ = retriever.models.trending.top(len(c))
+    assert (c.ranks[:, [c.column("als"), c.column("content")]] == 0).all()
+    assert (c.ranks[:, c.column("trending")] > 0).all()
+    expected, _ = retriever.models.generators["trending"].model.top(len(c))
     np.testing.assert_array_equal(c.items, expected)
 
 
@@ -106,9 +102,10 @@ def test_unknown_user_with_recent_items_is_onboarding(retriever):
     c, _ = _check(retriever, RetrieveQuery(user_id="nobody", recent_item_ids=recent))
     assert c.segment == "onboarding"
     assert c.history_length == 3
-    content = c.items[c.gen_ranks[:, CONTENT] > 0]
+    g = c.column("content")
+    content = c.items[c.ranks[:, g] > 0]
     assert len(content) > 0
-    best = content[np.argsort(c.gen_ranks[c.gen_ranks[:, CONTENT] > 0, CONTENT])][:10]
+    best = content[np.argsort(c.ranks[c.ranks[:, g] > 0, g])][:10]
     assert set(_genre(retriever, best)) == {"SciFi"}
     assert set(retriever.models.catalog.vocab.ids(c.recent_items)) == {"i5", "i11", "i17"}
 
@@ -149,9 +146,10 @@ def test_overlay_events_are_banned_and_folded_in(trained):
     after, new_ids = _check(r, RetrieveQuery(user_id="u0"))
     assert not set(new_ids) & set(ids[:3])
     items, _, _ = r.models.history.events(u)
-    folded = r.models.als.fold_in(np.unique(items), np.ones(len(np.unique(items))))
-    np.testing.assert_allclose(after.als_score, r.models.als.item_factors[after.items] @ folded,
-                               rtol=1e-4, atol=1e-5)
+    als = r.models.generators["als"].model
+    folded = als.fold_in(np.unique(items), np.ones(len(np.unique(items))))
+    np.testing.assert_allclose(after.affinity[:, after.column("als")],
+                               als.item_factors[after.items] @ folded, rtol=1e-4, atol=1e-5)
 
 
 def test_similar_items_unknown_item(retriever):
@@ -167,5 +165,5 @@ def test_similar_items_same_genre_and_not_itself(retriever, item):
     assert len(set(idx.tolist())) == 10
     assert np.all(np.diff(scores) <= 1e-6)
     assert set(_genre(retriever, idx)) == {GENRES[item % len(GENRES)]}
-    vectors = retriever.models.content.vectors
+    vectors = retriever.models.generators["content"].model.vectors
     np.testing.assert_allclose(scores, vectors[idx] @ vectors[item], rtol=1e-5, atol=1e-6)

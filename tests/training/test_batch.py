@@ -15,7 +15,7 @@ from shortlist.common.artifacts import list_versions
 from shortlist.common.stack import Stack
 from shortlist.gateway.settings import GatewaySettings
 from shortlist.training.__main__ import main
-from shortlist.training.batch import DEFAULT_CANDIDATES, read_user_ids, recommend_batch
+from shortlist.training.batch import read_user_ids, recommend_batch
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc
 
 K = 10
@@ -57,8 +57,9 @@ def by_user(rows) -> dict[str, list[tuple[int, str, float]]]:
     return out
 
 
-def test_default_candidates_are_the_gateways():
-    assert DEFAULT_CANDIDATES == GatewaySettings.model_fields["candidates"].default == 300
+def test_gateway_leaves_the_candidate_count_to_the_artifact():
+    """The gateway and batch scoring both ask for what tuning chose unless told otherwise."""
+    assert GatewaySettings.model_fields["candidates"].default == 0
 
 
 def test_read_user_ids_skips_header_and_blanks():

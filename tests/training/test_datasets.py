@@ -47,7 +47,8 @@ def test_generic_without_weight_and_timestamp(tmp_path):
     write(tmp_path / "interactions.csv", "user_id,item_id\nu1,a\nu2,b\nu1,b\nu3,a\n")
     ds = load(str(tmp_path))
     np.testing.assert_array_equal(ds.weights, np.ones(4, np.float32))
-    np.testing.assert_array_equal(ds.timestamps, [0, 1, 2, 3])  # row order stands in for time
+    # no clock: nothing is assumed about time, not even that rows are in time order
+    np.testing.assert_array_equal(ds.timestamps, [0, 0, 0, 0])
     assert not ds.has_timestamps
     # no items.csv: every interacted item gets a catalog row, in first-seen order
     assert ds.items.item_ids == ["a", "b"]
@@ -60,8 +61,32 @@ def test_generic_weight_only(tmp_path):
     write(tmp_path / "interactions.csv", "user_id,item_id,weight\nu1,a,3\nu2,b,0.5\n")
     ds = load(str(tmp_path))
     np.testing.assert_array_equal(ds.weights, np.float32([3, 0.5]))
-    np.testing.assert_array_equal(ds.timestamps, [0, 1])
+    np.testing.assert_array_equal(ds.timestamps, [0, 0])
     assert not ds.has_timestamps
+
+
+def test_row_order_as_time_is_an_explicit_opt_in(tmp_path):
+    write(tmp_path / "interactions.csv", "user_id,item_id\nu1,a\nu2,b\nu1,b\n")
+    ds = load(str(tmp_path), row_order_time=True)
+    np.testing.assert_array_equal(ds.timestamps, [0, 1, 2])
+    assert ds.has_timestamps
+
+
+def test_untimed_variant_drops_time_and_shuffles_rows(tmp_path):
+    write(tmp_path / "interactions.csv",
+          "user_id,item_id,weight,timestamp\n" + "".join(f"u{i % 7},i{i},{i % 5 + 1},{1000 + i}\n"
+                                                        for i in range(60)))
+    timed = load(str(tmp_path))
+    ds = load(f"{tmp_path}~untimed")
+    assert not ds.has_timestamps and (ds.timestamps == 0).all()
+    assert ds.name.endswith("~untimed") and ds.fingerprint != timed.fingerprint
+    pairs = sorted(zip(timed.user_ids.tolist(), timed.item_ids.tolist(), timed.weights.tolist(),
+                       strict=True))
+    assert sorted(zip(ds.user_ids.tolist(), ds.item_ids.tolist(), ds.weights.tolist(),
+                      strict=True)) == pairs  # the same interactions, weights kept
+    assert ds.user_ids.tolist() != timed.user_ids.tolist()  # in another order
+    with pytest.raises(DatasetError, match="unknown dataset variant"):
+        load(f"{tmp_path}~nope")
 
 
 def test_generic_items_missing_from_items_csv_get_rows(tmp_path):

@@ -20,7 +20,6 @@ from shortlist.common.artifacts import (
     verify,
 )
 from shortlist.ranking.bundle import RankingModels
-from shortlist.ranking.features import FEATURE_NAMES
 from shortlist.training.__main__ import main
 from shortlist.training.datasets import load
 from shortlist.training.fit import FitError, fit
@@ -55,17 +54,19 @@ def test_manifest_identity(manifest, version, synthetic_dir):
     assert read_manifest(version).version == version.name
 
 
-def test_manifest_parameters(manifest):
+def test_manifest_parameters(manifest, version):
     params = manifest["parameters"]
     assert set(params) == set(asdict(FitParams()))
     # the values the conftest fixture passed, not the defaults
-    assert params["content_dim"] == 16
-    assert params["als_factors"] == 16
+    assert params["generators"]["content"]["dim"] == 16
+    assert params["generators"]["als"]["factors"] == 16
     assert params["ranker_rounds"] == 60
     assert params["seed"] == 42
-    assert manifest["ranker"]["features"] == FEATURE_NAMES
+    # every generator's whole config is recorded, not only what was passed
+    assert set(params["generators"]["als"]) >= {"candidates", "regularization", "alpha"}
+    assert manifest["generators"] == ["als", "content", "trending"]
+    assert manifest["ranker"]["features"] == RankingModels.load(version).config.features.names
     assert manifest["ranker"]["trees"] >= 1
-    assert set(manifest["generators"]) == {"als", "content", "trending"}
 
 
 def test_manifest_files_match_disk(manifest, version):
@@ -83,7 +84,7 @@ def test_metrics_rows(manifest, synthetic_dir):
     metrics = manifest["metrics"]
     assert metrics["k"] == 10
     models = metrics["models"]
-    assert {"pipeline", "pipeline_mmr", "popularity", "candidates_union"} <= set(models)
+    assert {"pipeline", "ranker", "ranker_mmr", "popularity", "candidates_union"} <= set(models)
     for name in ("pipeline", "popularity"):
         row = models[name]
         assert set(row) == {"ndcg@10", "recall@10", "hr@10", "map@10", "users", "coverage",
@@ -121,8 +122,9 @@ def test_ranker_text_loads_with_lightgbm(version):
     path = version / "ranking" / "ranker.txt"
     assert path.read_text().startswith("tree")
     booster = lgb.Booster(model_file=str(path))
-    assert booster.feature_name() == FEATURE_NAMES
-    x = np.zeros((3, len(FEATURE_NAMES)), np.float32)
+    names = RankingModels.load(version).config.features.names
+    assert booster.feature_name() == names
+    x = np.zeros((3, len(names)), np.float32)
     assert booster.predict(x).shape == (3,)
 
 
@@ -130,7 +132,9 @@ def test_published_ranking_models_load(version, manifest):
     models = RankingModels.load(version)
     n_items = manifest["dataset"]["items"]
     assert len(models.catalog) == n_items
-    assert models.stats.vectors.shape == (n_items, manifest["parameters"]["content_dim"])
+    dim = manifest["parameters"]["generators"]["content"]["dim"]
+    assert models.stats.spaces["content"].shape == (n_items, dim)
+    assert models.stats.diversity_space == "content"
     models.pipeline()  # feature names of the saved ranker match the code
 
 
@@ -156,8 +160,9 @@ def short_histories(tmp_path) -> Path:
 def test_fit_without_enough_history_raises_fit_error(short_histories, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(FitError, match="too little data"):
-        fit(str(short_histories), out, FitParams(content_dim=8, als_factors=8,
-                                                  ranker_rounds=10), progress=False)
+        fit(str(short_histories), out,
+            FitParams(generators={"content": {"dim": 8}, "als": {"factors": 8}},
+                      ranker_rounds=10), progress=False)
     assert list_versions(out) == []
     assert not list(out.glob(".staging*"))  # nothing half-written left behind
 

@@ -14,7 +14,7 @@ from shortlist.training.datasets import load
 from shortlist.training.evaluation import UNION
 from shortlist.training.leaderboard import COLUMNS, format_leaderboard, run
 from shortlist.training.metrics import intra_list_distance, novelty
-from shortlist.training.protocol import leave_last_out
+from shortlist.training.protocol import holdout_mask
 from shortlist.training.quality_doc import render, targets
 from shortlist.training.split import Events, encode
 from tests.conftest import small_grid, small_params, write_synthetic
@@ -24,7 +24,8 @@ from tests.conftest import small_grid, small_params, write_synthetic
 def report(synthetic_dir, tmp_path_factory):
     split = tmp_path_factory.mktemp("split")
     rep = run(str(synthetic_dir), export_dir=split, progress=False, p=small_params(),
-              grid=small_grid(), peer_als_grid=list(small_grid().als))
+              grid=small_grid(),
+              peer_als_grid=list(small_grid().generators["als"]))
     rep["_split"] = str(split)
     return rep
 
@@ -32,8 +33,8 @@ def report(synthetic_dir, tmp_path_factory):
 def test_report_has_every_row_and_column(report):
     assert report["protocol"] == "leave-last-out" and report["k"] == 10
     names = [r["model"] for r in report["rows"]]
-    assert names == ["random", "popularity", "trending", "content", "als", UNION,
-                     "implicit_als_tuned", "ease", "pipeline", "pipeline_mmr"]
+    assert names == ["random", "popularity", *report["generators"], UNION, "peer_als",
+                     "peer_ease", "ranker", "ranker_mmr", "pipeline"]
     for row in report["rows"]:
         assert set(COLUMNS) <= set(row)
         assert 0 <= row["ndcg@10"] <= row["hr@10"] <= 1
@@ -52,26 +53,31 @@ def test_pipeline_is_far_better_than_popularity_and_random(report):
 def test_chosen_values_come_from_the_grid(report):
     grid = small_grid()
     chosen = report["chosen"]
-    assert chosen["taste_half_life_days"] in grid.taste_half_life_days
-    assert chosen["trending_half_life_days"] in grid.trending_half_life_days
-    assert (chosen["als_candidates"], chosen["content_candidates"],
-            chosen["trending_candidates"]) in grid.candidates
+    gens = chosen["generators"]
+    for name, variants in grid.generators.items():
+        assert {k: gens[name][k] for k in variants[0]} in variants, name
+    base = small_params().generators
+    scales = {gens[n]["candidates"] / base[n]["candidates"] for n in gens}
+    assert len(scales) == 1 and scales <= set(grid.candidate_scales)  # one tier for all
+    assert chosen["max_candidates"] == sum(g["candidates"] for g in gens.values())
     assert chosen["mmr_lambda"] in grid.mmr_lambda
     assert report["peers_chosen"]["ease_lambda"] > 0
-    assert len(report["tuning"]["ranker"]) == len(grid.candidates) * len(grid.ranker_num_leaves)
+    assert len(report["tuning"]["ranker"]) == (len(grid.candidate_scales)
+                                               * len(grid.ranker_num_leaves))
 
 
 def test_ablation_covers_every_feature(report):
-    from shortlist.ranking.features import FEATURE_NAMES
+    from shortlist.ranking.features import FeatureSpec
 
     removed = {f for r in report["ablation"][1:] for f in r["features"]}
-    assert removed == set(FEATURE_NAMES)
+    spec = FeatureSpec(tuple(report["generators"]), ("als", "content"), report["has_timestamps"])
+    assert removed == set(spec.names)
     assert report["ablation"][0]["removed"] == "(none)"
 
 
 def test_export_split_matches_the_protocol(report, synthetic_dir):
     split = report["_split"]
-    with open(f"{split}/train.csv") as fh:
+    with open(f"{split}/interactions.csv") as fh:
         train = list(csv.DictReader(fh))
     with open(f"{split}/test.csv") as fh:
         test = list(csv.DictReader(fh))
@@ -88,10 +94,21 @@ def test_export_split_matches_the_protocol(report, synthetic_dir):
 
 def test_leaderboard_text_and_quality_doc(report):
     text = format_leaderboard(report)
-    assert "pipeline_mmr" in text and "candidate recall@" in text
+    assert "ranker_mmr" in text and "candidate recall@" in text
     doc = render([report])
     assert "| pipeline |" in doc and "Feature ablation" in doc
-    assert len(targets(report)) == 4
+    names = [name for name, _, _ in targets(report)]
+    assert names == ["pipeline >= 1.05 x the best of tuned ALS, EASE and ItemKNN",
+                     "pipeline >= its own best generator", "pipeline >= 1.5 x popularity"]
+    movielens = render([{**report, "dataset": "ml-100k"}])
+    assert "MovieLens: pipeline >= 1.40 x the best peer" in movielens
+
+
+def test_served_configuration_is_recorded_and_never_loses_on_validation(report):
+    decision = report["tuning"]["configuration"]
+    scores = decision["validation_ndcg@10"]
+    assert scores[decision["served"]] >= decision["best_generator_ndcg@10"]
+    assert decision["best_generator"] in report["generators"]
 
 
 def test_no_timestamps_holds_out_a_seeded_random_item(tmp_path):
@@ -101,9 +118,9 @@ def test_no_timestamps_holds_out_a_seeded_random_item(tmp_path):
     assert not ds.has_timestamps
     catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories)
     _, ev = encode(ds, catalog.vocab)
-    a = leave_last_out(ev, False, 5, seed=1)
-    b = leave_last_out(ev, False, 5, seed=1)
-    c = leave_last_out(ev, False, 5, seed=2)
+    a = holdout_mask(ev, "leave-last-out", False, 5, seed=1)
+    b = holdout_mask(ev, "leave-last-out", False, 5, seed=1)
+    c = holdout_mask(ev, "leave-last-out", False, 5, seed=2)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert np.bincount(ev.users[a]).tolist() == [1] * 30
 
@@ -123,7 +140,9 @@ def test_generic_dataset_without_timestamps_or_text(tmp_path, capsys):
     rep = json.loads((tmp_path / "r.json").read_text())
     assert "content" not in rep["generators"]
     assert "content" not in [r["model"] for r in rep["rows"]]
-    assert all(r["ild"] is None for r in rep["rows"])
+    # no content space: diversity is measured where behaviour puts items instead
+    assert rep["diversity_space"] == "als"
+    assert all(r["ild"] is not None for r in rep["rows"])
 
 
 def test_ild_and_novelty_by_hand():
@@ -139,5 +158,5 @@ def test_ild_and_novelty_by_hand():
 def test_events_are_untouched_by_protocol():
     ev = Events(np.array([0, 0, 0, 0, 0]), np.array([1, 2, 3, 4, 5]),
                 np.array([1, 2, 3, 4, 5]), np.ones(5, np.float32))
-    mask = leave_last_out(ev, True, 5)
+    mask = holdout_mask(ev, "leave-last-out", True, 5)
     assert mask.tolist() == [False, False, False, False, True]

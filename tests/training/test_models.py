@@ -1,32 +1,53 @@
-"""fit_models reuses what a previous fit on a subset of the events can give it."""
+"""fit_models fits every registered generator and reuses what a previous fit can give it."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from shortlist.common.catalog import ItemCatalog
+from shortlist.retrieval.generators import default_registry
 from shortlist.training.datasets import load
-from shortlist.training.models import fit_content, fit_models
+from shortlist.training.models import fit_models
 from shortlist.training.params import FitParams
 from shortlist.training.split import encode, holdout_last
 
 
-def test_previous_models_give_the_content_index_and_warm_als(synthetic_dir):
+def _data(synthetic_dir):
     ds = load(str(synthetic_dir))
     catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories,
                           ds.items.texts)
     users, ev = encode(ds, catalog.vocab)
-    p = FitParams(als_factors=8, als_iterations=6, als_warm_iterations=2)
-    content = fit_content(ds.items, p)
+    return catalog, users, ev
+
+
+def test_previous_models_give_the_content_model_and_warm_als(synthetic_dir):
+    catalog, users, ev = _data(synthetic_dir)
+    registry = default_registry()
+    als = {"factors": 8, "iterations": 6, "warm_iterations": 2}
+    p = FitParams(generators={"als": als, "content": {"dim": 8}})
     subset = ev.take(~holdout_last(ev, 1, 5))
-    first, _ = fit_models(subset, users, catalog, content, p)
+    first, _ = fit_models(subset, users, catalog, p, registry)
 
-    cold_p = dataclasses.replace(p, als_warm_start_min_events=len(ev) + 1)
-    cold, _ = fit_models(ev, users, catalog, content, cold_p, previous=first)
-    assert cold.content_index is first.content_index  # reused whatever the size
-    assert cold.als.iterations == 6  # below the threshold: a cold ALS fit
+    p.set_generator("als", warm_start_min_events=len(ev) + 1)
+    cold, _ = fit_models(ev, users, catalog, p, registry, previous=first)
+    # the content model and its index depend on the catalog only: reused whatever the size
+    assert cold.generators["content"].model is first.generators["content"].model
+    assert cold.generators["content"].index is first.generators["content"].index
+    assert cold.generators["als"].model.iterations == 6  # below the threshold: a cold fit
 
-    warm_p = dataclasses.replace(p, als_warm_start_min_events=len(ev))
-    warm, _ = fit_models(ev, users, catalog, content, warm_p, previous=first)
-    assert warm.als.iterations == 2
-    assert warm.als.item_factors.shape == first.als.item_factors.shape
+    p.set_generator("als", warm_start_min_events=len(ev))
+    warm, _ = fit_models(ev, users, catalog, p, registry, previous=first)
+    assert warm.generators["als"].model.iterations == 2
+    assert (warm.generators["als"].model.item_factors.shape
+            == first.generators["als"].model.item_factors.shape)
+
+
+def test_registry_decides_which_generators_are_fitted(synthetic_dir):
+    catalog, users, ev = _data(synthetic_dir)
+    p = FitParams(generators={"als": {"factors": 8, "iterations": 2}, "content": {"dim": 8}})
+    models, stats = fit_models(ev, users, catalog, p, default_registry().without("als"))
+    assert list(models.generators) == ["content", "trending"]
+    assert set(stats.spaces) == {"content"} and stats.diversity_space == "content"
+    no_content, stats = fit_models(ev, users, catalog, p,
+                                   default_registry().without("content"))
+    assert list(no_content.generators) == ["als", "trending"]
+    # without a content space, diversity falls back to the behavioural one
+    assert stats.diversity_space == "als"

@@ -24,7 +24,7 @@ from shortlist.training.peers import (
     tune_als,
     tune_ease,
 )
-from shortlist.training.protocol import export_split, leave_last_out
+from shortlist.training.protocol import export_split, holdout_mask
 from shortlist.training.split import Events, encode, holdout_last
 
 
@@ -42,7 +42,7 @@ def split(synthetic_dir):
     ds = load(str(synthetic_dir))
     catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories)
     users, ev = encode(ds, catalog.vocab)
-    test_mask = leave_last_out(ev, ds.has_timestamps)
+    test_mask = holdout_mask(ev, "leave-last-out", ds.has_timestamps)
     train, test = ev.take(~test_mask), ev.take(test_mask)
     valid_mask = holdout_last(train, 1, 5)
     return {"users": users, "catalog": catalog, "train": train, "test": test,
@@ -209,10 +209,9 @@ def test_exported_split_reproduces_ease_exactly(split, tmp_path):
     model = Ease().fit(interaction_matrix(split["train"], n_users, n_items), lam)
     in_memory = score_users(model.recommend, split["train"], split["test"], 10, n_items)
 
-    export_split(tmp_path, split["users"], split["catalog"].vocab, split["train"],
-                 split["test"])
+    export_split(tmp_path, split["users"], split["catalog"], split["train"], split["test"])
     users, items = Vocabulary(), Vocabulary()  # fresh first-seen indices, no catalog
-    train = read_split_csv(tmp_path / "train.csv", users, items)
+    train = read_split_csv(tmp_path / "interactions.csv", users, items)
     test = read_split_csv(tmp_path / "test.csv", users, items)
     assert len(train) == len(split["train"]) and len(test) == len(split["test"])
     reloaded = Ease().fit(interaction_matrix(train, len(users), len(items)), lam)

@@ -53,9 +53,20 @@ def test_encode_indexes_and_dedupes():
         timestamps=np.array([5, 6, 7, 8]), items=Items(["a", "b"], ["A", "B"], [[], []], []),
     )
     users, ev = encode(ds, Vocabulary(["a", "b"]))
-    assert users.all_ids == ["bob", "amy"]  # first-seen order
+    assert users.all_ids == ["amy", "bob"]  # sorted: indices do not depend on row order
     # bob's two "b" events collapse to the later one; unknown items map to -1
-    assert as_set(ev) == {(1, 0, 6, 2.0), (0, 1, 7, 3.0), (0, -1, 8, 4.0)}
+    assert as_set(ev) == {(0, 0, 6, 2.0), (1, 1, 7, 3.0), (1, -1, 8, 4.0)}
+
+
+def test_encode_without_time_sums_duplicate_weights():
+    ds = Dataset.from_ids(
+        name="t", user_ids=np.array(["bob", "amy", "bob", "bob"]),
+        item_ids=np.array(["b", "a", "b", "a"]), weights=np.float32([1, 2, 3, 4]),
+        timestamps=np.zeros(4, np.int64), items=Items(["a", "b"], ["A", "B"], [[], []], []),
+        has_timestamps=False,
+    )
+    _, ev = encode(ds, Vocabulary(["a", "b"]))
+    assert as_set(ev) == {(0, 0, 0, 2.0), (1, 1, 0, 4.0), (1, 0, 0, 4.0)}
 
 
 def timeline(user: int, n: int, t0: int = 1000) -> list[tuple[int, int, int]]:

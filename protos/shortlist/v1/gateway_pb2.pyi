@@ -42,7 +42,7 @@ class RecommendedItem(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., title: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[_Union[_common_pb2.GeneratorScore, _Mapping]]] = ..., retrieval_rank: _Optional[int] = ..., ranking_rank: _Optional[int] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "timings_ms", "version", "degraded", "segment", "request_id")
+    __slots__ = ("items", "timings_ms", "version", "degraded", "segment", "request_id", "configuration")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -56,10 +56,12 @@ class RecommendResponse(_message.Message):
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
     timings_ms: _containers.ScalarMap[str, float]
     version: str
     degraded: bool
     segment: _common_pb2.UserSegment
     request_id: str
-    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., version: _Optional[str] = ..., degraded: _Optional[bool] = ..., segment: _Optional[_Union[_common_pb2.UserSegment, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    configuration: str
+    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., version: _Optional[str] = ..., degraded: _Optional[bool] = ..., segment: _Optional[_Union[_common_pb2.UserSegment, str]] = ..., request_id: _Optional[str] = ..., configuration: _Optional[str] = ...) -> None: ...

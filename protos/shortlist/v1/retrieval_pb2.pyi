@@ -24,22 +24,20 @@ class RetrieveRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., max_candidates: _Optional[int] = ..., request_id: _Optional[str] = ..., k: _Optional[int] = ...) -> None: ...
 
 class CandidateColumns(_message.Message):
-    __slots__ = ("item_ids", "retrieval_scores", "als_scores", "taste_scores", "generators", "generator_scores", "generator_ranks")
+    __slots__ = ("item_ids", "retrieval_scores", "generators", "generator_scores", "generator_ranks", "generator_affinities")
     ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     RETRIEVAL_SCORES_FIELD_NUMBER: _ClassVar[int]
-    ALS_SCORES_FIELD_NUMBER: _ClassVar[int]
-    TASTE_SCORES_FIELD_NUMBER: _ClassVar[int]
     GENERATORS_FIELD_NUMBER: _ClassVar[int]
     GENERATOR_SCORES_FIELD_NUMBER: _ClassVar[int]
     GENERATOR_RANKS_FIELD_NUMBER: _ClassVar[int]
+    GENERATOR_AFFINITIES_FIELD_NUMBER: _ClassVar[int]
     item_ids: _containers.RepeatedScalarFieldContainer[str]
     retrieval_scores: _containers.RepeatedScalarFieldContainer[float]
-    als_scores: _containers.RepeatedScalarFieldContainer[float]
-    taste_scores: _containers.RepeatedScalarFieldContainer[float]
     generators: _containers.RepeatedScalarFieldContainer[str]
     generator_scores: _containers.RepeatedScalarFieldContainer[float]
     generator_ranks: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, item_ids: _Optional[_Iterable[str]] = ..., retrieval_scores: _Optional[_Iterable[float]] = ..., als_scores: _Optional[_Iterable[float]] = ..., taste_scores: _Optional[_Iterable[float]] = ..., generators: _Optional[_Iterable[str]] = ..., generator_scores: _Optional[_Iterable[float]] = ..., generator_ranks: _Optional[_Iterable[int]] = ...) -> None: ...
+    generator_affinities: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, item_ids: _Optional[_Iterable[str]] = ..., retrieval_scores: _Optional[_Iterable[float]] = ..., generators: _Optional[_Iterable[str]] = ..., generator_scores: _Optional[_Iterable[float]] = ..., generator_ranks: _Optional[_Iterable[int]] = ..., generator_affinities: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class UserContext(_message.Message):
     __slots__ = ("user_id", "history_length", "recent_item_ids", "segment", "last_timestamp")

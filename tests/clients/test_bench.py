@@ -1,5 +1,8 @@
 """shortlist-bench: the report is complete and consistent (not speed), on a tiny stack and in
-its parts (network remainders, histogram quantiles, scrape windows, plots, stack plumbing)."""
+its parts (network remainders, histogram quantiles, scrape windows, plots, stack plumbing).
+
+Client latencies run from each request's due time (``shortlist.clients.load``), which the report
+says; tests/clients/test_load.py checks that semantic on the driver itself."""
 
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from shortlist.clients import bench
+from shortlist.common import artifacts
 from shortlist.common.metrics import Metrics
 from shortlist.common.stack import Stack, free_port
-from shortlist.gateway import bench
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
@@ -38,6 +42,7 @@ def test_report_shape_and_consistency(trained, tmp_path):
     assert narrow_code == 0 and narrow["concurrency"] == 1 and narrow["requests"] == 100
     assert narrow["errors"].get("CLIENT_SATURATED", 0) > 0
     assert narrow["ok"] + sum(narrow["errors"].values()) == 100
+    assert narrow["latency_from"] == "due"
     assert code == 0
     assert set(memory) == {"gateway", "retrieval", "ranking"}
     for m in memory.values():
@@ -57,6 +62,17 @@ def test_report_shape_and_consistency(trained, tmp_path):
     assert stages["end_to_end"]["count"] == report["ok"]
     # the servers' total is inside what the client observed
     assert stages["total"]["p50_ms"] <= stages["end_to_end"]["p50_ms"]
+    # latencies run from the due time; how late the sender was is reported beside them
+    assert report["latency_from"] == "due"
+    lag = report["send_lag_ms"]
+    assert 0 <= lag["p50_ms"] <= lag["p99_ms"] <= lag["max_ms"]
+    # retrieval's stages are its generators (named by the artifact, not by the bench) + merge
+    version = artifacts.read_manifest(artifacts.resolve(trained))
+    generators = set(version.parameters["generators"])
+    retrieval_stages = {s.split(".", 1)[1] for s in stages
+                        if s.startswith("retrieval.") and s not in ("retrieval.total",
+                                                                    "retrieval.merge")}
+    assert retrieval_stages and retrieval_stages <= generators
 
     # the only tolerated warning: no matplotlib here (it is in the optional `report` extra)
     expected = [] if HAS_MATPLOTLIB else [w for w in report["warnings"] if w.startswith("plot ")]
@@ -123,6 +139,29 @@ def test_network_is_the_remainder_at_each_hop():
     assert bench.network_parts(9.0, timings)["network.client_gateway"] == 0.0
 
 
+def test_stage_order_puts_generators_before_merge():
+    names = ["merge", "trending", "total", "als", "zeta", "model", "features", "mmr"]
+    assert bench._ordered(names) == ["total", "als", "trending", "zeta", "merge", "features",
+                                     "model", "mmr"]
+
+
+def test_exposition_parser_reads_labels_values_and_escapes():
+    text = "\n".join([
+        "# HELP shortlist_requests_total calls",
+        "# TYPE shortlist_requests_total counter",
+        'shortlist_requests_total{code="OK",rpc="Rank"} 4.0',
+        'shortlist_stage_seconds_bucket{le="+Inf",stage="model"} 7 1700000000000',
+        'odd{a="say \\"hi\\" {x}",b="back\\\\slash"} 1e3',
+        "no_labels 2", "not a sample line",
+    ])
+    assert list(bench.samples(text)) == [
+        ("shortlist_requests_total", {"code": "OK", "rpc": "Rank"}, 4.0),
+        ("shortlist_stage_seconds_bucket", {"le": "+Inf", "stage": "model"}, 7.0),
+        ("odd", {"a": 'say "hi" {x}', "b": "back\\slash"}, 1000.0),
+        ("no_labels", {}, 2.0),
+    ]
+
+
 def test_server_metrics_cover_only_the_window():
     m = Metrics("unit")
     port = m.serve("127.0.0.1", 0)
@@ -182,6 +221,12 @@ def test_composition_adds_up_per_band():
     assert list(comp["p50"]["mean_ms"])[:2] == ["network", "gateway"]
     text = bench.summary(report)
     assert "gateway.total" in text and "requests seen by gateway: OK 40" in text
+    assert "due time" not in text  # made by hand: no driver, so no claim about its latencies
+    report.update(latency_from="due", rate=20.0,
+                  send_lag_ms={"p50_ms": 0.1, "p99_ms": 0.5, "max_ms": 3.25})
+    text = bench.summary(report)
+    assert "from each request's due time (open loop at 20/s)" in text
+    assert "sender lag p99 0.50 ms, max 3.25 ms" in text
     assert "warning: metrics ranking" in text
 
 

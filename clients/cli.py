@@ -52,6 +52,7 @@ def recommend_json(user_id: str, resp: gateway_pb2.RecommendResponse) -> dict:
         "degraded": resp.degraded,
         "timings_ms": {k: round(v, 3) for k, v in sorted(resp.timings_ms.items())},
         "version": resp.version,
+        "configuration": resp.configuration,
         "segment": SEGMENTS.get(resp.segment, "unspecified"),
         "request_id": resp.request_id,
     }
@@ -96,7 +97,7 @@ def cmd_recommend(client: Client, args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(f"user {args.user}  segment={out['segment']}  version={resp.version}"
-          f"{'  DEGRADED' if resp.degraded else ''}")
+          f"  served by {resp.configuration or '?'}{'  DEGRADED' if resp.degraded else ''}")
     if not resp.items:
         used = _filters_used(args)
         print(f"no recommendations for user {args.user} "

@@ -1,6 +1,6 @@
 """Find the highest rate the running stack sustains, then measure it at twice that rate.
 
-    python -m shortlist.gateway.overload --target 127.0.0.1:50051 --output reports/overload.json
+    python -m shortlist.clients.overload --target 127.0.0.1:50051 --output reports/overload.json
 
 "Sustained" means no failed call and end-to-end p99 within ``--p99-ms``. At twice that rate
 the per-server concurrency limits refuse the excess with RESOURCE_EXHAUSTED, and what matters
@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from shortlist.gateway import bench
+from shortlist.clients import bench
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,13 +17,13 @@ import grpc
 import pytest
 
 from shortlist.client import TARGET_ENV, Client
+from shortlist.clients import cli
 from shortlist.common.stack import Stack, free_port
-from shortlist.gateway import cli
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc, retrieval_pb2
 
 pytestmark = pytest.mark.e2e
 
-CLI = [sys.executable, "-m", "shortlist.gateway.cli"]
+CLI = [sys.executable, "-m", "shortlist.clients.cli"]
 
 
 @pytest.fixture(scope="module")

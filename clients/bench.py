@@ -1,14 +1,18 @@
 """`shortlist-bench`: open-loop load against the gateway, with per-stage latency percentiles.
 
-Requests are sent at a fixed rate whether or not earlier ones have answered (open loop), so
-queueing shows up in the tail instead of slowing the generator down. Each response carries the
-servers' own stage timings (``debug``), which are aggregated next to the client's end-to-end
-latency.
+Requests fall due at a fixed rate whether or not earlier ones have answered (open loop, the
+driver in ``shortlist.clients.load``), so queueing shows up in the tail instead of slowing the
+generator down. The client's latency (``end_to_end``, ``failed.<CODE>``) runs from each
+request's due time, not from when it left: a sender thread starved of CPU sends late, and
+timing from the send would hide that delay. How late requests left is reported beside it
+(``send_lag_ms``). Each response carries the servers' own stage timings (``debug``), which are
+aggregated next to the client's end-to-end latency.
 
 Network and serialisation are not measured anywhere; they are what is left over at each hop,
 so each is a difference of two clocks on one path (clamped at 0):
 
-- ``network.client_gateway``: the client's end-to-end minus the gateway's ``total``;
+- ``network.client_gateway``: the client's end-to-end minus the gateway's ``total`` (so it
+  also holds the client's own send lag);
 - ``network.gateway_retrieval``: the gateway's ``retrieval`` call minus ``retrieval.total``,
   the time inside retrieval's handler (so it also holds the gateway's retries and the
   client-side call work);
@@ -40,19 +44,19 @@ import http.client
 import json
 import logging
 import math
+import re
 import sys
 import threading
-import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import numpy as np
 
+from shortlist.clients import load
 from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -62,9 +66,10 @@ UPSTREAMS = ("retrieval", "ranking")
 HOPS = {"retrieval": "network.gateway_retrieval", "ranking": "network.gateway_ranking"}
 # The end-to-end percentiles the plot explains, and the band of requests each one is read from.
 BANDS = {"p50": (45.0, 50.0, 55.0), "p95": (94.0, 95.0, 96.0), "p99": (98.5, 99.0, 99.5)}
-# Known stages first, in pipeline order; stages a server adds later are appended by name.
-STAGE_ORDER = ("total", "gateway", "retrieval", "ranking", "user_vectors", "als", "content",
-               "trending", "merge", "features", "model", "mmr")
+# Stages in pipeline order. "*" holds the place of the stages a server names after what it ran,
+# sorted by name: retrieval reports one per generator (the artifact decides which), then merge.
+STAGE_ORDER = ("total", "gateway", "retrieval", "ranking", "*", "merge", "features", "model",
+               "mmr")
 QUANTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
 STAGE_HISTOGRAM = "shortlist_stage_seconds_bucket"
 REQUEST_COUNTER = "shortlist_requests_total"
@@ -90,7 +95,7 @@ def network_parts(end_to_end_ms: float, timings: Mapping[str, float]) -> dict[st
 
 def _ordered(names: Iterable[str]) -> list[str]:
     rank = {n: i for i, n in enumerate(STAGE_ORDER)}
-    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+    return sorted(names, key=lambda n: (rank.get(n, rank["*"]), n))
 
 
 def leaf_breakdown(end_to_end_ms: float, timings: Mapping[str, float]) -> dict[str, float]:
@@ -153,22 +158,44 @@ class Scrape:
     requests: dict[tuple[str, str], float] = field(default_factory=dict)  # (rpc, code) -> n
 
 
+_SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+_ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+
+def samples(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of each sample in Prometheus' text exposition format.
+
+    The format is line-based and simple; parsing it here keeps the clients free of anything
+    but the contract and the standard library. Comments, type lines and lines that are not
+    a sample are skipped.
+    """
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line.strip())
+        if m is None:
+            continue
+        labels = {k: re.sub(r"\\.", lambda e: _ESCAPES.get(e.group(0), e.group(0)), v)
+                  for k, v in _LABEL.findall(m.group(2) or "")}
+        try:
+            yield m.group(1), labels, float(m.group(3))
+        except ValueError:
+            continue
+
+
 def scrape(address: str, timeout_s: float = 5.0) -> Scrape:
     """Read and parse one endpoint; ``address`` is HOST:PORT or a full URL."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     url = address if "://" in address else f"http://{address}/metrics"
     with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (operator's URL)
         text = resp.read().decode()
     out = Scrape()
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == STAGE_HISTOGRAM:
-                le = float(s.labels["le"])
-                out.stages.setdefault(s.labels["stage"], {})[le] = s.value
-            elif s.name == REQUEST_COUNTER:
-                key = (s.labels.get("rpc", ""), s.labels.get("code", ""))
-                out.requests[key] = out.requests.get(key, 0.0) + s.value
+    for name, labels, value in samples(text):
+        if name == STAGE_HISTOGRAM and "le" in labels and "stage" in labels:
+            out.stages.setdefault(labels["stage"], {})[float(labels["le"])] = value
+        elif name == REQUEST_COUNTER:
+            key = (labels.get("rpc", ""), labels.get("code", ""))
+            out.requests[key] = out.requests.get(key, 0.0) + value
     return out
 
 
@@ -255,6 +282,14 @@ class Results:
                                             leaf_breakdown(end_to_end_ms, timings)))
             self.degraded += degraded
 
+    @classmethod
+    def of(cls, result: load.LoadResult) -> Results:
+        """The aggregates of a load run (each record's ``observed``: whether it was degraded)."""
+        res = cls(started=result.started, finished=result.finished, sent=result.offered)
+        for r in result.records:
+            res.add(r.latency_ms, r.status, r.timings_ms or None, bool(r.observed))
+        return res
+
     def report(self) -> dict:
         span = max(1e-9, self.finished - self.started)
         ok = self.codes.get("OK", 0)
@@ -328,59 +363,34 @@ def make_request(rng: np.random.Generator, users: list[str],
 def run(target: str, rate: float, duration_s: float, users: list[str], timeout_s: float = 2.0,
         max_in_flight: int = 2000, seed: int = 42,
         metrics: Mapping[str, str] | None = None) -> dict:
-    """Send ``rate`` requests per second for ``duration_s``; returns the report.
+    """``rate`` requests per second fall due for ``duration_s``; returns the report.
 
     ``max_in_flight`` (``--concurrency``) bounds the requests awaiting an answer. A request
     that falls due while the bound is reached is not delayed (that would close the loop and
-    hide the queueing): it is counted at once as a CLIENT_SATURATED error.
+    hide the queueing): it is counted at once as a CLIENT_SATURATED error. Latencies run from
+    each request's due time (``shortlist.clients.load``).
 
     ``metrics`` (name -> HOST:PORT) are scraped right before the first request and right
     after the last answer, so the servers' histograms cover the run's window.
     """
     rng = np.random.default_rng(seed)
-    res = Results()
     seen_items: list[str] = []
-    in_flight = threading.Semaphore(max_in_flight)
     metrics = dict(metrics or {})
     warnings: list[str] = []
-    with grpc.insecure_channel(target) as channel:
-        client = gateway_pb2_grpc.GatewayStub(channel)
-        grpc.channel_ready_future(channel).result(timeout=10)
+
+    def observe(response: gateway_pb2.RecommendResponse) -> bool:
+        if response.items and len(seen_items) < 5000:
+            seen_items.append(response.items[0].item_id)
+        return response.degraded
+
+    with load.channels(target) as (channel,):
+        stub = gateway_pb2_grpc.GatewayStub(channel)
         before = {name: try_scrape(name, addr, warnings) for name, addr in metrics.items()}
-
-        def done(fut, t0):
-            ms = (time.perf_counter() - t0) * 1e3
-            try:
-                r = fut.result()
-                res.add(ms, "OK", dict(r.timings_ms), r.degraded)
-                if r.items and len(seen_items) < 5000:
-                    seen_items.append(r.items[0].item_id)
-            except grpc.RpcError as exc:
-                res.add(ms, exc.code().name, None, False)
-            in_flight.release()
-
-        res.started = time.perf_counter()
-        interval = 1.0 / rate
-        n_total = int(rate * duration_s)
-        for n in range(n_total):
-            due = res.started + n * interval
-            delay = due - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            if not in_flight.acquire(blocking=False):
-                res.sent += 1
-                res.add(0.0, "CLIENT_SATURATED", None, False)
-                continue
-            req = make_request(rng, users, seen_items)
-            t0 = time.perf_counter()
-            fut = client.Recommend.future(req, timeout=timeout_s)
-            fut.add_done_callback(lambda f, t0=t0: done(f, t0))
-            res.sent += 1
-        for _ in range(max_in_flight):  # wait for every answer
-            in_flight.acquire(timeout=timeout_s + 1)
-        res.finished = time.perf_counter()
+        result = load.open_loop(stub.Recommend, lambda _i: make_request(rng, users, seen_items),
+                                rate, duration_s=duration_s, timeout_s=timeout_s,
+                                max_in_flight=max_in_flight, observe=observe)
         after = {name: try_scrape(name, addr, warnings) for name, addr in metrics.items()}
-    report = res.report()
+    report = Results.of(result).report()
     if metrics:
         report["server_metrics"], report["server_requests"] = {}, {}
         for name in metrics:
@@ -390,6 +400,11 @@ def run(target: str, rate: float, duration_s: float, users: list[str], timeout_s
                 report["server_requests"][name] = codes
     report["warnings"] = warnings
     report["rate"], report["concurrency"] = rate, max_in_flight
+    report["latency_from"] = "due"
+    lags = result.send_lags_ms()
+    report["send_lag_ms"] = ({"p50_ms": float(np.percentile(lags, 50)),
+                              "p99_ms": float(np.percentile(lags, 99)),
+                              "max_ms": float(lags.max())} if len(lags) else {})
     return report
 
 
@@ -399,8 +414,14 @@ def _ms(v: float | None) -> str:
 
 def summary(report: dict) -> str:
     lines = [f"qps {report['qps']:.1f}  requests {report['requests']}  ok {report['ok']}  "
-             f"degraded {report['degraded']}  errors {report['errors'] or 'none'}",
-             f"{'stage (client view)':<28}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}  (ms)"]
+             f"degraded {report['degraded']}  errors {report['errors'] or 'none'}"]
+    lag = report.get("send_lag_ms")
+    if report.get("latency_from") == "due":
+        lines.append("client latency from each request's due time (open loop"
+                     + (f" at {report['rate']:g}/s" if "rate" in report else "") + ")"
+                     + (f"; sender lag p99 {lag['p99_ms']:.2f} ms, max {lag['max_ms']:.2f} ms"
+                        if lag else ""))
+    lines.append(f"{'stage (client view)':<28}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}  (ms)")
     order = _stage_rows(report)
     names = order + sorted(set(report["stages"]) - set(order))
     for name in names:

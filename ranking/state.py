@@ -1,0 +1,136 @@
+"""Ranking's live state: the versions it holds and the items it learns while serving.
+
+The serving version and the one before it stay loaded, so a request retrieved with either is
+ranked with the same version while both servers move to a new one: a response never mixes
+versions. Items newer than a version's model (upserted after it was published) are learned
+from the details retrieval sends, under a lock, so they can be ranked.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shortlist.common.candidates import Candidates
+from shortlist.ranking.bundle import RankingModels
+from shortlist.ranking.errors import InvalidRequest, NotReady, VersionNotLoaded
+from shortlist.ranking.pipeline import RankingPipeline
+
+
+@dataclass(frozen=True)
+class ItemDetails:
+    title: str
+    categories: tuple[str, ...] = ()
+
+
+@dataclass
+class Ranked:
+    items: np.ndarray  # item indices in final order
+    scores: np.ndarray  # the ranker's scores of those items
+    timings_ms: dict[str, float]
+    learned: int  # items this request taught the version
+    configuration: str = ""  # what ordered them (see ranking.pipeline.configuration_name)
+
+
+@dataclass
+class LoadedVersion:
+    """One artifact version's ranking models, usable by concurrent requests."""
+
+    models: RankingModels
+    pipeline: RankingPipeline
+    version: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def of(cls, models: RankingModels, version: str) -> LoadedVersion:
+        return cls(models, models.pipeline(), version)
+
+    def learn_items(self, ids: list[str], details: Mapping[str, ItemDetails]) -> int:
+        """Add ids this version has never seen; an undescribed one is learned bare (its id
+        as title, no categories) rather than dropped, so it can still be served."""
+        vocab = self.models.catalog.vocab
+        new = [i for i in ids if i not in vocab]
+        if not new:
+            return 0
+        catalog, stats = self.models.catalog, self.models.stats
+        added = 0
+        with self.lock:
+            for item_id in new:
+                if item_id in vocab:
+                    continue  # another request added it meanwhile
+                item = details.get(item_id) or ItemDetails(item_id)
+                cols = [c for c in catalog.category_vocab.indices(item.categories) if c >= 0]
+                stats.append_item(cols)
+                catalog.add(item_id, item.title, list(item.categories))
+                added += 1
+        return added
+
+    def rank(self, cands: Candidates, k: int, mmr_lambda: float | None) -> Ranked:
+        pos, scores, timings = self.pipeline.rank(cands, k, mmr_lambda)
+        return Ranked(cands.items[pos], scores, timings, 0,
+                      self.pipeline.configuration(mmr_lambda))
+
+
+class RankingState:
+    """The versions this server holds; ``install`` is the version watcher's swap."""
+
+    KEEP = 2
+
+    def __init__(self) -> None:
+        self._versions: dict[str, LoadedVersion] = {}
+        self._current: LoadedVersion | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._current is not None
+
+    @property
+    def current(self) -> LoadedVersion:
+        current = self._current
+        if current is None:
+            raise NotReady("models are still loading")
+        return current
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """Loaded version names, oldest first."""
+        return tuple(self._versions)
+
+    def install(self, loaded: LoadedVersion, version: str) -> None:
+        versions = dict(self._versions)
+        versions.pop(version, None)
+        versions[version] = loaded
+        while len(versions) > self.KEEP:
+            versions.pop(next(iter(versions)))
+        self._versions = versions  # one reference swap: readers see the old or the new dict
+        self._current = loaded
+
+    def pick(self, version: str) -> LoadedVersion:
+        """The named version (empty: the current one), or VersionNotLoaded."""
+        current = self.current
+        if not version:
+            return current
+        loaded = self._versions.get(version)
+        if loaded is None:
+            raise VersionNotLoaded(f"version {version} is not loaded here (serving "
+                                   f"{current.version})")
+        return loaded
+
+    def rank(self, version: str, cands: Candidates, item_ids: list[str],
+             details: Mapping[str, ItemDetails], k: int,
+             mmr_lambda: float | None) -> Ranked:
+        """Rank ``cands`` (items as indices of the named version; -1 for ids it has never
+        seen, which ``item_ids`` names) with that version."""
+        loaded = self.pick(version)
+        learned = 0
+        if (cands.items < 0).any():
+            learned = loaded.learn_items(item_ids, details)
+            cands.items = loaded.models.catalog.vocab.indices(item_ids)
+        if len(cands.items) and cands.items.max() >= len(loaded.models.stats):
+            raise InvalidRequest("a candidate is not in this version's statistics")
+        ranked = loaded.rank(cands, k, mmr_lambda)
+        ranked.learned = learned
+        return ranked

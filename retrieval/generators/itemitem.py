@@ -1,0 +1,241 @@
+"""Item-to-item generators: a sparse item x item weight matrix W, and a user's score for item j
+is the sum over their history items h of strength(h) * W[h, j].
+
+Two ways to fill W share the serving code: ``ItemKnnGenerator`` (cosine similarity of items'
+user vectors, top neighbours per item) and ``EaseGenerator`` (Steck's EASE weights, kept to the
+largest per item so the matrix stays sparse). Proposing costs one pass over the neighbour
+lists of the user's items (history x neighbours entries), not over the catalog's pairs, so it
+scales to catalogs where a dense items x items matrix would not fit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from shortlist.common.catalog import ItemCatalog
+from shortlist.retrieval.ease import Ease, EaseTooLarge
+from shortlist.retrieval.generators.base import FitData, Generator, HnswParams, UserState
+from shortlist.retrieval.hnsw import exact_top_k
+from shortlist.retrieval.weights import confidence
+
+logger = logging.getLogger(__name__)
+
+# Neighbour lists are computed for this many items at a time: a dense block of
+# items x _BLOCK similarities (100K items: 100 MB) before the top-N of each column is kept.
+_BLOCK = 256
+
+
+def top_per_row(dense: np.ndarray, n: int, by_magnitude: bool = False
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, columns, values) of the ``n`` largest entries of each row (non-zero only)."""
+    key = np.abs(dense) if by_magnitude else dense
+    n = min(n, dense.shape[1])
+    if n <= 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.float32)
+    cols = np.argpartition(-key, n - 1, axis=1)[:, :n]
+    rows = np.repeat(np.arange(dense.shape[0]), n)
+    cols = cols.ravel()
+    vals = dense[rows, cols]
+    keep = vals != 0
+    return rows[keep], cols[keep], vals[keep].astype(np.float32)
+
+
+class ItemItemGenerator(Generator):
+    """Serving half shared by the item-item generators: W as CSR, rows = source items."""
+
+    def __init__(self, weights: sp.csr_matrix, config: Any) -> None:
+        self.weights = weights
+        self.config = config
+
+    def scores(self, user: UserState) -> np.ndarray | None:
+        """Every item's score for the user (dense), memoised for the request."""
+        key = self.name
+        if key not in user.memo:
+            w = self.weights
+            n = w.shape[0]
+            known = user.items < n
+            items = user.items[known]
+            if len(items) == 0:
+                user.memo[key] = None
+            else:
+                strength = confidence(user.weights[known], self.config.confidence)
+                # one strength per distinct item (the latest event of a repeated item counts)
+                uniq, last = np.unique(items[::-1], return_index=True)
+                strength = strength[::-1][last]
+                starts = w.indptr[uniq]
+                lengths = w.indptr[uniq + 1] - starts
+                owner = np.repeat(np.arange(len(uniq)), lengths)
+                offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths,
+                                                                   lengths)
+                flat = starts[owner] + offset
+                user.memo[key] = np.bincount(w.indices[flat],
+                                             weights=w.data[flat] * strength[owner],
+                                             minlength=n)
+        return user.memo[key]
+
+    def propose(self, user: UserState, k: int,
+                banned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = self.scores(user)
+        if s is None:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        s = s.copy()
+        n = len(s)
+        s[banned[:n]] = -np.inf
+        s[s == 0] = -np.inf  # no neighbour of the history: no opinion, not a proposal
+        top = exact_top_k(s, k)
+        top = top[np.isfinite(s[top])]
+        return top, s[top].astype(np.float32)
+
+    def affinity(self, user: UserState, items: np.ndarray) -> np.ndarray | None:
+        s = self.scores(user)
+        if s is None:
+            return None
+        out = np.zeros(len(items), np.float32)
+        known = items < len(s)
+        out[known] = s[items[known]]
+        return out
+
+    def similar_items(self, item: int, k: int,
+                      banned: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        return None  # content similarity answers "similar items"; behaviour feeds candidates
+
+    def add_item(self, idx: int, document: str) -> None:
+        """A new item has no neighbours yet; the matrix grows so indices stay valid."""
+        w = self.weights
+        if idx >= w.shape[0]:
+            extra = idx + 1 - w.shape[0]
+            indptr = np.concatenate([w.indptr, np.full(extra, w.indptr[-1])])
+            self.weights = sp.csr_matrix((w.data, w.indices, indptr), shape=(idx + 1, idx + 1))
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        w = self.weights
+        np.savez(directory / "weights.npz", indptr=w.indptr, indices=w.indices, data=w.data,
+                 shape=np.asarray(w.shape))
+
+    @classmethod
+    def load(cls, directory: Path, config: Any, catalog: ItemCatalog,
+             hnsw: HnswParams) -> ItemItemGenerator:
+        with np.load(directory / "weights.npz", allow_pickle=False) as z:
+            w = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+        return cls(w, config)
+
+
+def user_item_matrix(data: FitData, transform: str) -> sp.csr_matrix:
+    ev = data.events
+    x = sp.csr_matrix((confidence(ev.weights, transform), (ev.users, ev.items)),
+                      shape=(data.n_users, len(data.catalog)), dtype=np.float32)
+    x.sum_duplicates()
+    x.eliminate_zeros()
+    return x
+
+
+@dataclass
+class ItemKnnConfig:
+    candidates: int = 100
+    light_factor: float = 1.0
+    neighbours: int = 100  # kept per item
+    # Shrinks the similarity of item pairs with few users in common (Koren's shrinkage):
+    # cos * co / (co + shrink). 0: plain cosine.
+    shrinkage: float = 10.0
+    confidence: str = "binary"
+
+
+class ItemKnnGenerator(ItemItemGenerator):
+    """"People who engaged with your items engaged with these": cosine ItemKNN."""
+
+    name = "itemknn"
+    Config = ItemKnnConfig
+    objective = "ndcg"
+
+    @classmethod
+    def fit(cls, data: FitData, config: ItemKnnConfig,
+            previous: Generator | None = None) -> ItemKnnGenerator | None:
+        x = user_item_matrix(data, config.confidence)
+        if x.nnz == 0:
+            logger.warning("itemknn generator skipped: no positive interactions")
+            return None
+        n = x.shape[1]
+        xc = x.tocsc()
+        norms = np.sqrt(np.asarray(xc.multiply(xc).sum(axis=0)).ravel())
+        norms[norms == 0] = 1.0
+        binary = xc.copy()
+        binary.data[:] = 1.0
+        rows, cols, vals = [], [], []
+        xt = xc.T.tocsr()
+        bt = binary.T.tocsr()
+        for s in range(0, n, _BLOCK):
+            e = min(n, s + _BLOCK)
+            sims = (xt[s:e] @ xc).toarray()  # block of items x all items
+            sims /= norms[s:e, None] * norms[None, :]
+            if config.shrinkage > 0:
+                co = (bt[s:e] @ binary).toarray()
+                sims *= co / (co + config.shrinkage)
+            sims[np.arange(e - s), np.arange(s, e)] = 0.0  # an item is not its own neighbour
+            r, c, v = top_per_row(sims, config.neighbours)
+            rows.append(r + s)
+            cols.append(c)
+            vals.append(v)
+        w = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(n, n), dtype=np.float32)
+        return cls(w, config)
+
+    @classmethod
+    def tuning_grid(cls, config: ItemKnnConfig) -> list[dict[str, Any]]:
+        return [{"neighbours": nb, "shrinkage": sh, "confidence": c}
+                for nb in (50, 200) for sh in (0.0, 10.0) for c in ("binary", "log1p")]
+
+
+@dataclass
+class EaseConfig:
+    candidates: int = 100
+    light_factor: float = 1.0
+    lam: float = 300.0
+    # Above this many items EASE is not fitted: its dense items x items inverse needs
+    # ~12 bytes x items² of memory (30K items: 10.8 GB).
+    max_items: int = 20_000
+    # Weights kept per item (largest magnitude): EASE's B is dense, the served one sparse.
+    neighbours: int = 200
+    confidence: str = "binary"
+
+
+class EaseGenerator(ItemItemGenerator):
+    """EASE (Steck 2019): the best linear item-item model of the user's history."""
+
+    name = "ease"
+    Config = EaseConfig
+    objective = "ndcg"
+
+    @classmethod
+    def fit(cls, data: FitData, config: EaseConfig,
+            previous: Generator | None = None) -> EaseGenerator | None:
+        n = len(data.catalog)
+        x = user_item_matrix(data, config.confidence)
+        try:
+            model = Ease(max_items=config.max_items).fit(x, config.lam, values=True)
+        except EaseTooLarge as exc:
+            logger.warning("ease generator skipped: %s (raise its max_items setting to fit it "
+                           "anyway)", exc)
+            return None
+        rows, cols, vals = [], [], []
+        b = model.weights
+        for s in range(0, n, _BLOCK):
+            r, c, v = top_per_row(b[s:s + _BLOCK], config.neighbours, by_magnitude=True)
+            rows.append(r + s)
+            cols.append(c)
+            vals.append(v)
+        w = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(n, n), dtype=np.float32)
+        return cls(w, config)
+
+    @classmethod
+    def tuning_grid(cls, config: EaseConfig) -> list[dict[str, Any]]:
+        return [{"lam": lam, "confidence": c}
+                for lam in (30.0, 100.0, 300.0, 1000.0, 3000.0) for c in ("binary", "log1p")]

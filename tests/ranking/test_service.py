@@ -1,0 +1,169 @@
+"""RankingService over the trained synthetic artifact, served by the real ranking server
+(``create_server``) on a free port, fed a RankRequest built from a real retriever's output.
+
+Checks the translation (ranked items with ranking's details, timings), each refusal's status
+and message, and the one log line the edge writes per request with the service's fields.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from shortlist.common import artifacts, edge
+from shortlist.ranking.errors import NotReady
+from shortlist.ranking.server import create_server
+from shortlist.ranking.service import MAX_ID_LENGTH, MAX_RECENT_ITEMS, RankingService
+from shortlist.ranking.settings import RankingSettings
+from shortlist.ranking.state import RankingState
+from shortlist.retrieval.bundle import RetrievalModels
+from shortlist.retrieval.retriever import RetrieveQuery, Retriever
+from shortlist.retrieval.service import to_proto
+from shortlist.v1 import common_pb2, ranking_pb2, ranking_pb2_grpc
+
+C = grpc.StatusCode
+
+
+@dataclass
+class Served:
+    stub: ranking_pb2_grpc.RankingStub
+    base: ranking_pb2.RankRequest  # for u5, with the served version
+
+    def request(self, **changes) -> ranking_pb2.RankRequest:
+        req = ranking_pb2.RankRequest()
+        req.CopyFrom(self.base)
+        for key, value in changes.items():
+            setattr(req, key, value)
+        return req
+
+    def refused(self, request) -> grpc.RpcError:
+        with pytest.raises(grpc.RpcError) as err:
+            self.stub.Rank(request, timeout=10)
+        return err.value
+
+
+@pytest.fixture(scope="module")
+def served(trained) -> Iterator[Served]:
+    version_dir = artifacts.resolve(trained)
+    retriever = Retriever(RetrievalModels.load(version_dir), version_dir.name, 500)
+    retrieved = to_proto(retriever.retrieve(RetrieveQuery(user_id="u5", max_candidates=50)),
+                         retriever, 10)
+    base = ranking_pb2.RankRequest(user=retrieved.user, candidates=retrieved.candidates,
+                                   items=retrieved.items, k=10, version=retrieved.version)
+    server, port = create_server(RankingSettings(address="127.0.0.1:0", artifacts=trained))
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield Served(ranking_pb2_grpc.RankingStub(channel), base)
+    channel.close()
+    server.stop(0)
+
+
+@pytest.fixture
+def lines(caplog):
+    caplog.set_level(logging.INFO, logger=edge.__name__)
+    return lambda: [r.fields for r in caplog.records
+                    if r.name == edge.__name__ and r.fields.get("server") == "ranking"]
+
+
+def test_rank(served, lines):
+    req = served.request(k=7, request_id="rid-rank-1")
+    resp = served.stub.Rank(req, timeout=10)
+    assert [i.rank for i in resp.items] == list(range(1, 8))
+    assert {i.item_id for i in resp.items} <= set(req.candidates.item_ids)
+    assert all(i.title and i.categories for i in resp.items)
+    assert resp.version == req.version
+    assert {"features", "model", "mmr", "total"} <= set(resp.timings_ms)
+    [line] = lines()
+    assert (line["rpc"], line["code"], line["request_id"]) == ("Rank", "OK", "rid-rank-1")
+    assert line["user_id"] == "u5" and line["candidates"] == len(req.candidates.item_ids)
+    assert line["returned"] == 7 and line["version"] == resp.version
+    assert "new_items" not in line
+
+
+def test_k_zero_is_the_default_and_an_empty_version_the_current_one(served):
+    resp = served.stub.Rank(served.request(k=0, version=""), timeout=10)
+    assert len(resp.items) == 10 and resp.version == served.base.version
+
+
+def test_an_unknown_candidate_is_learned_with_the_details_sent(served, lines):
+    req = served.request(k=1000)
+    req.candidates.item_ids[0] = "svc-upserted-1"
+    req.items.append(common_pb2.Item(item_id="svc-upserted-1", title="Upserted",
+                                     categories=["Drama"]))
+    resp = served.stub.Rank(req, timeout=10)
+    [new] = [i for i in resp.items if i.item_id == "svc-upserted-1"]
+    assert new.title == "Upserted" and list(new.categories) == ["Drama"]
+    assert lines()[0]["new_items"] == 1
+    served.stub.Rank(req, timeout=10)
+    assert "new_items" not in lines()[1]  # learned once
+
+
+def _edit(served: Served, edit) -> ranking_pb2.RankRequest:
+    req = served.request()
+    edit(req)
+    return req
+
+
+def _set_first_id(value: str):
+    def edit(req):
+        req.candidates.item_ids[0] = value
+    return edit
+
+
+def _set_user(**fields):
+    def edit(req):
+        for key, value in fields.items():
+            if key == "recent_item_ids":
+                req.user.recent_item_ids[:] = value
+            else:
+                setattr(req.user, key, value)
+    return edit
+
+
+def _duplicate_first(req):
+    req.candidates.item_ids[1] = req.candidates.item_ids[0]
+
+
+REFUSALS = [
+    ("k too large", lambda s: s.request(k=1001), C.INVALID_ARGUMENT,
+     "k must be in [1, 1000], got 1001"),
+    ("negative k", lambda s: s.request(k=-1), C.INVALID_ARGUMENT,
+     "k must be in [1, 1000], got -1"),
+    ("mmr_lambda out of range", lambda s: s.request(mmr_lambda=2.0), C.INVALID_ARGUMENT,
+     "mmr_lambda must be in [0, 1], got 2.0"),
+    ("empty candidate id", lambda s: _edit(s, _set_first_id("")), C.INVALID_ARGUMENT,
+     "candidate item id is empty"),
+    ("NUL in a candidate id", lambda s: _edit(s, _set_first_id("i\x00")), C.INVALID_ARGUMENT,
+     "candidate item id contains a NUL character"),
+    ("long candidate id", lambda s: _edit(s, _set_first_id("x" * (MAX_ID_LENGTH + 1))),
+     C.INVALID_ARGUMENT, f"candidate item id longer than {MAX_ID_LENGTH} characters"),
+    ("duplicate candidates", lambda s: _edit(s, _duplicate_first), C.INVALID_ARGUMENT,
+     "duplicate candidate item id"),
+    ("negative history", lambda s: _edit(s, _set_user(history_length=-1)), C.INVALID_ARGUMENT,
+     "user.history_length must be >= 0, got -1"),
+    ("too many recent items",
+     lambda s: _edit(s, _set_user(recent_item_ids=["i1"] * (MAX_RECENT_ITEMS + 1))),
+     C.INVALID_ARGUMENT, f"user.recent_item_ids has more than {MAX_RECENT_ITEMS} entries"),
+    ("version not loaded", lambda s: s.request(version="nope"), C.FAILED_PRECONDITION,
+     "version nope is not loaded here (serving "),
+]
+
+
+@pytest.mark.parametrize(("build", "code", "message"), [r[1:] for r in REFUSALS],
+                         ids=[r[0] for r in REFUSALS])
+def test_refusals(served, lines, build, code, message):
+    err = served.refused(build(served))
+    assert err.code() == code and err.details().startswith(message)
+    [line] = lines()
+    assert line["code"] == code.name and line["error"] == err.details()
+
+
+def test_before_a_version_is_loaded_rank_is_not_ready(served):
+    """Called directly (no server): the typed error the edge maps to UNAVAILABLE."""
+    service = RankingService(RankingSettings(), RankingState())
+    with pytest.raises(NotReady) as err:
+        service.Rank(served.request(), None)
+    assert err.value.status == "UNAVAILABLE"

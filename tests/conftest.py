@@ -82,6 +82,8 @@ def small_grid():
                     {"factors": 16, "regularization": 0.1, "alpha": 5.0}],
             "content": [{"taste_half_life_days": 30.0}, {"taste_half_life_days": 0.0}],
             "trending": [{"half_life_days": 30.0}, {"half_life_days": 3.0}],
+            "ease": [{"lam": 30.0}, {"lam": 300.0}],
+            "itemknn": [{"neighbours": 20}, {"neighbours": 50, "confidence": "log1p"}],
         },
         candidate_scales=(1.0, 0.5), ranker_num_leaves=(15,), mmr_lambda=(1.0, 0.9, 0.8),
     )
@@ -92,8 +94,9 @@ def small_params():
 
     return FitParams(generators={"als": {"factors": 16, "iterations": 10, "candidates": 60},
                                  "content": {"dim": 16, "candidates": 40},
-                                 "trending": {"candidates": 20}},
-                     ranker_rounds=60, max_candidates=120, hnsw_ef=100)
+                                 "trending": {"candidates": 20},
+                                 "ease": {"candidates": 30}, "itemknn": {"candidates": 30}},
+                     ranker_rounds=60, max_candidates=180, hnsw_ef=100)
 
 
 def fit_small(dataset: Path, out: Path) -> Path:

@@ -18,13 +18,16 @@ from shortlist.retrieval.generators.base import (
     config_of,
 )
 from shortlist.retrieval.generators.content import ContentGenerator
+from shortlist.retrieval.generators.itemitem import EaseGenerator, ItemKnnGenerator
 from shortlist.retrieval.generators.trending import TrendingGenerator
 
 
 def default_registry() -> Registry:
     """The generators every fit and server uses unless told otherwise, in merge order."""
-    return Registry((AlsGenerator, ContentGenerator, TrendingGenerator))
+    return Registry((AlsGenerator, EaseGenerator, ItemKnnGenerator, ContentGenerator,
+                     TrendingGenerator))
 
 
-__all__ = ["AlsGenerator", "ContentGenerator", "FitData", "Generator", "HnswParams",
-           "Registry", "TrendingGenerator", "UserState", "config_of", "default_registry"]
+__all__ = ["AlsGenerator", "ContentGenerator", "EaseGenerator", "FitData", "Generator",
+           "HnswParams", "ItemKnnGenerator", "Registry", "TrendingGenerator", "UserState",
+           "config_of", "default_registry"]

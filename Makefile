@@ -111,16 +111,36 @@ bench-scale: $(STAMP)
 			--rate $$r --duration 30 --output $(SCALE)/out/bench-$$r.json \
 			> $(SCALE)/out/bench-$$r.txt; head -3 $(SCALE)/out/bench-$$r.txt; done'
 
-# The leaderboards in docs/quality.md: evaluate on both datasets, then render the page.
-QUALITY_DATASETS ?= ml-100k ml-latest-small
+# The leaderboards in docs/quality.md, on the dataset zoo: both MovieLens sets as published
+# (timestamps: leave-last-out) and as untimed variants (timestamps removed, rows shuffled:
+# random holdout), and two synthetic shapes (a small dense catalog; a long-tail sparse one
+# with play counts, no timestamps and titles only), and InstEval (students rating lecturers;
+# no timestamps, no titles), which Debian ships in r-cran-lme4 (GPL >= 2). About an hour.
+SYNTH_DENSE := reports/data/synth-dense
+SYNTH_LONGTAIL := reports/data/synth-longtail
+INSTEVAL := reports/data/insteval
+QUALITY_DATASETS ?= ml-100k ml-latest-small ml-100k~untimed ml-latest-small~untimed \
+	$(SYNTH_DENSE) $(SYNTH_LONGTAIL) $(INSTEVAL)
 quality: $(STAMP)
 	$(PIP) -e '.[dev,report]'
-	@mkdir -p reports
+	@mkdir -p reports/data
+	test -f $(SYNTH_DENSE)/interactions.csv || $(BIN)/shortlist-train synth --users 2000 \
+		--items 400 --interactions 80000 --topics 10 --out $(SYNTH_DENSE) --quiet
+	test -f $(SYNTH_LONGTAIL)/interactions.csv || $(BIN)/shortlist-train synth --users 8000 \
+		--items 30000 --interactions 70000 --topics 60 --skew 1.2 --weights counts \
+		--no-timestamps --titles-only --out $(SYNTH_LONGTAIL) --quiet
+	test -f $(INSTEVAL)/interactions.csv || { \
+		(cd reports/data && { ls r-cran-lme4_*.deb >/dev/null 2>&1 \
+			|| apt-get download r-cran-lme4 \
+			|| { apt-get update -qq && apt-get download r-cran-lme4; }; }) && \
+		$(BIN)/shortlist-train import-dataset insteval \
+			--from "$$(ls reports/data/r-cran-lme4_*.deb | tail -1)" --out $(INSTEVAL); }
 	for d in $(QUALITY_DATASETS); do \
-		$(BIN)/shortlist-train evaluate --dataset $$d --output reports/$$d.json || exit 1; \
+		$(BIN)/shortlist-train evaluate --dataset $$d --quiet \
+			--output reports/$$(basename $$d).json || exit 1; \
 	done
-	$(BIN)/python -m shortlist.training.quality_doc $(foreach d,$(QUALITY_DATASETS),reports/$(d).json) \
-		--output docs/quality.md
+	$(BIN)/python -m shortlist.training.quality_doc \
+		$(foreach d,$(QUALITY_DATASETS),reports/$(notdir $(d)).json) --output docs/quality.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -34,7 +34,3 @@ class FailedPrecondition(ServiceError):
     """The system is not in the state the request needs (a version not loaded here)."""
 
     status = "FAILED_PRECONDITION"
-
-
-class Unauthenticated(ServiceError):
-    status = "UNAUTHENTICATED"

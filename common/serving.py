@@ -201,8 +201,6 @@ def run_main(name: str, settings_factory, create_server) -> int:
     Expected failures (a setting that does not parse, a busy port, no artifacts, bad TLS
     files) are one log line naming the environment variable to change, and exit code 2.
     """
-    import os
-
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
@@ -210,7 +208,6 @@ def run_main(name: str, settings_factory, create_server) -> int:
     from shortlist.common.logs import configure_logging
     from shortlist.common.security import SecurityConfigError
 
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     configure_logging()  # before the settings, so a bad setting is reported as a log line too
     log = logging.getLogger(name)
     try:

@@ -229,7 +229,7 @@ class Stack:
         return out
 
     def environment(self, name: str) -> dict[str, str]:
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **self.env}
+        env = {**os.environ, **self.env}
         prefix = f"SHORTLIST_{name.upper()}_"
         env[prefix + "ADDRESS"] = self.bind_address(name)
         if name in self.metrics_ports:

@@ -140,9 +140,9 @@ def target_version(root: Path) -> Path:
 def describe_versions(root: Path, serving: str) -> list[dict[str, Any]]:
     """One dict per published version, oldest first, for an admin listing.
 
-    Keys: ``version``, ``created_at`` (from the manifest, "" if absent), ``serving`` (it is
-    ``serving``), ``pinned`` (the root's pin file names it), ``valid`` (manifest readable; the
-    files' checksums are not checked here). A bad pin file counts as no pin.
+    Keys: ``version``, ``created_at`` (from the manifest; "" if absent or unreadable),
+    ``serving`` (it is ``serving``), ``pinned`` (the root's pin file names it). A bad pin file
+    counts as no pin.
     """
     root = Path(root)
     try:
@@ -152,17 +152,14 @@ def describe_versions(root: Path, serving: str) -> list[dict[str, Any]]:
     rows = []
     for path in artifacts.list_versions(root):
         try:
-            manifest = artifacts.read_manifest(path)
+            created_at = str(artifacts.read_manifest(path).data.get("created_at", ""))
         except ArtifactError:
-            created_at, valid = "", False
-        else:
-            created_at, valid = str(manifest.data.get("created_at", "")), True
+            created_at = ""
         rows.append({
             "version": path.name,
             "created_at": created_at,
             "serving": path.name == serving,
             "pinned": path.name == pin_version,
-            "valid": valid,
         })
     return rows
 

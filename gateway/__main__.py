@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
+
+from shortlist.common.threads import limit_math_threads
 
 
 def main() -> int:
-    # Before numpy is first imported (by the imports below), or OpenBLAS has already started
-    # a thread per core: one thread is faster per request (docs/performance.md).
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    limit_math_threads()  # before the imports below load numpy
     from shortlist.common.serving import run_main
     from shortlist.gateway.server import create_server
     from shortlist.gateway.settings import GatewaySettings

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 
 from shortlist.common import security, serving
@@ -11,6 +13,8 @@ from shortlist.gateway.service import GatewayService
 from shortlist.gateway.settings import GatewaySettings
 from shortlist.gateway.upstream import Upstream
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc
+
+logger = logging.getLogger(__name__)
 
 SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
 
@@ -22,6 +26,10 @@ def create_server(settings: GatewaySettings) -> tuple[grpc.Server, int]:
     address or metrics port cannot be listened on, in both cases with nothing left running.
     """
     credentials = security.server_credentials(settings)
+    if settings.candidates:
+        logger.warning("SHORTLIST_GATEWAY_CANDIDATES overrides the candidate count tuning "
+                       "chose (0 keeps the artifact's)",
+                       extra={"fields": {"candidates": settings.candidates}})
     upstream = Upstream.from_settings(settings)
     metrics = Metrics("gateway")
     # The token check first: a refused call never reaches the edge (nor the service).

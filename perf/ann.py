@@ -266,7 +266,10 @@ def index_bytes(index: Index) -> int:
 
 
 def _set_ef(index: Index, ef: int) -> None:
-    (index if isinstance(index, HnswIndex) else index.index).set_ef(ef)
+    """Sweep ef on the hnswlib object itself (as ``build_index`` fills it): serving fixes ef
+    once, at load (``HnswIndex.load(..., ef)``), and has no setter to change it later."""
+    graph = index if isinstance(index, HnswIndex) else index.index
+    graph._index.set_ef(ef)
 
 
 # -- measuring --------------------------------------------------------------------------------

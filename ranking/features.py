@@ -108,6 +108,13 @@ class ItemStats:
     time_keys: np.ndarray | None = field(default=None, repr=False)
     diversity_space: str = ""  # "" when there is none: MMR then keeps relevance order
 
+    def category_shares(self, items: np.ndarray) -> np.ndarray:
+        """(len(items), categories) dense rows, each an item's categories summing to 1 (0
+        for an item without categories): what calibration compares distributions of."""
+        rows = self.genres[np.asarray(items, dtype=np.int64)].toarray().astype(np.float64)
+        totals = rows.sum(axis=1, keepdims=True)
+        return np.divide(rows, totals, out=np.zeros_like(rows), where=totals > 0)
+
     @property
     def diversity(self) -> np.ndarray:
         """Unit vectors MMR diversifies in (all zeros, i.e. no similarity, without a space)."""

@@ -8,12 +8,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shortlist.common.candidates import Candidates
+from shortlist.ranking.calibration import calibrate
+from shortlist.ranking.dpp import dpp
 from shortlist.ranking.features import FeatureSpec, ItemStats, build_features
 from shortlist.ranking.mmr import mmr
 from shortlist.ranking.ranker import LambdaRanker
 
 RANKER = "ranker"
 RETRIEVAL = "retrieval"
+# Re-ranking for diversity: MMR (pairwise distance to what is chosen), a DPP (the set's
+# volume in the similarity space) or calibration (the user's own category mix).
+DIVERSITY_METHODS = ("mmr", "dpp", "calibration")
 GENERATOR = "generator:"  # + a generator's name
 
 
@@ -26,26 +31,31 @@ class RankingConfig:
     (that generator's own order over the candidates) or "retrieval" (the merged order).
     """
 
+    # Weight of relevance against diversity, 1.0 being none (the name is MMR's, the meaning
+    # is the same for every method), and the pool of best-scored candidates diversified.
     mmr_lambda: float = 0.8
     mmr_top_n: int = 50
     features: FeatureSpec = field(default_factory=lambda: FeatureSpec((), ()))
     order: str = RANKER
+    diversity: str = "mmr"  # one of DIVERSITY_METHODS
 
     def to_json(self) -> dict:
         return {"mmr_lambda": self.mmr_lambda, "mmr_top_n": self.mmr_top_n,
-                "features": self.features.to_json(), "order": self.order}
+                "features": self.features.to_json(), "order": self.order,
+                "diversity": self.diversity}
 
     @classmethod
     def from_json(cls, data: dict) -> RankingConfig:
         return cls(float(data["mmr_lambda"]), int(data["mmr_top_n"]),
-                   FeatureSpec.from_json(data["features"]), str(data.get("order", RANKER)))
+                   FeatureSpec.from_json(data["features"]), str(data.get("order", RANKER)),
+                   str(data.get("diversity", "mmr")))
 
 
-def configuration_name(order: str, mmr_lambda: float) -> str:
-    """How a response names what served it: "ranker+mmr", "ranker", "generator:NAME" or
-    "retrieval"."""
+def configuration_name(order: str, mmr_lambda: float, diversity: str = "mmr") -> str:
+    """How a response names what served it: "ranker+mmr" (or +dpp, +calibration),
+    "ranker", "generator:NAME" or "retrieval"."""
     if order == RANKER:
-        return "ranker+mmr" if mmr_lambda < 1.0 else "ranker"
+        return f"ranker+{diversity}" if mmr_lambda < 1.0 else "ranker"
     return order
 
 
@@ -64,7 +74,7 @@ class RankingPipeline:
 
     def configuration(self, mmr_lambda: float | None = None) -> str:
         lam = self.config.mmr_lambda if mmr_lambda is None else mmr_lambda
-        return configuration_name(self.config.order, lam)
+        return configuration_name(self.config.order, lam, self.config.diversity)
 
     def rank(self, cands: Candidates, k: int, mmr_lambda: float | None = None,
              order: str | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
@@ -87,7 +97,7 @@ class RankingPipeline:
         scores = self.ranker.predict(x)
         timings["model"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
-        picked = self.diversify(cands.items, scores, k, mmr_lambda)
+        picked = self.diversify(cands.items, scores, k, mmr_lambda, cands.recent_items)
         timings["mmr"] = (time.perf_counter() - t0) * 1e3
         return picked, scores[picked], timings
 
@@ -108,8 +118,21 @@ class RankingPipeline:
         return picked, scores
 
     def diversify(self, items: np.ndarray, scores: np.ndarray, k: int,
-                  mmr_lambda: float | None = None) -> np.ndarray:
-        """Positions of the final k: MMR over the ``mmr_top_n`` best-scored candidates."""
+                  mmr_lambda: float | None = None, recent: np.ndarray | None = None,
+                  method: str | None = None) -> np.ndarray:
+        """Positions of the final k: the configured diversity method over the
+        ``mmr_top_n`` best-scored candidates (``recent``: the user's items, for calibration).
+        """
         lam = self.config.mmr_lambda if mmr_lambda is None else mmr_lambda
+        method = method or self.config.diversity
         top = np.argsort(-scores, kind="stable")[: max(k, self.config.mmr_top_n)]
+        if lam >= 1.0:
+            return top[:k]
+        if method == "dpp":
+            return top[dpp(scores[top], self.stats.diversity[items[top]], k, lam)]
+        if method == "calibration":
+            cats = self.stats.category_shares(items[top])
+            target = self.stats.category_shares(np.zeros(0, np.int64) if recent is None
+                                                else recent[recent < len(self.stats)])
+            return top[calibrate(scores[top], cats, target.sum(axis=0), k, 1.0 - lam)]
         return top[mmr(scores[top], self.stats.diversity[items[top]], k, lam)]

@@ -31,6 +31,12 @@ def load_models(settings: RankingSettings, path: Path) -> LoadedVersion:
     manifest = artifacts.read_manifest(path)
     models = RankingModels.load(path)
     if settings.mmr_lambda is not None:
+        # The artifact owns model behaviour (tuning chose its value); a setting may override
+        # it, but never silently.
+        logger.warning("SHORTLIST_RANKING_MMR_LAMBDA overrides the tuned value",
+                       extra={"fields": {"version": manifest.version,
+                                         "tuned": models.config.mmr_lambda,
+                                         "setting": settings.mmr_lambda}})
         models.config.mmr_lambda = settings.mmr_lambda
     logger.info("models loaded", extra={"fields": {
         "version": manifest.version, "items": len(models.catalog),

@@ -18,7 +18,9 @@ class RankingSettings(ServerSettings):
                             description="artifact root (latest version served) or one version")
     version: str = Field("", description="pin this version under the root; empty: the latest")
     mmr_lambda: float | None = Field(None, ge=0.0, le=1.0,
-                                     description="MMR lambda; unset keeps the artifact's value")
+                                     description="relevance weight of the diversity re-ranking "
+                                                 "(1.0: none); unset keeps the tuned value "
+                                                 "(an override is logged)")
     max_k: int = Field(1000, ge=1, description="largest k a caller may ask for")
     max_candidates: int = Field(5000, ge=1, description="most candidates accepted per request")
     reload_interval_s: float = Field(2.0, gt=0,

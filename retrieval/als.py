@@ -7,7 +7,6 @@ vector in the same space as trained users.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,6 @@ class AlsModel:
         ``init``: start from another model's factors instead of random ones (a warm start,
         e.g. from a fit on a subset of the same events), so fewer iterations suffice.
         """
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         from implicit.cpu.als import AlternatingLeastSquares
 
         model = AlternatingLeastSquares(

@@ -51,9 +51,6 @@ class HnswIndex:
     def __len__(self) -> int:
         return self._index.get_current_count()
 
-    def set_ef(self, ef: int) -> None:
-        self._index.set_ef(ef)
-
     def add(self, vector: np.ndarray, label: int) -> None:
         """Add or replace one item (new items become searchable at once)."""
         if self._index.get_current_count() >= self._index.get_max_elements():

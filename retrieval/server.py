@@ -16,6 +16,7 @@ from shortlist.common.metrics import Metrics
 from shortlist.common.versions import VersionWatcher
 from shortlist.retrieval.bundle import RetrievalModels
 from shortlist.retrieval.eventlog import EventLog, EventLogError
+from shortlist.retrieval.generators import Registry
 from shortlist.retrieval.online import Prepared, RetrievalState
 from shortlist.retrieval.retriever import Retriever
 from shortlist.retrieval.service import RetrievalService
@@ -28,13 +29,14 @@ SERVICE = retrieval_pb2.DESCRIPTOR.services_by_name["Retrieval"].full_name
 ADMIN = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
 
 
-def loader(settings: RetrievalSettings, state: RetrievalState):
+def loader(settings: RetrievalSettings, state: RetrievalState,
+           registry: Registry | None = None):
     """Load one (already verified) version and replay the event log onto it."""
 
     def load(path: Path) -> Prepared:
         start = time.perf_counter()
         manifest = artifacts.read_manifest(path)
-        models = RetrievalModels.load(path, settings.hnsw_ef or None)
+        models = RetrievalModels.load(path, settings.hnsw_ef or None, registry)
         retriever = Retriever(models, manifest.version, settings.max_candidates_limit)
         logger.info("models loaded", extra={"fields": {
             "version": manifest.version, "items": len(models.catalog),
@@ -44,8 +46,12 @@ def loader(settings: RetrievalSettings, state: RetrievalState):
     return load
 
 
-def create_server(settings: RetrievalSettings) -> tuple[grpc.Server, int]:
+def create_server(settings: RetrievalSettings,
+                  registry: Registry | None = None) -> tuple[grpc.Server, int]:
     """Serve health (NOT_SERVING) at once, load models and replay the log, then SERVING.
+
+    ``registry``: the generator classes artifacts may name (default: ``default_registry()``),
+    e.g. a test's extra generator; the process entry point always uses the default.
 
     Raises ArtifactError if no version can be loaded, SecurityConfigError if the TLS settings
     are unusable and StartupError if the address, metrics port or event log is unusable, each
@@ -59,7 +65,7 @@ def create_server(settings: RetrievalSettings) -> tuple[grpc.Server, int]:
         raise serving.StartupError(f"cannot open the event log {settings.event_log}: {exc}",
                                    "event_log") from exc
     state = RetrievalState(log)
-    watcher = VersionWatcher(settings.artifacts, loader(settings, state),
+    watcher = VersionWatcher(settings.artifacts, loader(settings, state, registry),
                              lambda prepared, _version: state.swap(prepared),
                              settings.reload_interval_s, settings.version)
     metrics = Metrics("retrieval")

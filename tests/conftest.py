@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
-import os
+import shutil
 from pathlib import Path
 
-# Before numpy loads (below): OpenBLAS reads it once, at import.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from shortlist.common.threads import limit_math_threads
+
+limit_math_threads()  # before numpy loads (below): OpenBLAS reads its limit once, at import
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -66,10 +67,32 @@ def synthetic_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, synthetic_dir) -> Path:
-    """An artifact root with one published version fitted on the synthetic dataset."""
+    """An artifact root with one published version fitted on the synthetic dataset.
+
+    Read-only: a test that pins, publishes or corrupts versions works on a copy
+    (``publish_copy``, ``shutil.copytree``), so every other test sees this one version.
+    """
     out = tmp_path_factory.mktemp("artifacts")
     fit_small(synthetic_dir, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def stack(trained, tmp_path_factory):
+    """The three servers as real processes on free ports (with /metrics), serving ``trained``
+    with the artifact's own settings, shared by the whole session.
+
+    For readers only: a test that records interactions, upserts items, pins a version, stops
+    or kills a server, or needs other server settings starts a stack of its own and says why
+    (tests/e2e/test_online.py, tests/reliability/test_faults.py, test_overload.py), so what
+    this one answers never depends on which tests ran before.
+    """
+    from shortlist.common.stack import Stack
+
+    with Stack.on_free_ports(trained, metrics=True,
+                             log_dir=tmp_path_factory.mktemp("stack-logs"),
+                             state_dir=tmp_path_factory.mktemp("stack-state")) as s:
+        yield s
 
 
 def small_grid():
@@ -103,6 +126,20 @@ def fit_small(dataset: Path, out: Path) -> Path:
     from shortlist.training.fit import fit
 
     return fit(str(dataset), out, small_params(), progress=False, grid=small_grid())
+
+
+def publish_copy(version_dir: Path, root: Path, version: str | None = None) -> Path:
+    """Publish ``version_dir``'s models into ``root`` as ``version`` (default: its own name),
+    checksummed like a fit's: a version to serve, pin or swap to, without fitting again."""
+    from shortlist.common.artifacts import MANIFEST, publish, read_manifest
+
+    data = read_manifest(version_dir).data
+    version = version or data["version"]
+    body = {k: v for k, v in data.items() if k not in ("schema_version", "version", "files")}
+    with publish(root, version, body) as staging:
+        shutil.copytree(version_dir, staging, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(MANIFEST))
+    return root / version
 
 
 def shared_dataset(name: str) -> Path:

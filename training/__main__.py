@@ -7,6 +7,9 @@ commands:
   recommend  top-k recommendations for a file of user ids, from an artifact version, without
              the servers
   synth      write a synthetic dataset in the generic format
+  import-dataset
+             convert a public dataset shipped in a registry package (a Debian .deb) to the
+             generic format
 
 Datasets (fit, evaluate) are a directory, or a name looked up under each directory of
 $SHORTLIST_DATA_DIR, the bundled data/ directory and the shared datasets; `shortlist-train fit
@@ -21,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
+from shortlist.common.threads import limit_math_threads
+
 COMMAND_MODULES = ("shortlist.training.cmd_fit", "shortlist.training.cmd_evaluate",
-                   "shortlist.training.batch", "shortlist.training.synth")
+                   "shortlist.training.batch", "shortlist.training.synth",
+                   "shortlist.training.registry_datasets")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    limit_math_threads()  # before the commands' modules load numpy
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from shortlist.common.artifacts import ArtifactError

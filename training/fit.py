@@ -31,6 +31,7 @@ from shortlist.common.vocab import Vocabulary
 from shortlist.ranking.bundle import RankingModels
 from shortlist.ranking.features import FeatureSpec, ItemStats, build_features
 from shortlist.ranking.pipeline import (
+    DIVERSITY_METHODS,
     GENERATOR,
     RANKER,
     RETRIEVAL,
@@ -69,7 +70,8 @@ class TuningGrid:
     ranker_num_leaves: tuple[int, ...] = (15, 31, 63)
     mmr_lambda: tuple[float, ...] = (1.0, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5)
     mmr_top_n: tuple[int, ...] = (50, 100)
-    # MMR: among settings whose validation NDCG@10 is within mmr_max_ndcg_loss of plain
+    diversity_methods: tuple[str, ...] = DIVERSITY_METHODS
+    # Diversity: among settings whose validation NDCG@10 is within mmr_max_ndcg_loss of plain
     # ranking, the cheapest one that raises intra-list diversity by mmr_min_ild_gain; if none
     # does, the most diverse affordable one.
     mmr_max_ndcg_loss: float = 0.02
@@ -89,6 +91,12 @@ class Examples:
     cands: list[Candidates] = field(default_factory=list)
     feats: list[np.ndarray] = field(default_factory=list)
     relevant: list[set[int]] = field(default_factory=list)
+
+    def split(self, keep: np.ndarray) -> Examples:
+        """The users where ``keep`` is set (a mask over ``users``)."""
+        rows = np.flatnonzero(keep).tolist()
+        return Examples([self.users[r] for r in rows], [self.cands[r] for r in rows],
+                        [self.feats[r] for r in rows], [self.relevant[r] for r in rows])
 
     def xy(self, columns: list[int] | None = None):
         """LightGBM inputs for users with at least one positive among their candidates."""
@@ -127,7 +135,6 @@ class Trained:
     train_examples: Examples
     valid_examples: Examples
     valid_stats: ItemStats
-    valid_models: RetrievalModels
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase
 
 
@@ -153,7 +160,8 @@ def build_examples(models: RetrievalModels, stats: ItemStats, labels: Events,
 
 
 def score_examples(ranker: LambdaRanker, pipeline: RankingPipeline, ex: Examples, lam: float,
-                   k: int = 10, columns: list[int] | None = None) -> tuple[float, float]:
+                   k: int = 10, columns: list[int] | None = None,
+                   method: str | None = None) -> tuple[float, float]:
     """Mean NDCG@k and intra-list distance of the pipeline over every user in ``ex``."""
     ndcgs, ilds = [], []
     diversity = pipeline.stats.diversity
@@ -162,7 +170,7 @@ def score_examples(ranker: LambdaRanker, pipeline: RankingPipeline, ex: Examples
             ndcgs.append(0.0)
             continue
         scores = ranker.predict(mask_columns(x, columns))
-        pos = pipeline.diversify(c.items, scores, k, lam)
+        pos = pipeline.diversify(c.items, scores, k, lam, c.recent_items, method)
         ndcgs.append(ndcg_at_k(c.items[pos], rel, k))
         ilds.append(intra_list_distance(diversity[c.items[pos]]))
     return float(np.mean(ndcgs)) if ndcgs else 0.0, float(np.mean(ilds)) if ilds else 0.0
@@ -170,13 +178,24 @@ def score_examples(ranker: LambdaRanker, pipeline: RankingPipeline, ex: Examples
 
 def train_ranker(ex: Examples, valid: Examples, p: FitParams, num_leaves: int,
                  spec: FeatureSpec, columns: list[int] | None = None) -> LambdaRanker:
+    """LightGBM LambdaRank on the label examples, early-stopped on a share of them.
+
+    Early stopping watches ``p.ranker_stop_share`` of the label users, held out of training:
+    they have many positives each (a fifth of their history), so the stopping signal is far
+    steadier than validation's one item per user, and validation stays untouched for
+    choosing between rankers and configurations. 0 stops on validation instead.
+    """
+    stop = valid
+    if p.ranker_stop_share > 0 and len(ex.users) >= 20:
+        held = np.random.default_rng(p.seed).random(len(ex.users)) < p.ranker_stop_share
+        ex, stop = ex.split(~held), ex.split(held)
     train = ex.xy(columns)
     if train is None:
         raise FitError("no user has a held-out item among the candidates: too little data "
                        "to train the ranker")
     params = {"learning_rate": p.ranker_learning_rate, "num_leaves": num_leaves,
               "seed": p.seed, "min_data_in_leaf": 20}
-    return LambdaRanker().fit(*train, spec.names, valid.xy(columns), params, p.ranker_rounds)
+    return LambdaRanker().fit(*train, spec.names, stop.xy(columns), params, p.ranker_rounds)
 
 
 def generator_metric(models: RetrievalModels, gen: Generator, valid: Events,
@@ -240,27 +259,67 @@ def tune_generators(base: RetrievalModels, f_ev: Events, v_ev: Events, p: FitPar
     return tables
 
 
-def tune_mmr(ranker: LambdaRanker, stats: ItemStats, valid_ex: Examples, p: FitParams,
-             grid: TuningGrid | None, spec: FeatureSpec) -> list[dict]:
-    """Try MMR settings on validation; sets p.mmr_lambda and p.mmr_top_n (see TuningGrid)."""
+def smooth_costs(rows: list[dict]) -> None:
+    """Add ``ndcg_smoothed``: each (method, pool) curve of NDCG change made monotone in the
+    relevance weight (isotonic regression through the no-diversity point).
+
+    Diversity cannot buy accuracy: a point that looks cheaper than a weaker setting of the same
+    method is validation noise, and choosing the best-looking of dozens of noisy points picks
+    exactly those (the test then pays several times the validation cost).
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    curves: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["method"] == "none":
+            r["ndcg_smoothed"] = 0.0
+        else:
+            curves.setdefault((r["method"], r["mmr_top_n"]), []).append(r)
+    for curve in curves.values():
+        lams = [1.0] + [r["mmr_lambda"] for r in curve]
+        costs = [0.0] + [r["ndcg_change"] for r in curve]
+        fitted = IsotonicRegression(increasing=True).fit_transform(lams, costs)
+        for r, value in zip(curve, fitted[1:], strict=True):
+            r["ndcg_smoothed"] = float(value)
+
+
+def tune_diversity(ranker: LambdaRanker, stats: ItemStats, valid_ex: Examples,
+                   p: FitParams, grid: TuningGrid | None, spec: FeatureSpec) -> list[dict]:
+    """Every diversity method at every strength and pool on validation: the frontier of
+    NDCG@10 against intra-list diversity; sets p.diversity, p.mmr_lambda, p.mmr_top_n.
+
+    Among settings within ``mmr_max_ndcg_loss`` of plain ranking, the one that raises
+    diversity by ``mmr_min_ild_gain`` at the least NDCG cost; if none does, the most diverse
+    affordable one.
+    """
     lams = grid.mmr_lambda if grid is not None else (1.0, p.mmr_lambda)
     top_ns = grid.mmr_top_n if grid is not None else (p.mmr_top_n,)
+    methods = grid.diversity_methods if grid is not None else (p.diversity,)
     rows = []
     for top_n in top_ns:
         pipe = RankingPipeline(ranker, stats, RankingConfig(1.0, top_n, spec))
-        for lam in lams:
-            ndcg, ild = score_examples(ranker, pipe, valid_ex, lam)
-            rows.append({"mmr_lambda": lam, "mmr_top_n": top_n, "ndcg@10": ndcg, "ild": ild})
-    base = next(r for r in rows if r["mmr_lambda"] == 1.0)
+        base_ndcg, base_ild = score_examples(ranker, pipe, valid_ex, 1.0)
+        rows.append({"method": "none", "mmr_lambda": 1.0, "mmr_top_n": top_n,
+                     "ndcg@10": base_ndcg, "ild": base_ild})
+        for method in methods:
+            for lam in lams:
+                if lam >= 1.0:
+                    continue
+                ndcg, ild = score_examples(ranker, pipe, valid_ex, lam, method=method)
+                rows.append({"method": method, "mmr_lambda": lam, "mmr_top_n": top_n,
+                             "ndcg@10": ndcg, "ild": ild})
+    base = rows[0]
     for r in rows:
         r["ndcg_change"] = r["ndcg@10"] / base["ndcg@10"] - 1 if base["ndcg@10"] else 0.0
         r["ild_change"] = r["ild"] / base["ild"] - 1 if base["ild"] else 0.0
+    smooth_costs(rows)
     if grid is not None:
-        affordable = [r for r in rows if r["ndcg_change"] >= -grid.mmr_max_ndcg_loss]
+        affordable = [r for r in rows if r["ndcg_smoothed"] >= -grid.mmr_max_ndcg_loss]
         enough = [r for r in affordable if r["ild_change"] >= grid.mmr_min_ild_gain]
-        best = (max(enough, key=lambda r: (r["ndcg_change"], r["mmr_lambda"])) if enough
+        best = (max(enough, key=lambda r: (r["ndcg_smoothed"], r["mmr_lambda"])) if enough
                 else max(affordable, key=lambda r: (r["ild_change"], r["mmr_lambda"])))
         p.mmr_lambda, p.mmr_top_n = best["mmr_lambda"], best["mmr_top_n"]
+        p.diversity = best["method"] if best["method"] != "none" else p.diversity
     return rows
 
 
@@ -312,7 +371,7 @@ def peak_rss_bytes() -> int:
 
 
 def choose_configuration(validation: dict[str, dict], generators: list[str],
-                         mmr_lambda: float) -> dict:
+                         mmr_lambda: float, diversity: str = "mmr") -> dict:
     """The configuration to serve, from validation NDCG@10: the tuned ranker (with its MMR),
     unless it loses to its own best generator; then the best of the ranker without MMR, each
     generator's own order and the merged order, with a warning.
@@ -323,7 +382,7 @@ def choose_configuration(validation: dict[str, dict], generators: list[str],
     def ndcg(row: str) -> float:
         return float(validation[row]["ndcg@10"]) if row in validation else -1.0
 
-    ranked = configuration_name(RANKER, mmr_lambda)
+    ranked = configuration_name(RANKER, mmr_lambda, diversity)
     options = {ranked: ("ranker_mmr", RANKER), "ranker": ("ranker", RANKER),
                RETRIEVAL: (UNION, RETRIEVAL)}
     options.update({f"{GENERATOR}{g}": (g, f"{GENERATOR}{g}") for g in generators})
@@ -419,14 +478,15 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
     tuning["ranker"] = rows
     steps.update()
 
-    steps.set_postfix_str("mmr")
-    tuning["mmr"] = tune_mmr(ranker, stats_f, valid_ex, p, grid, spec)
-    clock.lap("tune_mmr")
-    ranking_config = RankingConfig(p.mmr_lambda, p.mmr_top_n, spec)
+    steps.set_postfix_str("diversity")
+    tuning["diversity"] = tune_diversity(ranker, stats_f, valid_ex, p, grid, spec)
+    clock.lap("tune_diversity")
+    ranking_config = RankingConfig(p.mmr_lambda, p.mmr_top_n, spec, diversity=p.diversity)
     eval_users = _sample_users(v_ev, p.max_eval_users, p.seed)
     validation = evaluate(models_f, stats_f, RankingPipeline(ranker, stats_f, ranking_config),
                           v_ev.take(np.isin(v_ev.users, eval_users)), 10, progress)
-    decision = choose_configuration(validation, list(models_f.generators), p.mmr_lambda)
+    decision = choose_configuration(validation, list(models_f.generators), p.mmr_lambda,
+                                    p.diversity)
     ranking_config.order = decision["order"]
     if decision["served"] == "ranker":  # the ranker alone beat it with MMR
         p.mmr_lambda = ranking_config.mmr_lambda = 1.0
@@ -445,7 +505,7 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
     p.generators = {name: dataclasses.asdict(gen.config)
                     for name, gen in models.generators.items()}
     return Trained(models, stats, ranker, ranking_config, p, spec, tuning, validation,
-                   train_ex, valid_ex, stats_f, models_f, clock.seconds)
+                   train_ex, valid_ex, stats_f, clock.seconds)
 
 
 def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = True,

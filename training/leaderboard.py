@@ -9,7 +9,6 @@ score.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -50,8 +49,8 @@ def describe(name: str, registry: Registry) -> str:
     if name in DESCRIPTIONS:
         return DESCRIPTIONS[name]
     if name in registry:
-        doc = (sys.modules[registry.get(name).__module__].__doc__ or name).strip()
-        return "generator: " + " ".join(doc.split(".")[0].split())
+        doc = (registry.get(name).__doc__ or name).strip().splitlines()[0]
+        return "generator: " + doc.rstrip(".")
     return name
 
 
@@ -165,7 +164,7 @@ def run(dataset: str, protocol: str | None = None, export_dir: Path | None = Non
         "rows": rows, "skipped": skipped,
         "chosen": {"generators": params["generators"],
                    **{key: params[key] for key in ("max_candidates", "ranker_num_leaves",
-                                                   "mmr_lambda", "mmr_top_n")}},
+                                                   "diversity", "mmr_lambda", "mmr_top_n")}},
         "peers_chosen": {"peer_als": best_als,
                          "ease_lambda": None if reason else lam},
         "tuning": {**trained.tuning, **tuning},

@@ -39,7 +39,12 @@ class FitParams:
     ranker_rounds: int = 400
     ranker_learning_rate: float = 0.05
     ranker_num_leaves: int = 31
-    # MMR
+    # Share of the label users held out of the ranker's training to early-stop it on
+    # (training.fit.train_ranker); 0: stop on validation.
+    ranker_stop_share: float = 0.2
+    # Diversity re-ranking: the method (mmr, dpp, calibration), the weight of relevance
+    # (1.0: none) and the pool of best-scored candidates it re-ranks.
+    diversity: str = "mmr"
     mmr_lambda: float = 0.8
     mmr_top_n: int = 50
 

@@ -50,28 +50,66 @@ def targets(report: dict) -> list[tuple[str, str, bool]]:
     return out
 
 
+def _served(rep: dict) -> str:
+    decision = rep.get("tuning", {}).get("configuration", {})
+    return decision.get("served", "?")
+
+
+def summary(reports: list[dict]) -> list[str]:
+    """One row per dataset: the served pipeline against its best generator and best peer."""
+    out = ["| dataset | protocol | users | items | pipeline | served as | best generator | "
+           "best peer | pipeline / best peer | targets met |", "|---" * 10 + "|"]
+    for rep in reports:
+        rows = {r["model"]: r for r in rep["rows"]}
+        pipe = rows["pipeline"]["ndcg@10"]
+        gens = {g: rows[g]["ndcg@10"] for g in rep.get("generators", []) if g in rows}
+        peers = {m: rows[m]["ndcg@10"] for m in PEERS if m in rows}
+        g = max(gens, key=gens.get) if gens else None
+        q = max(peers, key=peers.get) if peers else None
+        met = targets(rep)
+        out.append(
+            f"| {rep['dataset']} | {rep['protocol']} | {rep['users']} | {rep['items']} | "
+            f"{pipe:.4f} | {_served(rep)} | "
+            + (f"{g} {gens[g]:.4f}" if g else "–") + " | "
+            + (f"{q} {peers[q]:.4f}" if q else "–") + " | "
+            + (f"{pipe / peers[q]:.2f} x" if q and peers[q] else "–") + " | "
+            + f"{sum(1 for _, _, ok in met if ok)} of {len(met)} |")
+    return out
+
+
 def render(reports: list[dict]) -> str:
     out = [
         "# Recommendation quality",
         "",
-        f"Produced by `{COMMAND}` (runs `shortlist-train evaluate` on each dataset, writes",
-        "`reports/*.json`, then renders this page with",
+        f"Produced by `{COMMAND}` (runs `shortlist-train evaluate` on each dataset of the",
+        "zoo, writes `reports/*.json`, then renders this page with",
         "`python -m shortlist.training.quality_doc`). Do not edit by hand.",
         "",
-        "Protocol `leave-last-out`: duplicate (user, item) pairs collapse to the latest event;",
-        "every user with at least 5 items holds out their latest item (timestamp ties: the item",
-        "later in the catalog counts as later); each user's top 10 is ranked over every item",
-        "not in their training history. Every hyperparameter is chosen on a validation split",
-        "carved from the training part (each user's latest remaining item); test items are",
-        "used only to score. ILD is the mean pairwise content distance (1 - cosine of the",
-        "TF-IDF+SVD vectors) within a top 10; novelty is the mean -log2 of the share of users",
-        "who had the item; coverage is the share of the catalog recommended to anyone;",
-        "fit_s includes tuning for the tuned rows.",
+        "Protocols: `leave-last-out` holds out each user's latest item (timestamp ties: the",
+        "item later in the catalog counts as later); `random-holdout` holds out one item per",
+        "user drawn at random (seeded), the default for data without timestamps. Users with",
+        "at least 5 items are tested; each user's top 10 is ranked over every item not in",
+        "their training history. Every hyperparameter is chosen on a validation split carved",
+        "from the training part *the same way as the test* (latest or random item; the",
+        "ranker's labels likewise); test items are used only to score. Peers (tuned ALS,",
+        "dense EASE, and the ItemKNN generator alone) are tuned on the same validation items.",
+        "`pipeline` is what `fit` publishes: the ranker with its diversity re-ranking, unless",
+        "on validation it lost to one of its own generators (the guard rail; the table says",
+        "what served). ILD is the mean pairwise distance (1 - cosine) within a top 10 in the",
+        "diversity space (content vectors, else ALS factors); novelty is the mean -log2 of",
+        "the share of users who had the item; coverage is the share of the catalog",
+        "recommended to anyone; fit_s includes tuning for the tuned rows.",
+        "",
+        "## Summary",
+        "",
+        *summary(reports),
     ]
     for rep in reports:
         out += ["", f"## {rep['dataset']}", "",
-                f"{rep['users']} test users, {rep['items']} items, "
-                f"{rep['train_interactions']} training interactions.", ""]
+                f"Protocol `{rep['protocol']}`; {rep['users']} test users, {rep['items']} "
+                f"items, {rep['train_interactions']} training interactions"
+                f"{'' if rep.get('has_timestamps', True) else ', no timestamps'}. Served "
+                f"configuration: `{_served(rep)}`.", ""]
         out.append("| model | " + " | ".join(COLUMNS) + " | what |")
         out.append("|---" * (len(COLUMNS) + 2) + "|")
         for r in rep["rows"]:
@@ -85,6 +123,14 @@ def render(reports: list[dict]) -> str:
         out += ["", "**Targets**", "", "| target | measured | met |", "|---|---|---|"]
         for name, measured, met in targets(rep):
             out.append(f"| {name} | {measured} | {'yes' if met else '**no**'} |")
+        decision = rep.get("tuning", {}).get("configuration")
+        if decision:
+            out += ["", "**Guard rail** (validation NDCG@10 of each configuration; "
+                        f"{decision['reason']}):", "", "| configuration | ndcg@10 |",
+                    "|---|---|"]
+            out += [f"| {n}{' (served)' if n == decision['served'] else ''} | {v:.4f} |"
+                    for n, v in sorted(decision["validation_ndcg@10"].items(),
+                                       key=lambda kv: -kv[1])]
         out += ["", "**Chosen on validation**", "", "| parameter | value |", "|---|---|"]
         for key, value in rep["chosen"].items():
             if key == "generators":
@@ -95,20 +141,56 @@ def render(reports: list[dict]) -> str:
         als = rep["peers_chosen"]["peer_als"]
         out.append(f"| peer ALS | {', '.join(f'{k}={v}' for k, v in als.items())} |")
         out.append(f"| peer EASE lambda | {rep['peers_chosen']['ease_lambda']} |")
-        mmr = rep["tuning"].get("mmr", [])
-        if mmr:
-            out += ["", "MMR on validation (relative to lambda 1 with the same pool):", "",
-                    "| lambda | pool | ndcg@10 | ild | ndcg change | ild change |",
-                    "|---|---|---|---|---|---|"]
-            out += [f"| {r['mmr_lambda']} | {r['mmr_top_n']} | {r['ndcg@10']:.4f} | "
-                    f"{r['ild']:.4f} | {r['ndcg_change']:+.1%} | {r['ild_change']:+.1%} |"
-                    for r in mmr]
+        frontier = rep["tuning"].get("diversity", [])
+        if frontier:
+            out += ["", "Diversity on validation: each method's accuracy/diversity frontier "
+                        "(relative to no re-ranking with the same pool; the rule takes the "
+                        "cheapest setting with +10% ILD within a 2% NDCG loss, else the most "
+                        "diverse affordable one):", "",
+                    "| method | relevance weight | pool | ndcg@10 | ild | ndcg change | "
+                    "ild change |", "|---|---|---|---|---|---|---|"]
+            out += [f"| {r['method']} | {r['mmr_lambda']} | {r['mmr_top_n']} | "
+                    f"{r['ndcg@10']:.4f} | {r['ild']:.4f} | {r['ndcg_change']:+.1%} | "
+                    f"{r['ild_change']:+.1%} |" for r in frontier]
         if rep.get("ablation"):
             out += ["", "**Feature ablation** (validation NDCG@10 with the group removed and the "
                         "ranker retrained):", "", "| removed | ndcg@10 | change |", "|---|---|---|"]
             for r in rep["ablation"]:
                 out.append(f"| {r['removed']} | {r['ndcg@10']:.4f} | {r['delta']:+.4f} |")
     return "\n".join(out) + "\n"
+
+
+def plot_frontier(reports: list[dict], path: Path) -> None:
+    """Validation NDCG change against ILD change per diversity method and dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in reports if r["tuning"].get("diversity")]
+    if not shown:
+        return
+    cols = min(3, len(shown))
+    rows = (len(shown) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
+    for ax, rep in zip(axes.ravel(), shown, strict=False):
+        points = rep["tuning"]["diversity"]
+        for method in dict.fromkeys(r["method"] for r in points if r["method"] != "none"):
+            pts = sorted((r["ild_change"], r["ndcg_change"]) for r in points
+                         if r["method"] == method)
+            ax.plot([100 * x for x, _ in pts], [100 * y for _, y in pts], "o-", ms=3,
+                    label=method)
+        ax.axhline(-2, color="grey", lw=0.8, ls="--")
+        ax.axvline(10, color="grey", lw=0.8, ls="--")
+        ax.set_title(rep["dataset"], fontsize=9)
+        ax.set_xlabel("ILD change (%)")
+        ax.set_ylabel("NDCG@10 change (%)")
+        ax.legend(fontsize=7)
+    for ax in axes.ravel()[len(shown):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot(reports: list[dict], path: Path) -> None:
@@ -118,8 +200,10 @@ def plot(reports: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(reports), figsize=(5.5 * len(reports), 4.2), squeeze=False)
-    for ax, rep in zip(axes[0], reports, strict=True):
+    cols = min(3, len(reports))
+    n_rows = (len(reports) + cols - 1) // cols
+    fig, axes = plt.subplots(n_rows, cols, figsize=(5.5 * cols, 4.2 * n_rows), squeeze=False)
+    for ax, rep in zip(axes.ravel(), reports, strict=False):
         rows = [r for r in rep["rows"] if r["model"] != "candidates_union"]
         names = [r["model"] for r in rows]
         values = [r["ndcg@10"] for r in rows]
@@ -132,6 +216,8 @@ def plot(reports: list[dict], path: Path) -> None:
         for y, v in enumerate(values):
             ax.text(v, y, f" {v:.4f}", va="center", fontsize=8)
         ax.set_xlim(0, max(values) * 1.25)
+    for ax in axes.ravel()[len(reports):]:
+        ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -147,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         image = args.output.with_name(args.output.stem + "-ndcg.png")
         plot(reports, image)
-        text = text.replace("\n## ", f"\n![NDCG@10 by model]({image.name})\n\n## ", 1)
+        frontier = args.output.with_name(args.output.stem + "-diversity.png")
+        plot_frontier(reports, frontier)
+        text = text.replace("\n## Summary", f"\n![NDCG@10 by model]({image.name})\n\n"
+                            f"![Diversity frontier on validation]({frontier.name})\n\n"
+                            "## Summary", 1)
     except ImportError:
         print("matplotlib not installed: no chart (pip install '.[report]')", file=sys.stderr)
     args.output.write_text(text)

@@ -30,7 +30,19 @@ def _word(rng: np.random.Generator) -> str:
 
 
 def generate(out: Path, n_users: int, n_items: int, n_interactions: int, n_topics: int = 40,
-             seed: int = 42, chunk_users: int = 50_000, progress: bool = True) -> Path:
+             seed: int = 42, chunk_users: int = 50_000, progress: bool = True,
+             skew: float = 0.9, weights: str = "ratings", timestamps: bool = True,
+             item_text: str = "full") -> Path:
+    """Write ``interactions.csv``, ``items.csv`` and ``users.txt`` into ``out``.
+
+    Shapes for testing on data unlike MovieLens: ``skew`` is the Zipf exponent of item
+    popularity within a topic (higher: a longer tail); ``weights`` "ratings" (0.5 to 5) or
+    "counts" (heavy-tailed play counts); ``timestamps`` False writes no timestamp column;
+    ``item_text`` "titles" writes titles only (no categories or text).
+    """
+    if weights not in ("ratings", "counts") or item_text not in ("full", "titles"):
+        raise ValueError(f"weights must be ratings or counts and item_text full or titles, "
+                         f"got {weights!r}, {item_text!r}")
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     n_topics = max(1, min(n_topics, n_items))
@@ -40,18 +52,20 @@ def generate(out: Path, n_users: int, n_items: int, n_interactions: int, n_topic
     # Items: a topic each (skewed topic sizes), Zipf-like popularity within the topic.
     topic_share = rng.dirichlet(np.full(n_topics, 2.0))
     item_topic = rng.choice(n_topics, n_items, p=topic_share)
-    item_pop = 1.0 / (1.0 + rng.permutation(n_items)) ** 0.9
+    item_pop = 1.0 / (1.0 + rng.permutation(n_items)) ** skew
     with open(out / "items.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["item_id", "title", "categories", "text"])
+        w.writerow(["item_id", "title", "categories", "text"] if item_text == "full"
+                   else ["item_id", "title"])
         for i in tqdm(range(n_items), desc="items", unit="item", disable=not progress):
             t = item_topic[i]
             words = rng.choice(topic_words[t], 4, replace=False)
             second = topic_names[(t + 1 + int(rng.integers(n_topics - 1))) % n_topics] \
                 if n_topics > 1 and rng.random() < 0.2 else ""
             cats = topic_names[t] + (f"|{second}" if second else "")
-            w.writerow([f"i{i}", f"{words[0].title()} {words[1].title()} {i}", cats,
-                        " ".join(words[2:]) + " " + _word(rng)])
+            row = [f"i{i}", f"{words[0].title()} {words[1].title()} {i}", cats,
+                   " ".join(words[2:]) + " " + _word(rng)]
+            w.writerow(row if item_text == "full" else row[:2])
     members = [np.flatnonzero(item_topic == t) for t in range(n_topics)]
     cdfs = []
     for m in members:
@@ -64,7 +78,8 @@ def generate(out: Path, n_users: int, n_items: int, n_interactions: int, n_topic
     per_user = np.maximum(1, np.round(activity / activity.sum() * n_interactions)).astype(int)
     written = 0
     with open(out / "interactions.csv", "w", newline="") as fh:
-        fh.write("user_id,item_id,weight,timestamp\n")
+        fh.write("user_id,item_id,weight,timestamp\n" if timestamps
+                 else "user_id,item_id,weight\n")
         bar = tqdm(total=int(per_user.sum()), desc="interactions", unit="row",
                    disable=not progress)
         for lo in range(0, n_users, chunk_users):
@@ -95,10 +110,18 @@ def generate(out: Path, n_users: int, n_items: int, n_interactions: int, n_topic
                     continue
                 pos = np.searchsorted(cdfs[t], rng.random(len(sel)))
                 items[sel] = members[t][np.minimum(pos, len(members[t]) - 1)]
-            weight = np.clip(np.round(rng.normal(3.8, 0.9, n) * 2) / 2, 0.5, 5.0)
-            fh.write("".join(f"u{u},i{i},{w:g},{s}\n" for u, i, w, s in
-                             zip(user.tolist(), items.tolist(), weight.tolist(),
-                                 stamps.tolist(), strict=True)))
+            if weights == "ratings":
+                weight = np.clip(np.round(rng.normal(3.8, 0.9, n) * 2) / 2, 0.5, 5.0)
+            else:  # play counts: most items once or twice, a few hundreds of times
+                weight = np.minimum(rng.zipf(1.7, n), 1000).astype(np.float64)
+            if timestamps:
+                fh.write("".join(f"u{u},i{i},{w:g},{s}\n" for u, i, w, s in
+                                 zip(user.tolist(), items.tolist(), weight.tolist(),
+                                     stamps.tolist(), strict=True)))
+            else:
+                fh.write("".join(f"u{u},i{i},{w:g}\n" for u, i, w in
+                                 zip(user.tolist(), items.tolist(), weight.tolist(),
+                                     strict=True)))
             written += n
             bar.update(n)
         bar.close()
@@ -114,6 +137,13 @@ def register(sub) -> None:
     p.add_argument("--interactions", type=int, default=200_000)
     p.add_argument("--topics", type=int, default=40)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--skew", type=float, default=0.9,
+                   help="Zipf exponent of item popularity within a topic (higher: longer tail)")
+    p.add_argument("--weights", choices=("ratings", "counts"), default="ratings",
+                   help="ratings 0.5-5, or heavy-tailed play counts")
+    p.add_argument("--no-timestamps", action="store_true", help="write no timestamp column")
+    p.add_argument("--titles-only", action="store_true",
+                   help="items.csv with titles only (no categories or text)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_run)
@@ -121,6 +151,8 @@ def register(sub) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     generate(args.out, args.users, args.items, args.interactions, args.topics, args.seed,
-             progress=not args.quiet)
+             progress=not args.quiet, skew=args.skew, weights=args.weights,
+             timestamps=not args.no_timestamps,
+             item_text="titles" if args.titles_only else "full")
     print(f"wrote {args.out}/interactions.csv and items.csv")
     return 0

@@ -41,6 +41,8 @@ class AlsConfig:
 
 
 class AlsGenerator(Generator):
+    """Implicit ALS over an exact-MIPS HNSW index, fold-in for fresh users."""
+
     name = "als"
     Config = AlsConfig
     objective = "ndcg"

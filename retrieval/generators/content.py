@@ -40,6 +40,8 @@ def documents(catalog: ItemCatalog) -> list[str] | None:
 
 
 class ContentGenerator(Generator):
+    """TF-IDF+SVD taste vector over a cosine HNSW index."""
+
     name = "content"
     Config = ContentConfig
     content_space = True

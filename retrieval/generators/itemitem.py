@@ -149,7 +149,7 @@ class ItemKnnConfig:
 
 
 class ItemKnnGenerator(ItemItemGenerator):
-    """"People who engaged with your items engaged with these": cosine ItemKNN."""
+    """Cosine ItemKNN: people who engaged with your items engaged with these."""
 
     name = "itemknn"
     Config = ItemKnnConfig
@@ -207,7 +207,7 @@ class EaseConfig:
 
 
 class EaseGenerator(ItemItemGenerator):
-    """EASE (Steck 2019): the best linear item-item model of the user's history."""
+    """EASE (Steck 2019), the best linear item-item model, pruned to a sparse matrix."""
 
     name = "ease"
     Config = EaseConfig

@@ -21,6 +21,8 @@ class TrendingConfig:
 
 
 class TrendingGenerator(Generator):
+    """Time-decayed popularity; serves users with no history."""
+
     name = "trending"
     Config = TrendingConfig
     serves_new_users = True

@@ -23,21 +23,21 @@ HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 
 @pytest.mark.e2e
-def test_report_shape_and_consistency(trained, tmp_path):
-    with Stack.on_free_ports(trained, metrics=True, log_dir=tmp_path / "logs",
-                             state_dir=tmp_path / "state") as stack:
-        out, png = tmp_path / "bench.json", tmp_path / "plot" / "bench.png"
-        code = bench.main(["--target", stack.address("gateway"), "--rate", "25",
-                           "--duration", "1", "--output", str(out), "--plot", str(png)]
-                          + [a for name in ("gateway", "retrieval", "ranking")
-                             for a in ("--metrics", f"{name}={stack.metrics_address(name)}")])
-        memory = stack.memory()
-        # one request in flight at most, one due every 5 ms: the excess is refused by the
-        # client at once (never delayed), and every due request is accounted for
-        narrow_out = tmp_path / "narrow.json"
-        narrow_code = bench.main(["--target", stack.address("gateway"), "--rate", "200",
-                                  "--duration", "0.5", "--concurrency", "1",
-                                  "--output", str(narrow_out)])
+def test_report_shape_and_consistency(stack, trained, tmp_path):
+    """On the session's shared stack (the bench only reads; server metrics are scraped
+    before and after the run, so earlier tests' requests fall outside the window)."""
+    out, png = tmp_path / "bench.json", tmp_path / "plot" / "bench.png"
+    code = bench.main(["--target", stack.address("gateway"), "--rate", "25",
+                       "--duration", "1", "--output", str(out), "--plot", str(png)]
+                      + [a for name in ("gateway", "retrieval", "ranking")
+                         for a in ("--metrics", f"{name}={stack.metrics_address(name)}")])
+    memory = stack.memory()
+    # one request in flight at most, one due every 5 ms: the excess is refused by the
+    # client at once (never delayed), and every due request is accounted for
+    narrow_out = tmp_path / "narrow.json"
+    narrow_code = bench.main(["--target", stack.address("gateway"), "--rate", "200",
+                              "--duration", "0.5", "--concurrency", "1",
+                              "--output", str(narrow_out)])
     narrow = json.loads(narrow_out.read_text())
     assert narrow_code == 0 and narrow["concurrency"] == 1 and narrow["requests"] == 100
     assert narrow["errors"].get("CLIENT_SATURATED", 0) > 0

@@ -1,7 +1,9 @@
 """The `shortlist` CLI as a new user meets it: pipes, empty answers, errors, the environment.
 
-One real stack (three server processes) serves the whole module. Ranking runs with a low MMR
-lambda so that diversity visibly reorders the ranker's scores.
+The session's real stack (three server processes, ``stack`` in tests/conftest.py) serves the
+module; it is only read. The note on scores reordered by diversity needs a low MMR lambda: a
+gateway and ranking server of its own (in this process) provide it, beside the stack's
+retrieval.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent import futures
 
 import grpc
@@ -18,7 +21,11 @@ import pytest
 
 from shortlist.client import TARGET_ENV, Client
 from shortlist.clients import cli
-from shortlist.common.stack import Stack, free_port
+from shortlist.common.stack import free_port
+from shortlist.gateway.server import create_server as create_gateway
+from shortlist.gateway.settings import GatewaySettings
+from shortlist.ranking.server import create_server as create_ranking
+from shortlist.ranking.settings import RankingSettings
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc, retrieval_pb2
 
 pytestmark = pytest.mark.e2e
@@ -27,16 +34,22 @@ CLI = [sys.executable, "-m", "shortlist.clients.cli"]
 
 
 @pytest.fixture(scope="module")
-def stack(trained, tmp_path_factory):
-    logs = tmp_path_factory.mktemp("cli-logs")
-    with Stack.on_free_ports(trained, log_dir=logs,
-                             env={"SHORTLIST_RANKING_MMR_LAMBDA": "0.5"}) as s:
-        yield s
+def gateway(stack) -> str:
+    return stack.address("gateway")
 
 
 @pytest.fixture(scope="module")
-def gateway(stack) -> str:
-    return stack.address("gateway")
+def low_mmr_gateway(stack, trained) -> Iterator[str]:
+    """A gateway whose ranking server re-ranks with MMR lambda 0.5 (the stack's runs with the
+    artifact's tuned value, which may be 1.0: no reordering at all)."""
+    ranking, kport = create_ranking(RankingSettings(address="127.0.0.1:0", artifacts=trained,
+                                                    mmr_lambda=0.5))
+    gateway, gport = create_gateway(GatewaySettings(
+        address="127.0.0.1:0", retrieval_target=stack.address("retrieval"),
+        ranking_target=f"127.0.0.1:{kport}"))
+    yield f"127.0.0.1:{gport}"
+    gateway.stop(0)
+    ranking.stop(0)
 
 
 @pytest.fixture
@@ -175,7 +188,8 @@ def scores_fall(response) -> bool:
     return all(a >= b for a, b in zip(scores, scores[1:], strict=False))
 
 
-def test_reordered_scores_are_explained(gateway, capsys):
+def test_reordered_scores_are_explained(low_mmr_gateway, capsys):
+    gateway = low_mmr_gateway
     with Client(gateway) as client:
         user = next((f"u{u}" for u in range(150)
                      if not scores_fall(client.recommend(f"u{u}", 10))), None)

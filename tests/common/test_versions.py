@@ -138,11 +138,9 @@ def test_describe_versions(tmp_path):
     pin(tmp_path, "v1")
     rows = describe_versions(tmp_path, serving="v2")
     assert rows == [
-        {"version": "v1", "created_at": "created-v1", "serving": False, "pinned": True,
-         "valid": True},
-        {"version": "v2", "created_at": "created-v2", "serving": True, "pinned": False,
-         "valid": True},
-        {"version": "v3", "created_at": "", "serving": False, "pinned": False, "valid": False},
+        {"version": "v1", "created_at": "created-v1", "serving": False, "pinned": True},
+        {"version": "v2", "created_at": "created-v2", "serving": True, "pinned": False},
+        {"version": "v3", "created_at": "", "serving": False, "pinned": False},
     ]
     (tmp_path / PIN_FILE).write_text("garbage")
     assert not any(r["pinned"] for r in describe_versions(tmp_path, serving=""))

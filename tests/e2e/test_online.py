@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from shortlist.clients import cli
-from shortlist.common.artifacts import list_versions
+from shortlist.common.artifacts import list_versions, new_version, read_manifest
 from shortlist.common.stack import Stack
 from shortlist.v1 import (
     admin_pb2,
@@ -21,7 +21,7 @@ from shortlist.v1 import (
     gateway_pb2_grpc,
     retrieval_pb2,
 )
-from tests.conftest import GENRES, fit_small
+from tests.conftest import GENRES, publish_copy
 
 pytestmark = pytest.mark.e2e
 FAST_RELOAD = {"SHORTLIST_RETRIEVAL_RELOAD_INTERVAL_S": "0.3",
@@ -29,15 +29,18 @@ FAST_RELOAD = {"SHORTLIST_RETRIEVAL_RELOAD_INTERVAL_S": "0.3",
 
 
 @pytest.fixture(scope="module")
-def root(synthetic_dir, tmp_path_factory):
-    """This module's own artifact root: it publishes versions into it."""
+def root(trained, tmp_path_factory):
+    """This module's own artifact root (it publishes and pins versions in it), holding the
+    session's fitted version."""
     out = tmp_path_factory.mktemp("online-artifacts")
-    fit_small(synthetic_dir, out)
+    publish_copy(list_versions(trained)[-1], out)
     return out
 
 
 @pytest.fixture(scope="module")
 def stack(root, tmp_path_factory):
+    """This module's own stack, not the session's shared one: its tests record interactions,
+    upsert items, kill retrieval and swap versions."""
     s = Stack.on_free_ports(root, log_dir=tmp_path_factory.mktemp("logs"),
                             state_dir=tmp_path_factory.mktemp("state"), env=FAST_RELOAD)
     with s:
@@ -158,7 +161,7 @@ def test_acknowledged_events_survive_kill_9(stack, stub):
     assert "new-scifi" in {s.item.item_id for s in upserted.items}  # upserts replay too
 
 
-def test_new_version_under_load_and_rollback(stack, stub, root, synthetic_dir, capsys):
+def test_new_version_under_load_and_rollback(stack, stub, root, capsys):
     old = stub.ListVersions(admin_pb2.ListVersionsRequest(), timeout=5).serving
     errors, versions, degraded, stop = [], set(), [0], threading.Event()
 
@@ -182,7 +185,11 @@ def test_new_version_under_load_and_rollback(stack, stub, root, synthetic_dir, c
         t.start()
     time.sleep(1.0)
     time.sleep(1.1)  # version names have one-second resolution
-    new = fit_small(synthetic_dir, root).name
+    # a new version to swap to: the same models, published again under a newer name (what
+    # is tested is the swap under load, not the fit)
+    current = read_manifest(root / old)
+    new = publish_copy(root / old, root,
+                       new_version(current.data["dataset"]["fingerprint"])).name
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if recommend(stub, "u1").version == new:

@@ -1,4 +1,5 @@
-"""Gateway behaviour against real in-process retrieval and ranking servers on free ports."""
+"""Gateway behaviour against real retrieval and ranking servers: the session's shared stack's
+(tests/conftest.py; only read here), behind a gateway built in this process per test."""
 
 from __future__ import annotations
 
@@ -11,21 +12,12 @@ import pytest
 from shortlist.common.stack import free_port
 from shortlist.gateway.server import create_server as create_gateway
 from shortlist.gateway.settings import GatewaySettings
-from shortlist.ranking.server import create_server as create_ranking
-from shortlist.ranking.settings import RankingSettings
-from shortlist.retrieval.server import create_server as create_retrieval
-from shortlist.retrieval.settings import RetrievalSettings
 from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 
 
 @pytest.fixture(scope="module")
-def backends(trained):
-    retrieval, rport = create_retrieval(RetrievalSettings(address="127.0.0.1:0",
-                                                          artifacts=trained))
-    ranking, kport = create_ranking(RankingSettings(address="127.0.0.1:0", artifacts=trained))
-    yield f"127.0.0.1:{rport}", f"127.0.0.1:{kport}"
-    retrieval.stop(0)
-    ranking.stop(0)
+def backends(stack) -> tuple[str, str]:
+    return stack.address("retrieval"), stack.address("ranking")
 
 
 def gateway(backends, **overrides):

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from shortlist.common.stack import Stack
-
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,12 +73,11 @@ def test_installs_alone_under_the_namespace(client_venv):
     assert out.stdout.strip() == "[]"
 
 
-def test_readme_example_calls_a_live_gateway(client_venv, trained, tmp_path):
-    with Stack.on_free_ports(trained, log_dir=tmp_path / "logs") as stack:
-        env = {**os.environ, "SHORTLIST_TARGET": stack.address("gateway")}
-        example = readme_example().replace('"127.0.0.1:50051"', "None")
-        run = subprocess.run([str(client_venv), "-c", example], capture_output=True, text=True,
-                             env=env, timeout=60, cwd=tmp_path)
+def test_readme_example_calls_a_live_gateway(client_venv, stack, tmp_path):
+    env = {**os.environ, "SHORTLIST_TARGET": stack.address("gateway")}
+    example = readme_example().replace('"127.0.0.1:50051"', "None")
+    run = subprocess.run([str(client_venv), "-c", example], capture_output=True, text=True,
+                         env=env, timeout=60, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.strip().splitlines()
     assert len(lines) == 11, run.stdout

@@ -142,3 +142,47 @@ def test_mmr_only_reorders_the_top_n(pipeline):
                    for c in remaining}
         assert max_sim[int(p)] == pytest.approx(min(max_sim.values()))
         chosen.append(int(p))
+
+
+def test_generator_order_follows_that_generators_ranks(stats):
+    """The guard rail's fallback: one generator's own order over the candidates."""
+    ranker = train_ranker(FEATURE_NAMES)
+    inp = make_input(40)
+    pipe = RankingPipeline(ranker, stats, RankingConfig(1.0, 20, SPEC, order="generator:als"))
+    pos, scores, timings = pipe.rank(inp, 10)
+    ranks = inp.ranks[:, 0].astype(float)
+    ranks[ranks == 0] = np.inf
+    expected = np.lexsort((np.arange(len(inp)), ranks))[:10]
+    np.testing.assert_array_equal(pos, expected)
+    np.testing.assert_allclose(scores, np.nan_to_num(inp.scores[pos, 0]))
+    assert "model" not in timings and pipe.configuration() == "generator:als"
+    # the ranker is still there: evaluation may ask for it explicitly
+    ranked, _, _ = pipe.rank(inp, 10, 1.0, order="ranker")
+    assert not np.array_equal(ranked, pos)
+
+
+def test_retrieval_order_and_configuration_names(stats):
+    ranker = train_ranker(FEATURE_NAMES)
+    inp = make_input(30)
+    pipe = RankingPipeline(ranker, stats, RankingConfig(1.0, 20, SPEC, order="retrieval"))
+    pos, scores, _ = pipe.rank(inp, 5)
+    assert pos.tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(scores, inp.retrieval_score[:5])
+    assert RankingPipeline(ranker, stats, RankingConfig(
+        0.7, 20, SPEC, diversity="dpp")).configuration() == "ranker+dpp"
+    assert RankingPipeline(ranker, stats, RankingConfig(
+        1.0, 20, SPEC)).configuration() == "ranker"
+
+
+@pytest.mark.parametrize("method", ["mmr", "dpp", "calibration"])
+def test_every_diversity_method_serves_k_distinct_candidates(stats, method):
+    ranker = train_ranker(FEATURE_NAMES)
+    inp = make_input(60)
+    pipe = RankingPipeline(ranker, stats, RankingConfig(0.5, 30, SPEC, diversity=method))
+    pos, _, _ = pipe.rank(inp, 10)
+    assert len(set(pos.tolist())) == 10
+    plain, _, _ = pipe.rank(inp, 10, 1.0)
+    top = set(np.argsort(-ranker.predict(pipe.features(inp)), kind="stable")[:30].tolist())
+    assert set(pos.tolist()) <= top  # only the pool is re-ranked
+    assert pipe.configuration() == f"ranker+{method}"
+    assert pos.tolist() != plain.tolist() or method == "calibration"

@@ -19,24 +19,30 @@ import pytest
 from shortlist.common.artifacts import list_versions
 from shortlist.common.stack import Stack, free_port
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc, retrieval_pb2
-from tests.conftest import fit_small
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def root(synthetic_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("fault-artifacts")
-    fit_small(synthetic_dir, out)
-    return out
+def root(trained):
+    """The session artifact: these tests only read it (a corrupt copy is made elsewhere)."""
+    return trained
 
 
 @pytest.fixture(scope="module")
 def stack(root, tmp_path_factory):
+    """This module's own stack, not the session's shared one: its tests stop and kill servers
+    and write to the event log."""
     s = Stack.on_free_ports(root, log_dir=tmp_path_factory.mktemp("logs"),
                             state_dir=tmp_path_factory.mktemp("state"))
     with s:
         yield s
+
+
+@pytest.fixture(scope="module")
+def stub(stack):
+    with grpc.insecure_channel(stack.address("gateway")) as channel:
+        yield gateway_pb2_grpc.GatewayStub(channel)
 
 
 def stream(address: str, stop: threading.Event, results: list, errors: list,
@@ -85,6 +91,34 @@ def test_killing_ranking_mid_stream_fails_no_request(stack):
     print(f"\n{len(results)} answers, {sum(d for _, d, _ in results)} degraded, ranking "
           f"restart took {serving - restarted:.2f}s, ranked again after "
           f"{ranked_again - serving:.2f}s")
+
+
+def test_degrades_when_ranking_is_down_and_recovers(stack, stub):
+    stack.stop_one("ranking")
+    resp = stub.Recommend(gateway_pb2.RecommendRequest(user_id="u4", k=10), timeout=5)
+    assert resp.degraded and len(resp.items) == 10
+    assert all(i.ranking_rank == 0 for i in resp.items)
+    stack.start_one("ranking")
+    # the gateway's channel reconnects by itself: ranked answers return within 2 seconds
+    deadline = time.monotonic() + 2.0
+    while True:
+        resp = stub.Recommend(gateway_pb2.RecommendRequest(user_id="u4", k=10), timeout=5)
+        if not resp.degraded or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not resp.degraded
+
+
+def test_retrieval_down_fails_fast_with_unavailable(stack, stub):
+    stack.stop_one("retrieval")
+    try:
+        start = time.monotonic()
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Recommend(gateway_pb2.RecommendRequest(user_id="u4", k=10), timeout=5)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - start < 2.0
+    finally:
+        stack.start_one("retrieval")
 
 
 def test_kill_9_retrieval_while_acknowledging_loses_nothing(stack):
@@ -145,7 +179,7 @@ def test_server_refuses_a_corrupt_artifact_naming_the_file(root, tmp_path):
             target = t
         prefix = f"SHORTLIST_{name.upper()}_"
         env = {**os.environ, prefix + "ARTIFACTS": str(bad_root), prefix + "ADDRESS":
-               "127.0.0.1:0", "OPENBLAS_NUM_THREADS": "1", **extra}
+               "127.0.0.1:0", **extra}
         proc = subprocess.run([sys.executable, "-m", f"shortlist.{name}"], env=env,
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, proc.stderr[-2000:]
@@ -156,7 +190,7 @@ def test_server_refuses_a_corrupt_artifact_naming_the_file(root, tmp_path):
 
 def run_server(name: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", f"shortlist.{name}"],
-                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1", **env},
+                          env={**os.environ, **env},
                           capture_output=True, text=True, timeout=60)
 
 
@@ -251,8 +285,7 @@ def test_serve_restarts_a_killed_ranking_server_while_the_gateway_degrades(root,
              *[arg for name, port in ports.items()
                for arg in (f"--{name}-address", f"127.0.0.1:{port}")]],
             stdout=fh, stderr=subprocess.STDOUT,
-            env={**os.environ, "OPENBLAS_NUM_THREADS": "1",
-                 "SHORTLIST_RETRIEVAL_EVENT_LOG": str(tmp_path / "events.db")})
+            env={**os.environ, "SHORTLIST_RETRIEVAL_EVENT_LOG": str(tmp_path / "events.db")})
     pids: dict[str, int] = {}
     restarted: list[int] = []
     try:

@@ -11,6 +11,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_excess_load_gets_resource_exhausted_quickly(trained, tmp_path):
+    # A stack of its own, not the session's shared one: the gateway runs with a concurrency
+    # limit of 2, and is pushed past it.
     env = {"SHORTLIST_GATEWAY_MAX_CONCURRENT_RPCS": "2", "SHORTLIST_GATEWAY_MAX_WORKERS": "2"}
     with Stack.on_free_ports(trained, log_dir=tmp_path / "logs", state_dir=tmp_path / "state",
                              env=env) as stack:

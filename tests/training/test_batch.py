@@ -12,7 +12,6 @@ import grpc
 import pytest
 
 from shortlist.common.artifacts import list_versions
-from shortlist.common.stack import Stack
 from shortlist.gateway.settings import GatewaySettings
 from shortlist.training.__main__ import main
 from shortlist.training.batch import read_user_ids, recommend_batch
@@ -155,12 +154,11 @@ def test_version_pin_and_corrupt_file(version_dir, tmp_path, capsys):
 
 
 @pytest.mark.e2e
-def test_batch_equals_online(trained, batch, tmp_path_factory):
-    """The important one: the same users through the three real servers give the same rows."""
-    logs = tmp_path_factory.mktemp("batch-logs")
+def test_batch_equals_online(trained, batch, stack):
+    """The important one: the same users through the three real servers (the session's
+    shared, read-only stack) give the same rows."""
     online: dict[str, list[tuple[str, float]]] = {}
-    with Stack.on_free_ports(trained, log_dir=logs) as stack, \
-            grpc.insecure_channel(stack.address("gateway")) as channel:
+    with grpc.insecure_channel(stack.address("gateway")) as channel:
         stub = gateway_pb2_grpc.GatewayStub(channel)
         for user in SAMPLE:
             resp = stub.Recommend(gateway_pb2.RecommendRequest(user_id=user, k=K), timeout=10)

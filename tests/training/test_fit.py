@@ -139,8 +139,11 @@ def test_published_ranking_models_load(version, manifest):
 
 
 def test_cli_fit(synthetic_dir, tmp_path, capsys):
+    """The command end to end; untuned, since tuning is covered by the session's ``trained``
+    fit (tests/conftest.py) and would multiply this one's cost."""
     out = tmp_path / "artifacts"
-    code = main(["fit", "--dataset", str(synthetic_dir), "--out", str(out), "--quiet"])
+    code = main(["fit", "--dataset", str(synthetic_dir), "--out", str(out), "--no-tune",
+                 "--quiet"])
     assert code == 0
     stdout = capsys.readouterr().out
     assert "published" in stdout
@@ -214,3 +217,22 @@ def test_cli_fit_if_missing_fits_when_nothing_is_published(layout, tmp_path, cap
     assert code == 2
     assert "no-such-dataset" in captured.err
     assert "not fitting" not in captured.out
+
+
+def test_data_without_time_is_fitted_without_time(tmp_path):
+    """No timestamps: no time features, no decays, and the artifact says so."""
+    data = write_synthetic(tmp_path / "untimed", n_users=80, n_items=120, per_user=15,
+                           timestamps=False)
+    from tests.conftest import small_grid, small_params
+
+    version = fit(str(data), tmp_path / "out", small_params(), progress=False,
+                  grid=small_grid())
+    manifest = json.loads((version / MANIFEST).read_text())
+    assert manifest["dataset"]["has_timestamps"] is False
+    spec = RankingModels.load(version).config.features
+    assert spec.time is False
+    assert not {"pop_at_user_time", "item_age_days", "content_recent_sim"} & set(spec.names)
+    gens = manifest["parameters"]["generators"]
+    assert gens["content"]["taste_half_life_days"] == 0.0
+    assert gens["trending"]["half_life_days"] == 0.0
+    assert manifest["tuning"]["configuration"]["served"]

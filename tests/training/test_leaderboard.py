@@ -136,7 +136,8 @@ def test_generic_dataset_without_timestamps_or_text(tmp_path, capsys):
         for u in range(40):
             for i in rng.choice(50, 10, replace=False):
                 fh.write(f"user{u},{(u % 5) * 10 + i % 10 if rng.random() < .8 else i}\n")
-    code = main(["evaluate", "--dataset", str(d), "--quiet", "--no-ablation", "--output",
+    code = main(["evaluate", "--dataset", str(d), "--quiet", "--no-ablation", "--no-tune",
+                 "--output",
                  str(tmp_path / "r.json")])
     assert code == 0
     rep = json.loads((tmp_path / "r.json").read_text())
@@ -162,3 +163,27 @@ def test_events_are_untouched_by_protocol():
                 np.array([1, 2, 3, 4, 5]), np.ones(5, np.float32))
     mask = holdout_mask(ev, "leave-last-out", True, 5)
     assert mask.tolist() == [False, False, False, False, True]
+
+
+def test_evaluate_equals_fit_then_recommend_on_the_same_split(report, tmp_path):
+    """The leaderboard describes what is served: fitting on the exported training part and
+    scoring its test users through batch recommend (the servers' code path) gives the
+    leaderboard's pipeline NDCG."""
+    from shortlist.training.batch import recommend_batch
+    from shortlist.training.fit import fit
+    from shortlist.training.metrics import ndcg_at_k
+
+    split = report["_split"]
+    version = fit(split, tmp_path / "artifacts", small_params(), progress=False,
+                  grid=small_grid())
+    with open(f"{split}/test.csv") as fh:
+        held_out = {r["user_id"]: r["item_id"] for r in csv.DictReader(fh)}
+    served: dict[str, list[str]] = {}
+    for user, _, item, _ in recommend_batch(version, list(held_out), 10):
+        served.setdefault(user, []).append(item)
+    index: dict[str, int] = {}
+    code = lambda item: index.setdefault(item, len(index))  # noqa: E731 (ids as ints)
+    ndcg = np.mean([ndcg_at_k(np.array([code(i) for i in served.get(u, [])], np.int64),
+                              {code(held_out[u])}, 10) for u in held_out])
+    pipeline = next(r for r in report["rows"] if r["model"] == "pipeline")
+    assert ndcg == pytest.approx(pipeline["ndcg@10"], rel=0.01)

@@ -139,3 +139,21 @@ def test_holdout_float_one_means_one_item():
 def test_holdout_empty():
     ev = Events(*(np.zeros(0, np.int64) for _ in range(3)), np.zeros(0, np.float32))
     assert holdout_last(ev, 1).shape == (0,)
+
+
+def test_random_holdout_draws_per_user_and_ignores_row_order():
+    from shortlist.training.split import holdout, holdout_random
+
+    ev = Events(np.repeat(np.arange(6), 8), np.tile(np.arange(8), 6), np.zeros(48, np.int64),
+                np.ones(48, np.float32))
+    mask = holdout_random(ev, 2, 5, seed=3)
+    assert np.bincount(ev.users[mask]).tolist() == [2] * 6
+    shuffled = ev.take(np.random.default_rng(0).permutation(48))
+    again = holdout_random(shuffled, 2, 5, seed=3)
+    assert set(zip(ev.users[mask].tolist(), ev.items[mask].tolist(), strict=True)) == set(
+        zip(shuffled.users[again].tolist(), shuffled.items[again].tolist(), strict=True))
+    other = holdout_random(ev, 2, 5, seed=4)
+    assert not np.array_equal(mask, other)
+    # the latest items when there is time, whatever the seed
+    timed = Events(ev.users, ev.items, np.tile(np.arange(8), 6), ev.weights)
+    assert (timed.timestamps[holdout(timed, 1, 5, by_time=True, seed=9)] == 7).all()

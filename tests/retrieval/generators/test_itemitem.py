@@ -1,0 +1,100 @@
+"""ItemKNN and EASE generators: known neighbours on a tiny matrix, and the serving contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shortlist.common.catalog import ItemCatalog
+from shortlist.retrieval.generators import EaseGenerator, FitData, ItemKnnGenerator, UserState
+from shortlist.retrieval.generators.itemitem import EaseConfig, ItemKnnConfig, top_per_row
+from shortlist.retrieval.weights import confidence
+from shortlist.training.split import Events
+
+
+def data(pairs, n_users: int, n_items: int, weights=None) -> FitData:
+    users = np.array([u for u, _ in pairs], np.int64)
+    items = np.array([i for _, i in pairs], np.int64)
+    w = np.ones(len(pairs), np.float32) if weights is None else np.asarray(weights, np.float32)
+    ev = Events(users, items, np.zeros(len(pairs), np.int64), w)
+    catalog = ItemCatalog([f"i{i}" for i in range(n_items)], [f"t{i}" for i in range(n_items)],
+                          [[] for _ in range(n_items)])
+    return FitData(ev, n_users, catalog, 0)
+
+
+# Items 0 and 1 are always taken together, 2 and 3 together, 4 by itself.
+PAIRS = [(u, i) for u in range(6) for i in ((0, 1) if u < 3 else (2, 3))] + [(5, 4)]
+
+
+def state(items, weights=None) -> UserState:
+    items = np.asarray(items, np.int64)
+    w = np.ones(len(items), np.float32) if weights is None else np.asarray(weights, np.float32)
+    return UserState.of(0, items, np.zeros(len(items), np.int64), w, np.zeros(0, np.int64), 0)
+
+
+def test_itemknn_neighbours_are_the_co_occurring_items():
+    gen = ItemKnnGenerator.fit(data(PAIRS, 6, 5), ItemKnnConfig(neighbours=2, shrinkage=0.0))
+    w = gen.weights.toarray()
+    assert w[0, 1] == pytest.approx(1.0) and w[2, 3] == pytest.approx(1.0)
+    assert w[0, 2] == 0 and np.all(np.diag(w) == 0)
+    banned = np.zeros(5, bool)
+    banned[0] = True
+    ids, scores = gen.propose(state([0]), 3, banned)
+    assert ids.tolist() == [1]  # only items with a neighbour of the history are proposed
+    assert scores.tolist() == pytest.approx([1.0])
+    np.testing.assert_allclose(gen.affinity(state([0]), np.array([1, 2, 4])), [1.0, 0, 0])
+
+
+def test_shrinkage_lowers_pairs_with_few_users_in_common():
+    plain = ItemKnnGenerator.fit(data(PAIRS, 6, 5), ItemKnnConfig(shrinkage=0.0)).weights
+    shrunk = ItemKnnGenerator.fit(data(PAIRS, 6, 5), ItemKnnConfig(shrinkage=3.0)).weights
+    assert shrunk[0, 1] == pytest.approx(plain[0, 1] * 3 / (3 + 3))
+
+
+def test_history_strengths_follow_the_confidence_transform():
+    pairs = [(0, 0), (0, 2), (1, 0), (1, 1), (2, 2), (2, 3)]
+    gen = ItemKnnGenerator.fit(data(pairs, 3, 4), ItemKnnConfig(shrinkage=0.0,
+                                                                 confidence="log1p"))
+    user = state([0, 2], weights=[1.0, 20.0])
+    s = gen.scores(user)
+    w = gen.weights.toarray()
+    expected = np.log1p(1.0) * w[0] + np.log1p(20.0) * w[2]
+    np.testing.assert_allclose(s, expected, rtol=1e-6)
+    assert confidence(np.array([0, -1, 3]), "binary").tolist() == [0, 0, 1]
+
+
+def test_ease_generator_matches_the_dense_model_on_its_kept_weights():
+    rng = np.random.default_rng(0)
+    pairs = sorted({(int(u), int(i)) for u, i in zip(rng.integers(0, 30, 200),
+                                                       rng.integers(0, 12, 200),
+                                                       strict=True)})
+    gen = EaseGenerator.fit(data(pairs, 30, 12), EaseConfig(lam=5.0, neighbours=12))
+    from shortlist.retrieval.ease import Ease
+    from shortlist.training.peers import interaction_matrix
+
+    d = data(pairs, 30, 12)
+    dense = Ease().fit(interaction_matrix(d.events, 30, 12), 5.0)
+    np.testing.assert_allclose(gen.weights.toarray(), dense.weights, rtol=1e-5, atol=1e-6)
+
+
+def test_ease_is_skipped_above_its_item_limit(caplog):
+    gen = EaseGenerator.fit(data(PAIRS, 6, 5), EaseConfig(max_items=4))
+    assert gen is None
+    assert "max_items" in caplog.text
+
+
+def test_top_per_row_keeps_the_largest_by_magnitude():
+    dense = np.array([[0.1, -0.9, 0.5], [0.0, 0.2, 0.0]])
+    rows, cols, vals = top_per_row(dense, 2, by_magnitude=True)
+    assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == [(0, 1), (0, 2), (1, 1)]
+
+
+def test_save_load_round_trip_and_new_items(tmp_path):
+    gen = ItemKnnGenerator.fit(data(PAIRS, 6, 5), ItemKnnConfig())
+    gen.save(tmp_path)
+    loaded = ItemKnnGenerator.load(tmp_path, gen.config, None, None)
+    assert (loaded.weights != gen.weights).nnz == 0
+    loaded.add_item(7, "a new item")  # grows without neighbours
+    assert loaded.weights.shape == (8, 8)
+    ids, _ = loaded.propose(state([0, 7]), 5, np.zeros(8, bool))
+    assert 7 not in ids.tolist() and 1 in ids.tolist()

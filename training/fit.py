@@ -371,13 +371,15 @@ def peak_rss_bytes() -> int:
 
 
 def choose_configuration(validation: dict[str, dict], generators: list[str],
-                         mmr_lambda: float, diversity: str = "mmr") -> dict:
+                         mmr_lambda: float, diversity: str = "mmr",
+                         pinned: str = "") -> dict:
     """The configuration to serve, from validation NDCG@10: the tuned ranker (with its MMR),
     unless it loses to its own best generator; then the best of the ranker without MMR, each
     generator's own order and the merged order, with a warning.
 
     Never publishing a ranker that a single generator beats is the guard rail: a user's data
-    may suit the generators' assumptions better than the ranker's features.
+    may suit the generators' assumptions better than the ranker's features. ``pinned`` (an
+    order) skips the choice and serves that order, with the numbers still recorded.
     """
     def ndcg(row: str) -> float:
         return float(validation[row]["ndcg@10"]) if row in validation else -1.0
@@ -390,7 +392,12 @@ def choose_configuration(validation: dict[str, dict], generators: list[str],
     best_gen = max(generators, key=ndcg) if generators else None
     best_gen_ndcg = ndcg(best_gen) if best_gen else -1.0
     served = ranked
-    if scores[ranked] < best_gen_ndcg:
+    if pinned:
+        served = next((n for n, (_, order) in options.items() if order == pinned), None)
+        if served is None:
+            raise FitError(f"cannot pin the served order to {pinned!r} (known: ranker, "
+                           f"retrieval, {', '.join(GENERATOR + g for g in generators)})")
+    elif scores[ranked] < best_gen_ndcg:
         served = max(scores, key=lambda n: (scores[n], n == "ranker"))
         logger.warning(
             "the ranked pipeline loses to its own best generator on validation (NDCG@10 "
@@ -400,7 +407,8 @@ def choose_configuration(validation: dict[str, dict], generators: list[str],
     return {"served": served, "order": order, "row": row,
             "validation_ndcg@10": scores, "best_generator": best_gen,
             "best_generator_ndcg@10": best_gen_ndcg,
-            "reason": ("the tuned ranker is at least as good as every generator alone"
+            "reason": (f"pinned to {pinned}" if pinned else
+                       "the tuned ranker is at least as good as every generator alone"
                        if served == ranked else
                        f"the tuned ranker lost to {best_gen} alone on validation")}
 
@@ -486,7 +494,7 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
     validation = evaluate(models_f, stats_f, RankingPipeline(ranker, stats_f, ranking_config),
                           v_ev.take(np.isin(v_ev.users, eval_users)), 10, progress)
     decision = choose_configuration(validation, list(models_f.generators), p.mmr_lambda,
-                                    p.diversity)
+                                    p.diversity, pinned=p.order)
     ranking_config.order = decision["order"]
     if decision["served"] == "ranker":  # the ranker alone beat it with MMR
         p.mmr_lambda = ranking_config.mmr_lambda = 1.0

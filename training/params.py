@@ -42,6 +42,9 @@ class FitParams:
     # Share of the label users held out of the ranker's training to early-stop it on
     # (training.fit.train_ranker); 0: stop on validation.
     ranker_stop_share: float = 0.2
+    # The configuration to serve: "" lets the guard rails choose on validation (the ranker
+    # unless a generator alone beats it); "ranker", "generator:NAME" or "retrieval" pins it.
+    order: str = ""
     # Diversity re-ranking: the method (mmr, dpp, calibration), the weight of relevance
     # (1.0: none) and the pool of best-scored candidates it re-ranks.
     diversity: str = "mmr"

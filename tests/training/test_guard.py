@@ -34,3 +34,20 @@ def test_the_ranker_without_diversity_can_be_the_fallback():
 def test_without_diversity_the_ranker_is_named_plainly():
     v = rows(ranker_mmr=0.3, ranker=0.3, als=0.1, **{UNION: 0.1})
     assert choose_configuration(v, ["als"], 1.0)["served"] == "ranker"
+
+
+def test_a_pinned_order_is_served_whatever_validation_says():
+    v = rows(ranker_mmr=0.20, ranker=0.22, als=0.25, **{UNION: 0.2})
+    d = choose_configuration(v, ["als"], 0.8, pinned="ranker")
+    assert d["served"] == "ranker+mmr" and d["reason"] == "pinned to ranker"
+    assert choose_configuration(v, ["als"], 0.8, pinned="retrieval")["order"] == "retrieval"
+
+
+def test_an_unknown_pin_is_refused():
+    import pytest
+
+    from shortlist.training.fit import FitError
+
+    with pytest.raises(FitError, match="cannot pin"):
+        choose_configuration(rows(ranker_mmr=0.2, ranker=0.2, als=0.1, **{UNION: 0.1}),
+                             ["als"], 0.8, pinned="generator:nope")

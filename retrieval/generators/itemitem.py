@@ -11,6 +11,7 @@ scales to catalogs where a dense items x items matrix would not fit.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,20 @@ def top_per_row(dense: np.ndarray, n: int, by_magnitude: bool = False
     vals = dense[rows, cols]
     keep = vals != 0
     return rows[keep], cols[keep], vals[keep].astype(np.float32)
+
+
+def pruned(block: Callable[[int, int], np.ndarray], n: int, keep: int,
+           by_magnitude: bool = False) -> sp.csr_matrix:
+    """An n x n CSR keeping the ``keep`` largest entries of each row, from dense row blocks
+    ``block(start, end)`` computed ``_BLOCK`` rows at a time (never the whole dense matrix)."""
+    rows, cols, vals = [], [], []
+    for s in range(0, n, _BLOCK):
+        r, c, v = top_per_row(block(s, min(n, s + _BLOCK)), keep, by_magnitude)
+        rows.append(r + s)
+        cols.append(c)
+        vals.append(v)
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(n, n), dtype=np.float32)
 
 
 class ItemItemGenerator(Generator):
@@ -168,24 +183,19 @@ class ItemKnnGenerator(ItemItemGenerator):
         norms[norms == 0] = 1.0
         binary = xc.copy()
         binary.data[:] = 1.0
-        rows, cols, vals = [], [], []
         xt = xc.T.tocsr()
         bt = binary.T.tocsr()
-        for s in range(0, n, _BLOCK):
-            e = min(n, s + _BLOCK)
+
+        def block(s: int, e: int) -> np.ndarray:
             sims = (xt[s:e] @ xc).toarray()  # block of items x all items
             sims /= norms[s:e, None] * norms[None, :]
             if config.shrinkage > 0:
                 co = (bt[s:e] @ binary).toarray()
                 sims *= co / (co + config.shrinkage)
             sims[np.arange(e - s), np.arange(s, e)] = 0.0  # an item is not its own neighbour
-            r, c, v = top_per_row(sims, config.neighbours)
-            rows.append(r + s)
-            cols.append(c)
-            vals.append(v)
-        w = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                          shape=(n, n), dtype=np.float32)
-        return cls(w, config)
+            return sims
+
+        return cls(pruned(block, n, config.neighbours), config)
 
     @classmethod
     def tuning_grid(cls, config: ItemKnnConfig) -> list[dict[str, Any]]:
@@ -224,16 +234,8 @@ class EaseGenerator(ItemItemGenerator):
             logger.warning("ease generator skipped: %s (raise its max_items setting to fit it "
                            "anyway)", exc)
             return None
-        rows, cols, vals = [], [], []
-        b = model.weights
-        for s in range(0, n, _BLOCK):
-            r, c, v = top_per_row(b[s:s + _BLOCK], config.neighbours, by_magnitude=True)
-            rows.append(r + s)
-            cols.append(c)
-            vals.append(v)
-        w = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                          shape=(n, n), dtype=np.float32)
-        return cls(w, config)
+        return cls(pruned(lambda s, e: model.weights[s:e], n, config.neighbours,
+                          by_magnitude=True), config)
 
     @classmethod
     def tuning_grid(cls, config: EaseConfig) -> list[dict[str, Any]]:

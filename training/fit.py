@@ -413,6 +413,18 @@ def choose_configuration(validation: dict[str, dict], generators: list[str],
                        f"the tuned ranker lost to {best_gen} alone on validation")}
 
 
+def tuning_sample(f_ev: Events, v_ev: Events, max_users: int,
+                  seed: int) -> tuple[Events, Events, dict]:
+    """The training and validation events of at most ``max_users`` users with a validation
+    item (all of them when there are fewer), and a note of the sample for the manifest."""
+    users = np.unique(v_ev.users)
+    if max_users <= 0 or len(users) <= max_users:
+        return f_ev, v_ev, {"all": True, "users": int(len(users))}
+    keep = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    return (f_ev.take(np.isin(f_ev.users, keep)), v_ev.take(np.isin(v_ev.users, keep)),
+            {"all": False, "users": int(max_users), "of": int(len(users))})
+
+
 def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams,
                    grid: TuningGrid | None, progress: bool = True, has_time: bool = True,
                    registry: Registry | None = None, by_time: bool | None = None) -> Trained:
@@ -444,10 +456,17 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
     steps.set_postfix_str("tune generators")
     base = None
     if grid is not None:
-        base, _ = fit_models(f_ev, users, catalog, p, registry, progress, "tuning models",
+        # On large data each generator's grid is tried on a sample of users (their events
+        # and validation items): dozens of fits on every event would take hours, and the
+        # values that win on a large sample are the values that win.
+        t_ev, tv_ev, sampled = tuning_sample(f_ev, v_ev, p.tune_max_users, p.seed)
+        base, _ = fit_models(t_ev, users, catalog, p, registry, progress, "tuning models",
                              build_index=False)
-        tuning.update(tune_generators(base, f_ev, v_ev, p, grid, registry, progress,
+        tuning.update(tune_generators(base, t_ev, tv_ev, p, grid, registry, progress,
                                       has_time))
+        tuning["tuning_users"] = sampled
+        if not sampled["all"]:
+            base = None  # fitted on a sample: nothing to reuse for the full fits
     clock.lap("tune_generators")
     steps.update()
 

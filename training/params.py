@@ -16,6 +16,9 @@ class FitParams:
     seed: int = 42
     # choose the values below on validation data (training.fit.TuningGrid) before fitting
     tune: bool = True
+    # Above this many users, each generator's values are tuned on a sample of this many
+    # (training.fit.tuning_sample); 0: always on everyone.
+    tune_max_users: int = 50_000
     # Per-generator config values by generator name, e.g. {"als": {"factors": 128}}; the
     # generator's defaults fill the rest.
     generators: dict[str, dict[str, Any]] = field(default_factory=dict)

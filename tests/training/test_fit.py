@@ -236,3 +236,20 @@ def test_data_without_time_is_fitted_without_time(tmp_path):
     assert gens["content"]["taste_half_life_days"] == 0.0
     assert gens["trending"]["half_life_days"] == 0.0
     assert manifest["tuning"]["configuration"]["served"]
+
+
+def test_tuning_runs_on_a_user_sample_of_large_data():
+    from shortlist.training.fit import tuning_sample
+    from shortlist.training.split import Events
+
+    n = 40
+    ev = Events(np.repeat(np.arange(n), 6), np.tile(np.arange(6), n), np.zeros(6 * n, np.int64),
+                np.ones(6 * n, np.float32))
+    valid = ev.take(ev.items == 5)
+    train = ev.take(ev.items != 5)
+    t, v, note = tuning_sample(train, valid, 10, seed=1)
+    assert note == {"all": False, "users": 10, "of": n}
+    assert set(np.unique(t.users)) == set(np.unique(v.users)) and len(np.unique(v.users)) == 10
+    assert len(t) == 10 * 5
+    same_t, same_v, note = tuning_sample(train, valid, 100, seed=1)
+    assert note["all"] and same_t is train and same_v is valid

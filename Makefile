@@ -65,8 +65,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # A small-scale run of the whole benchmark harness (a few minutes), for regression checks:
-# synthetic data, a quick fit, the three servers on free ports (with /metrics), open-loop load,
-# bench/bench.json and the latency breakdown bench/bench.png (matplotlib, the report extra).
+# synthetic data, a quick fit, the three servers on free ports (with /metrics: stage
+# histograms and each process's CPU), open-loop load, then the same load against the floor
+# (three no-op servers of the same shape, --floor), bench/bench.json with Shortlist/floor
+# ratios of p50, p99 and CPU per request, and the latency breakdown bench/bench.png
+# (matplotlib, the report extra).
 bench: $(STAMP)
 	$(PIP) -e '.[dev,report]'
 	$(BIN)/shortlist-train synth --users 5000 --items 1500 --interactions 100000 \
@@ -75,7 +78,7 @@ bench: $(STAMP)
 	$(BIN)/shortlist-train fit --dataset bench/data --out bench/artifacts --no-tune --quiet
 	$(BIN)/python -m shortlist.common.stack run --artifacts bench/artifacts -- \
 		$(BIN)/shortlist-bench --target {gateway} --users bench/data/users.txt \
-		--rate 40 --duration 15 --output bench/bench.json \
+		--rate 40 --duration 15 --warmup 40 --floor --output bench/bench.json \
 		--metrics gateway={gateway_metrics} --metrics retrieval={retrieval_metrics} \
 		--metrics ranking={ranking_metrics} --plot bench/bench.png
 

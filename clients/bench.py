@@ -26,6 +26,22 @@ including the ones the harness gave up on, so they answer "what did the servers 
 buckets are estimates (linear interpolation within a bucket, as Prometheus'
 ``histogram_quantile``): good to the bucket width, no finer.
 
+Server CPU per Recommend: with ``--metrics``, each server's ``process_cpu_seconds_total`` (its
+process's user + system CPU, the kernel's counter in clock ticks) is read before and after the
+run too, and the difference is divided by the Recommend calls the gateway counted in the same
+window (``cpu``: per server, their total, and the harness's own CPU beside them). The scrape
+itself costs the server a little CPU, once per window; at any useful run length that is lost
+in the tick.
+
+``--floor`` runs the same load (rate, duration, warm-up, concurrency, request mix) right after,
+against three no-op servers of Shortlist's shape started as processes on free ports
+(``shortlist.clients.floor``: real payload sizes, no work), and measures it the same way:
+latency from due time, CPU from the same kernel counter (read in ``/proc/<pid>/stat``, since
+the floor runs no /metrics). ``ratios`` are Shortlist over floor for the end-to-end p50 and
+p99 and for CPU per request. On a shared machine the absolute numbers move with whatever else
+runs; two runs minutes apart on the same cores move together much more, so the ratios say how
+far Shortlist is from what its shape alone costs.
+
 ``--plot`` draws where the milliseconds go. Percentiles of stages do not add up to the
 end-to-end percentile, so the stacked bars are built per request instead: each answered
 request's end-to-end is split into leaf parts that add up to it exactly (network, gateway
@@ -44,18 +60,22 @@ import http.client
 import json
 import logging
 import math
+import os
 import re
 import sys
 import threading
+import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import numpy as np
 
+from shortlist.clients import floor as floor_stack
 from shortlist.clients import load
 from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
@@ -73,6 +93,12 @@ STAGE_ORDER = ("total", "gateway", "retrieval", "ranking", "*", "merge", "featur
 QUANTILES = {"p50_ms": 0.50, "p95_ms": 0.95, "p99_ms": 0.99}
 STAGE_HISTOGRAM = "shortlist_stage_seconds_bucket"
 REQUEST_COUNTER = "shortlist_requests_total"
+# prometheus-client's process collector: utime + stime of /proc/self/stat, in seconds.
+CPU_COUNTER = "process_cpu_seconds_total"
+# The RPC whose count CPU is divided by: one Recommend is one unit of work for every server.
+RECOMMEND = "Recommend"
+# Outcomes the client gave itself: the request never reached a server.
+NOT_SENT = (load.CLIENT_SATURATED,)
 
 
 def network_parts(end_to_end_ms: float, timings: Mapping[str, float]) -> dict[str, float]:
@@ -156,6 +182,7 @@ class Scrape:
 
     stages: dict[str, dict[float, float]] = field(default_factory=dict)  # stage -> le -> n
     requests: dict[tuple[str, str], float] = field(default_factory=dict)  # (rpc, code) -> n
+    cpu_s: float | None = None  # process_cpu_seconds_total; None when not exposed
 
 
 _SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
@@ -184,11 +211,8 @@ def samples(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
             continue
 
 
-def scrape(address: str, timeout_s: float = 5.0) -> Scrape:
-    """Read and parse one endpoint; ``address`` is HOST:PORT or a full URL."""
-    url = address if "://" in address else f"http://{address}/metrics"
-    with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (operator's URL)
-        text = resp.read().decode()
+def parse(text: str) -> Scrape:
+    """The samples of one exposition the harness uses (see ``Scrape``)."""
     out = Scrape()
     for name, labels, value in samples(text):
         if name == STAGE_HISTOGRAM and "le" in labels and "stage" in labels:
@@ -196,7 +220,16 @@ def scrape(address: str, timeout_s: float = 5.0) -> Scrape:
         elif name == REQUEST_COUNTER:
             key = (labels.get("rpc", ""), labels.get("code", ""))
             out.requests[key] = out.requests.get(key, 0.0) + value
+        elif name == CPU_COUNTER and not labels:
+            out.cpu_s = value
     return out
+
+
+def scrape(address: str, timeout_s: float = 5.0) -> Scrape:
+    """Read and parse one endpoint; ``address`` is HOST:PORT or a full URL."""
+    url = address if "://" in address else f"http://{address}/metrics"
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (operator's URL)
+        return parse(resp.read().decode())
 
 
 def try_scrape(name: str, address: str, warnings: list[str],
@@ -219,7 +252,10 @@ def scrape_difference(before: Scrape | None, after: Scrape) -> Scrape | None:
         diff.stages[stage] = {le: n - old.get(le, 0.0) for le, n in buckets.items()}
     for key, n in after.requests.items():
         diff.requests[key] = n - before.requests.get(key, 0.0)
+    if after.cpu_s is not None and before.cpu_s is not None:
+        diff.cpu_s = after.cpu_s - before.cpu_s
     values = [n for b in diff.stages.values() for n in b.values()] + list(diff.requests.values())
+    values += [diff.cpu_s] if diff.cpu_s is not None else []
     return None if any(n < 0 for n in values) else diff
 
 
@@ -252,6 +288,90 @@ def server_report(name: str, before: Scrape | None, after: Scrape | None,
         if n > 0:
             codes[code] += int(round(n))
     return stages, dict(sorted(codes.items()))
+
+
+def clock_tick_s() -> float:
+    """The step of the kernel's CPU counters (1 / USER_HZ, 10 ms on Linux)."""
+    try:
+        return 1.0 / os.sysconf("SC_CLK_TCK")
+    except (AttributeError, ValueError, OSError):
+        return 0.01
+
+
+def parse_proc_stat(text: str, tick_s: float | None = None) -> float:
+    """User + system CPU seconds from the text of ``/proc/<pid>/stat``.
+
+    The same two fields prometheus-client's process collector reads for
+    ``process_cpu_seconds_total``, so /proc and /metrics agree. The command name (field 2) may
+    hold spaces and parentheses: the fields are counted from the last ``)``.
+    """
+    fields = text[text.rindex(")") + 2:].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) * (clock_tick_s() if tick_s is None else tick_s)
+
+
+def proc_cpu_seconds(pid: int, proc_root: Path = Path("/proc")) -> float | None:
+    """Process ``pid``'s CPU seconds so far (all its threads); None where /proc cannot tell."""
+    try:
+        return parse_proc_stat((proc_root / str(pid) / "stat").read_text())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cpu_row(cpu_s: float | None, requests: int, window_s: float) -> dict[str, float | None]:
+    return {"cpu_s": cpu_s,
+            "ms_per_request": cpu_s * 1e3 / requests if cpu_s is not None and requests else None,
+            "cores": cpu_s / window_s if cpu_s is not None and window_s > 0 else None}
+
+
+def cpu_report(before: Mapping[str, float | None], after: Mapping[str, float | None],
+               requests: int, requests_from: str, window_s: float, source: str,
+               warnings: list[str], client_cpu_s: float | None = None,
+               label: str = "") -> dict:
+    """CPU per Recommend, per server and in total, from CPU seconds read around a window.
+
+    ``before``/``after``: server name -> process CPU seconds (None: unknown). ``requests``:
+    the Recommend calls served in the window, which every server's CPU is divided by (one
+    Recommend is one unit of work for the whole stack). ``cores`` is CPU seconds per second of
+    the window: 1.0 keeps one core busy. The total is only given when every server's CPU is
+    known, since a partial sum would compare unlike with unlike. ``client_cpu_s``, the
+    harness's own CPU in the window, is reported beside it (it shares the machine), not in it.
+    """
+    servers: dict[str, dict] = {}
+    for name in after:
+        b, a = before.get(name), after.get(name)
+        cpu = a - b if a is not None and b is not None and a >= b else None
+        if cpu is None:
+            warnings.append(f"{label}cpu {name}: no CPU counter before and after the run "
+                            f"({source}); its CPU per request is unknown")
+        servers[name] = _cpu_row(cpu, requests, window_s)
+    known = [row["cpu_s"] for row in servers.values()]
+    total = (_cpu_row(sum(known), requests, window_s)
+             if known and all(c is not None for c in known) else None)
+    if not requests:
+        warnings.append(f"{label}cpu: no Recommend served in the window; no CPU per request")
+    return {"source": source, "requests": requests, "requests_from": requests_from,
+            "window_s": window_s, "resolution_s": clock_tick_s(), "servers": servers,
+            "total": total, "client": _cpu_row(client_cpu_s, requests, window_s)}
+
+
+def recommends_counted(before: Mapping[str, Scrape | None],
+                       after: Mapping[str, Scrape | None]) -> int | None:
+    """Recommend calls the servers counted between two scrapes (any status), None if no
+    endpoint with both scrapes counts any (no gateway among them, or it restarted)."""
+    total, seen = 0.0, False
+    for name, late in after.items():
+        early = before.get(name)
+        if late is None or early is None:
+            continue
+        diff = scrape_difference(early, late)
+        if diff is None:
+            continue
+        n = sum(v for (rpc, _code), v in diff.requests.items() if rpc == RECOMMEND)
+        if any(rpc == RECOMMEND for rpc, _code in late.requests):
+            seen = True
+            total += n
+    return int(round(total)) if seen else None
 
 
 @dataclass
@@ -360,51 +480,187 @@ def make_request(rng: np.random.Generator, users: list[str],
     return req
 
 
-def run(target: str, rate: float, duration_s: float, users: list[str], timeout_s: float = 2.0,
-        max_in_flight: int = 2000, seed: int = 42,
-        metrics: Mapping[str, str] | None = None) -> dict:
-    """``rate`` requests per second fall due for ``duration_s``; returns the report.
+@dataclass
+class Drive:
+    """One measured load run and what was sampled right before and right after it."""
 
-    ``max_in_flight`` (``--concurrency``) bounds the requests awaiting an answer. A request
-    that falls due while the bound is reached is not delayed (that would close the loop and
-    hide the queueing): it is counted at once as a CLIENT_SATURATED error. Latencies run from
-    each request's due time (``shortlist.clients.load``).
+    result: load.LoadResult
+    before: dict
+    after: dict
+    window_s: float  # from the sample before to the sample after
+    client_cpu_s: float  # the harness's own CPU in that window
 
-    ``metrics`` (name -> HOST:PORT) are scraped right before the first request and right
-    after the last answer, so the servers' histograms cover the run's window.
+
+def warm_up(call: grpc.UnaryUnaryMultiCallable, make: Callable[[int], object], count: int,
+            timeout_s: float, warnings: list[str], label: str = "") -> None:
+    """``count`` calls one by one before anything is sampled: connections, lazy first-call
+    paths are set up outside the window. A failure is a warning only."""
+    failed: Counter = Counter()
+    for i in range(count):
+        try:
+            call(make(i), timeout=timeout_s * 5)
+        except grpc.RpcError as exc:
+            failed[exc.code().name] += 1
+    if failed:
+        warnings.append(f"{label}warm-up: {sum(failed.values())} of {count} calls failed "
+                        f"({', '.join(f'{c} {n}' for c, n in sorted(failed.items()))})")
+
+
+def drive(target: str, rate: float, duration_s: float, users: list[str], timeout_s: float,
+          max_in_flight: int, seed: int, warmup: int, sample: Callable[[], dict],
+          warnings: list[str], label: str = "") -> Drive:
+    """Warm up, ``sample()``, run the open loop, ``sample()`` again.
+
+    Everything that makes two runs comparable is decided here, once: the request mix (from
+    ``seed``), the warm-up, the open loop and where the window starts and ends.
     """
     rng = np.random.default_rng(seed)
     seen_items: list[str] = []
-    metrics = dict(metrics or {})
-    warnings: list[str] = []
 
     def observe(response: gateway_pb2.RecommendResponse) -> bool:
         if response.items and len(seen_items) < 5000:
             seen_items.append(response.items[0].item_id)
         return response.degraded
 
+    def make(_i: int) -> gateway_pb2.RecommendRequest:
+        return make_request(rng, users, seen_items)
+
     with load.channels(target) as (channel,):
         stub = gateway_pb2_grpc.GatewayStub(channel)
-        before = {name: try_scrape(name, addr, warnings) for name, addr in metrics.items()}
-        result = load.open_loop(stub.Recommend, lambda _i: make_request(rng, users, seen_items),
-                                rate, duration_s=duration_s, timeout_s=timeout_s,
-                                max_in_flight=max_in_flight, observe=observe)
-        after = {name: try_scrape(name, addr, warnings) for name, addr in metrics.items()}
+        warm_up(stub.Recommend, make, warmup, timeout_s, warnings, label)
+        before = sample()
+        started, cpu = time.perf_counter(), time.process_time()
+        result = load.open_loop(stub.Recommend, make, rate, duration_s=duration_s,
+                                timeout_s=timeout_s, max_in_flight=max_in_flight,
+                                observe=observe)
+        client_cpu_s = time.process_time() - cpu
+        after = sample()
+        window_s = time.perf_counter() - started
+    return Drive(result, before, after, window_s, client_cpu_s)
+
+
+def load_report(result: load.LoadResult, rate: float, max_in_flight: int,
+                warmup: int) -> dict:
+    """The client's view of one run: counts, latencies from due time, the sender's lag."""
     report = Results.of(result).report()
-    if metrics:
-        report["server_metrics"], report["server_requests"] = {}, {}
-        for name in metrics:
-            stages, codes = server_report(name, before[name], after[name], warnings)
-            report["server_metrics"].update(stages)
-            if after[name] is not None:
-                report["server_requests"][name] = codes
-    report["warnings"] = warnings
-    report["rate"], report["concurrency"] = rate, max_in_flight
+    report["rate"], report["concurrency"], report["warmup"] = rate, max_in_flight, warmup
     report["latency_from"] = "due"
     lags = result.send_lags_ms()
     report["send_lag_ms"] = ({"p50_ms": float(np.percentile(lags, 50)),
                               "p99_ms": float(np.percentile(lags, 99)),
                               "max_ms": float(lags.max())} if len(lags) else {})
+    return report
+
+
+def sent_in_window(result: load.LoadResult) -> int:
+    """Requests that left the client (every outcome but the client's own refusals)."""
+    return sum(r.status not in NOT_SENT for r in result.records)
+
+
+def run(target: str, rate: float, duration_s: float, users: list[str], timeout_s: float = 2.0,
+        max_in_flight: int = 2000, seed: int = 42,
+        metrics: Mapping[str, str] | None = None, warmup: int = 0) -> dict:
+    """``rate`` requests per second fall due for ``duration_s``; returns the report.
+
+    ``max_in_flight`` (``--concurrency``) bounds the requests awaiting an answer. A request
+    that falls due while the bound is reached is not delayed (that would close the loop and
+    hide the queueing): it is counted at once as a CLIENT_SATURATED error. Latencies run from
+    each request's due time (``shortlist.clients.load``). ``warmup`` calls go one by one first.
+
+    ``metrics`` (name -> HOST:PORT) are scraped right before the first request and right
+    after the last answer, so the servers' histograms and CPU counters cover the run's window
+    (``cpu``: CPU per Recommend the gateway counted; the client's count without a gateway).
+    """
+    metrics = dict(metrics or {})
+    warnings: list[str] = []
+
+    def sample() -> dict[str, Scrape | None]:
+        return {name: try_scrape(name, addr, warnings) for name, addr in metrics.items()}
+
+    d = drive(target, rate, duration_s, users, timeout_s, max_in_flight, seed, warmup, sample,
+              warnings)
+    report = load_report(d.result, rate, max_in_flight, warmup)
+    if metrics:
+        report["server_metrics"], report["server_requests"] = {}, {}
+        for name in metrics:
+            stages, codes = server_report(name, d.before[name], d.after[name], warnings)
+            report["server_metrics"].update(stages)
+            if d.after[name] is not None:
+                report["server_requests"][name] = codes
+        counted = recommends_counted(d.before, d.after)
+        requests, requests_from = (
+            (counted, "Recommend counted on /metrics (any status)") if counted is not None
+            else (sent_in_window(d.result), "requests the harness sent (no gateway /metrics)"))
+        report["cpu"] = cpu_report(
+            {n: s.cpu_s if s else None for n, s in d.before.items()},
+            {n: s.cpu_s if s else None for n, s in d.after.items()},
+            requests, requests_from, d.window_s, f"{CPU_COUNTER} on /metrics", warnings,
+            d.client_cpu_s)
+    report["warnings"] = warnings
+    return report
+
+
+def run_floor(rate: float, duration_s: float, users: list[str], timeout_s: float = 2.0,
+              max_in_flight: int = 2000, seed: int = 42, warmup: int = 0) -> dict:
+    """The same load against the floor (``shortlist.clients.floor``), started here as three
+    processes on free ports and stopped after; its report, measured as ``run`` measures.
+
+    CPU comes from each process's ``/proc/<pid>/stat`` (the counter behind
+    ``process_cpu_seconds_total``), divided by the requests sent in the window: the floor
+    serves no /metrics, and nothing but this harness calls it.
+    """
+    warnings: list[str] = []
+    with floor_stack.FloorStack() as stack:
+        pids = stack.pids()
+
+        def sample() -> dict[str, float | None]:
+            return {role: proc_cpu_seconds(pid) for role, pid in pids.items()}
+
+        d = drive(stack.address("gateway"), rate, duration_s, users, timeout_s, max_in_flight,
+                  seed, warmup, sample, warnings, label="floor ")
+        payload = stack.payload_bytes()
+    report = load_report(d.result, rate, max_in_flight, warmup)
+    del report["composition"]  # the floor reports no stages: nothing to split
+    report["cpu"] = cpu_report(d.before, d.after, sent_in_window(d.result),
+                               "requests the harness sent", d.window_s, "/proc/<pid>/stat",
+                               warnings, d.client_cpu_s, label="floor ")
+    report["payload_bytes"] = payload
+    report["warnings"] = warnings
+    return report
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _total_cpu_ms(report: dict) -> float | None:
+    total = (report.get("cpu") or {}).get("total") or {}
+    return total.get("ms_per_request")
+
+
+def ratios(report: dict, floor: dict) -> dict[str, float | None]:
+    """Shortlist over floor: end-to-end p50 and p99, and CPU per request (None: unknown)."""
+    mine = report["stages"].get("end_to_end", {})
+    base = floor["stages"].get("end_to_end", {})
+    return {"p50": _ratio(mine.get("p50_ms"), base.get("p50_ms")),
+            "p99": _ratio(mine.get("p99_ms"), base.get("p99_ms")),
+            "cpu_per_request": _ratio(_total_cpu_ms(report), _total_cpu_ms(floor))}
+
+
+def attach_floor(report: dict, floor: dict) -> dict:
+    """``report`` with the floor's report and the ratios, and a warning where they are not
+    like for like."""
+    report["floor"] = floor
+    report["ratios"] = ratios(report, floor)
+    cpu = report.get("cpu")
+    if cpu is None:
+        report["warnings"].append("floor: no --metrics, so Shortlist's CPU per request is "
+                                  "unknown and so is its ratio")
+    elif len(cpu["servers"]) < len(floor["cpu"]["servers"]):
+        report["warnings"].append(
+            f"floor: Shortlist's CPU covers {len(cpu['servers'])} server(s) "
+            f"({', '.join(cpu['servers'])}), the floor's {len(floor['cpu']['servers'])}: "
+            "give --metrics for each server")
     return report
 
 
@@ -438,9 +694,72 @@ def summary(report: dict) -> str:
         for server, codes in report.get("server_requests", {}).items():
             counted = ", ".join(f"{c} {n}" for c, n in codes.items()) or "none"
             lines.append(f"requests seen by {server}: {counted}")
+    floor = report.get("floor")
+    if report.get("cpu") or floor:
+        lines += ["", *cpu_lines(report, floor)]
+    if floor:
+        lines += ["", *floor_lines(report, floor)]
     for w in report.get("warnings", []):
         lines.append(f"warning: {w}")
+    for w in (floor or {}).get("warnings", []):
+        lines.append(f"warning: {w}")
     return "\n".join(lines)
+
+
+def _times(v: float | None) -> str:
+    return f"{v:>8.2f}x" if v is not None else f"{'-':>9}"
+
+
+def cpu_lines(report: dict, floor: dict | None) -> list[str]:
+    """Server CPU per Recommend: Shortlist's servers, the floor's beside them, their ratio."""
+    mine, base = report.get("cpu") or {}, (floor or {}).get("cpu") or {}
+    cols = "" if floor is None else f"{'floor':>9}{'ratio':>9}"
+    ticks = (mine or base).get("resolution_s", 0.01) * 1e3
+    lines = [f"{'CPU per Recommend (ms)':<28}{'shortlist':>9}{cols}  "
+             f"(process CPU, {ticks:g} ms ticks, / requests in the window)"]
+    names = list(mine.get("servers", {}))
+    names += [n for n in base.get("servers", {}) if n not in names]
+
+    def ms(block: dict, *path: str) -> float | None:
+        for key in path:
+            block = (block or {}).get(key)
+        return (block or {}).get("ms_per_request")
+
+    rows = [(n, ("servers", n)) for n in names] + [("total", ("total",)),
+                                                   ("harness (not in total)", ("client",))]
+    for label, path in rows:
+        a, b = ms(mine, *path), ms(base, *path)
+        line = f"{label:<28}{_ms(a)}"
+        if floor is not None:
+            line += _ms(b) + (_times(_ratio(a, b)) if label == "total" else "")
+        lines.append(line)
+    for name, block in (("shortlist", mine), ("floor", base)):
+        if block:
+            lines.append(f"{name}: {block['requests']} {block['requests_from']} over "
+                         f"{block['window_s']:.1f} s ({block['source']})")
+    return lines
+
+
+def floor_lines(report: dict, floor: dict) -> list[str]:
+    """The floor's run in two lines and the Shortlist/floor latency ratios."""
+    sizes = floor.get("payload_bytes", {})
+    lag = floor.get("send_lag_ms") or {}
+    lines = [f"floor (3 no-op servers; answers of {sizes.get('retrieve_response', '?')} B from "
+             f"retrieval, {sizes.get('rank_response', '?')} B from ranking), same load: "
+             f"qps {floor['qps']:.1f}  requests {floor['requests']}  ok {floor['ok']}  "
+             f"errors {floor['errors'] or 'none'}"
+             + (f"; sender lag p99 {lag['p99_ms']:.2f} ms" if lag else "")]
+    lines.append(f"{'end-to-end (ms)':<28}{'shortlist':>9}{'floor':>9}{'ratio':>9}")
+    mine = report["stages"].get("end_to_end", {})
+    base = floor["stages"].get("end_to_end", {})
+    for key in ("p50", "p99"):
+        lines.append(f"{key:<28}{_ms(mine.get(key + '_ms'))}{_ms(base.get(key + '_ms'))}"
+                     f"{_times(report['ratios'].get(key))}")
+    r = report["ratios"]
+    lines.append("shortlist / floor: " + "  ".join(
+        f"{label} {f'{r[key]:.2f}x' if r.get(key) is not None else '-'}"
+        for label, key in (("p50", "p50"), ("p99", "p99"), ("CPU per request", "cpu_per_request"))))
+    return lines
 
 
 # ---- the plot ------------------------------------------------------------------------------
@@ -492,6 +811,33 @@ def _title(report: dict) -> str:
             f"{report.get('ok', 0)} answered, {report.get('degraded', 0)} degraded)")
 
 
+def floor_refs(report: dict) -> list[tuple[str, float]]:
+    """The floor's end-to-end p50 and p99 as (label, ms), drawn as reference lines."""
+    base = (report.get("floor") or {}).get("stages", {}).get("end_to_end", {})
+    return [(f"floor {key} (no-op stack, same load)", base[key + "_ms"]) for key in ("p50", "p99")
+            if base.get(key + "_ms") is not None]
+
+
+def ratio_note(report: dict) -> str:
+    """One line: Shortlist/floor ratios and CPU per Recommend; empty when neither is known."""
+    parts = []
+    r = report.get("ratios")
+    if r:
+        parts.append("shortlist / floor: " + ", ".join(
+            f"{label} {r[key]:.2f}x" for label, key in
+            (("p50", "p50"), ("p99", "p99"), ("CPU/request", "cpu_per_request"))
+            if r.get(key) is not None))
+    cpu = [(name, _total_cpu_ms(block)) for name, block in
+           (("shortlist", report), ("floor", report.get("floor") or {}))]
+    cpu = [f"{name} {ms:.2f} ms" for name, ms in cpu if ms is not None]
+    if cpu:
+        parts.append("server CPU per Recommend: " + ", ".join(cpu))
+    return "; ".join(parts)
+
+
+_FLOOR_STYLE = {"p50": ("#2ca02c", "--"), "p99": ("#2ca02c", ":")}
+
+
 STACK_NOTE = ("each bar: mean split of the answered requests whose end-to-end lies in the band "
               "around that percentile; segments add up to their mean end-to-end; "
               "| = end-to-end percentile")
@@ -527,11 +873,15 @@ def plot(report: dict, path: Path) -> Path | None:
     fig, (ax1, ax2) = plt.subplots(
         2, 1, figsize=(12, 4.0 + 0.28 * len(rows) + 0.5 * len(comp)),
         gridspec_kw={"height_ratios": [max(1.2, 0.9 * len(comp)), max(1.5, 0.28 * len(rows))]})
-    fig.suptitle(_title(report), fontsize=12, fontweight="bold")
+    note = ratio_note(report)
+    fig.suptitle(_title(report) + (f"\n{note}" if note else ""), fontsize=11,
+                 fontweight="bold")
 
     labels = list(comp)
+    refs = floor_refs(report)
     widest = max([c["end_to_end_ms"] for c in comp.values()]
-                 + [sum(c["mean_ms"].values()) for c in comp.values()] + [1e-3])
+                 + [sum(c["mean_ms"].values()) for c in comp.values()]
+                 + [ms for _, ms in refs] + [1e-3])
     for y, label in enumerate(labels):
         c = comp[label]
         left = 0.0
@@ -549,6 +899,10 @@ def plot(report: dict, path: Path) -> Path | None:
         ax1.plot([c["end_to_end_ms"]] * 2, [y - 0.42, y + 0.42], color="black", linewidth=2)
         ax1.text(max(left, c["end_to_end_ms"]) + 0.01 * widest, y,
                  f"{c['end_to_end_ms']:.1f} ms", va="center", fontsize=9)
+    for label, ms in refs:
+        colour, style = _FLOOR_STYLE[label.split()[1]]
+        ax1.axvline(ms, color=colour, linestyle=style, linewidth=1.5,
+                    label=f"{label}: {ms:.1f} ms")
     ax1.set_yticks(range(len(labels)),
                    [f"{lab} (p{c['band'][0]:g}-p{c['band'][1]:g}, n={c['requests']})"
                     for lab, c in comp.items()])
@@ -556,17 +910,22 @@ def plot(report: dict, path: Path) -> Path | None:
     ax1.set_xlim(0, widest * 1.15)
     ax1.set_xlabel("ms")
     ax1.set_title(STACK_NOTE, fontsize=8.5, wrap=True)
-    if comp:
+    if comp or refs:
         ax1.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     else:
         ax1.text(0.5, 0.5, "no answered requests", ha="center", transform=ax1.transAxes)
 
-    stages = report.get("stages", {})
+    stages = dict(report.get("stages", {}))
+    floor_e2e = (report.get("floor") or {}).get("stages", {}).get("end_to_end")
+    if floor_e2e and "end_to_end" in rows:  # the floor's bar right under Shortlist's
+        rows.insert(rows.index("end_to_end") + 1, "floor: end_to_end")
+        stages["floor: end_to_end"] = floor_e2e
     ys = np.arange(len(rows))
     p50 = [max(stages[r]["p50_ms"], 1e-3) for r in rows]
     p99 = [max(stages[r]["p99_ms"], 1e-3) for r in rows]
-    ax2.barh(ys - 0.2, p50, height=0.4, color="#4c72b0", label="p50")
-    ax2.barh(ys + 0.2, p99, height=0.4, color="#dd8452", label="p99")
+    hatch = ["//" if r.startswith("floor") else None for r in rows]
+    ax2.barh(ys - 0.2, p50, height=0.4, color="#4c72b0", label="p50", hatch=hatch)
+    ax2.barh(ys + 0.2, p99, height=0.4, color="#dd8452", label="p99", hatch=hatch)
     for y, a, b in zip(ys, p50, p99, strict=True):
         ax2.text(b * 1.08, y, f"{a:.2f} / {b:.2f}", va="center", fontsize=7.5)
     ax2.set_yticks(ys, rows, fontsize=8.5)
@@ -591,8 +950,10 @@ def render_html(report: dict) -> str:
     comp = report.get("composition", {})
     leaves = _leaf_order({k for c in comp.values() for k in c["mean_ms"]})
     colours = _colours(leaves)
+    refs = floor_refs(report)
     widest = max([c["end_to_end_ms"] for c in comp.values()]
-                 + [sum(c["mean_ms"].values()) for c in comp.values()] + [1e-3])
+                 + [sum(c["mean_ms"].values()) for c in comp.values()]
+                 + [ms for _, ms in refs] + [1e-3])
     x0, width, row_h = 230, 620, 34
     scale = width / (widest * 1.15)
     height = 30 + row_h * max(1, len(comp))
@@ -618,9 +979,16 @@ def render_html(report: dict) -> str:
                    f'y="{y + 17}">{c["end_to_end_ms"]:.1f} ms</text>')
     if not comp:
         svg.append('<text x="10" y="25">no answered requests</text>')
+    for label, ms in refs:
+        x, dash = x0 + ms * scale, "6,3" if " p50 " in label else "2,3"
+        svg.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="4" y2="{height - 4}" stroke="#2ca02c" '
+                   f'stroke-width="1.5" stroke-dasharray="{dash}"><title>{esc(label)}: '
+                   f'{ms:.2f} ms</title></line>')
     svg.append("</svg>")
     legend = " ".join(f'<span class="key"><i style="background:{colours[leaf]}"></i>'
                       f"{esc(_label(leaf))}</span>" for leaf in leaves)
+    legend += "".join(f'<span class="key">{"- - -" if " p50 " in label else ". . ."} '
+                      f"{esc(label)}: {ms:.2f} ms</span>" for label, ms in refs)
     head = "<tr><th>band</th>" + "".join(f"<th>{esc(_label(k))}</th>" for k in leaves)
     head += "<th>sum</th><th>end-to-end pXX</th></tr>"
     body = "".join(
@@ -628,8 +996,12 @@ def render_html(report: dict) -> str:
         + "".join(f"<td>{c['mean_ms'].get(k, 0.0):.2f}</td>" for k in leaves)
         + f"<td>{sum(c['mean_ms'].values()):.2f}</td><td>{c['end_to_end_ms']:.2f}</td></tr>"
         for lab, c in comp.items())
-    stages = report.get("stages", {})
+    stages = dict(report.get("stages", {}))
     rows = _stage_rows(report)
+    floor_e2e = (report.get("floor") or {}).get("stages", {}).get("end_to_end")
+    if floor_e2e and "end_to_end" in rows:
+        rows.insert(rows.index("end_to_end") + 1, "floor: end_to_end")
+        stages["floor: end_to_end"] = floor_e2e
     top = max([stages[r]["p99_ms"] for r in rows] + [1e-3])
     stage_rows = "".join(
         f"<tr><td>{esc(r)}</td><td>{stages[r]['p50_ms']:.2f}</td>"
@@ -646,7 +1018,15 @@ def render_html(report: dict) -> str:
     server_html = (f"<h2>Servers' own view (/metrics, bucket-interpolated, all clients)</h2>"
                    f"<table><tr><th>stage</th><th>p50</th><th>p95</th><th>p99</th>"
                    f"<th>count</th></tr>{server_rows}</table>") if server else ""
-    warnings = "".join(f"<li>{esc(w)}</li>" for w in report.get("warnings", []))
+    floor = report.get("floor")
+    cpu_html = ""
+    if report.get("cpu") or floor:
+        cpu_html = ("<h2>Server CPU per Recommend and the floor</h2><pre>"
+                    + esc("\n".join(cpu_lines(report, floor)
+                                    + (["", *floor_lines(report, floor)] if floor else [])))
+                    + "</pre>")
+    warnings = "".join(f"<li>{esc(w)}</li>" for w in
+                       [*report.get("warnings", []), *(floor or {}).get("warnings", [])])
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>shortlist-bench</title>
 <style>
@@ -658,6 +1038,7 @@ td.bars{{width:360px;text-align:left}} .b50,.b99{{height:6px;margin:1px 0}}
 .b50{{background:#4c72b0}} .b99{{background:#dd8452}} p.note{{font-size:13px;color:#555}}
 </style></head><body>
 <h1 style="font-size:18px">{esc(_title(report))}</h1>
+{f'<p class="note">{esc(ratio_note(report))}</p>' if ratio_note(report) else ""}
 <h2>Where the milliseconds go</h2>
 <p class="note">{esc(STACK_NOTE)}</p>
 {"".join(svg)}
@@ -666,6 +1047,7 @@ td.bars{{width:360px;text-align:left}} .b50,.b99{{height:6px;margin:1px 0}}
 <h2>Each stage's own percentiles (ms; blue p50, orange p99)</h2>
 <table><tr><th>stage</th><th>p50</th><th>p99</th><th></th></tr>{stage_rows}</table>
 {server_html}
+{cpu_html}
 {f"<h2>Warnings</h2><ul>{warnings}</ul>" if warnings else ""}
 </body></html>
 """
@@ -697,13 +1079,27 @@ def main(argv: list[str] | None = None) -> int:
                              "(repeatable), e.g. gateway=127.0.0.1:9101")
     parser.add_argument("--plot", type=Path, default=None, metavar="PATH",
                         help="draw the latency breakdown: .png (needs matplotlib) or .html")
+    parser.add_argument("--warmup", type=int, default=10, metavar="N",
+                        help="calls made one by one before the measured window opens "
+                             "(connections, first-call paths); a cache warm-up is a run of "
+                             "its own")
+    parser.add_argument("--floor", action="store_true",
+                        help="then run the same load against three no-op servers of "
+                             "Shortlist's shape (started here, on free ports) and report "
+                             "Shortlist/floor ratios of p50, p99 and CPU per request")
     args = parser.parse_args(argv)
     users = ([u.strip() for u in args.users.read_text().splitlines() if u.strip()]
              if args.users else [str(i) for i in range(1, 601)])
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be 0 or more")
     report = run(args.target, args.rate, args.duration, users, args.timeout,
-                 max_in_flight=args.concurrency, metrics=dict(args.metrics))
+                 max_in_flight=args.concurrency, metrics=dict(args.metrics),
+                 warmup=args.warmup)
+    if args.floor:
+        attach_floor(report, run_floor(args.rate, args.duration, users, args.timeout,
+                                       max_in_flight=args.concurrency, warmup=args.warmup))
     if args.plot:
         plot(report, args.plot)
     print(summary(report))

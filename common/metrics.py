@@ -12,7 +12,13 @@ import logging
 from collections.abc import Mapping
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +33,10 @@ class Metrics:
     def __init__(self, server: str) -> None:
         self.server = server
         self.registry = CollectorRegistry()
+        # The process's CPU seconds, memory and open files (``process_*``), which the library
+        # registers only on its global registry: `shortlist-bench` divides the CPU seconds
+        # by the requests served in its window (CPU per request).
+        ProcessCollector(registry=self.registry)
         self._requests = Counter(
             "shortlist_requests", "Requests answered, by RPC and gRPC status code.",
             ["server", "rpc", "code"], registry=self.registry)

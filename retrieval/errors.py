@@ -17,3 +17,10 @@ class ItemNotFound(RetrievalError, errors.NotFound):
 
 class NotReady(RetrievalError, errors.Unavailable):
     """Models are not loaded yet."""
+
+
+class WriteQueueFull(RetrievalError):
+    """Too many writes are already waiting for the event log: refused at once, so a burst
+    cannot queue (and hold request threads) without bound; the client may retry shortly."""
+
+    status = "RESOURCE_EXHAUSTED"

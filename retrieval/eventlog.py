@@ -1,20 +1,31 @@
 """The durable log of online writes (interactions and item upserts), one SQLite file.
 
 The retrieval server appends every accepted write here and acknowledges the client only after
-``append_*`` returns; on restart it replays the log (or the part newer than what the deployed
-artifact was trained on, see ``training.eventlog_data``), and training folds it into the data.
+the append has returned; on restart it replays the log (or the part newer than what the
+deployed artifact was trained on, see ``training.eventlog_data``), and training folds it into
+the data.
 
-Durability. The database runs in WAL mode with ``PRAGMA synchronous=FULL``: every append is
-its own transaction, and SQLite fsyncs the WAL before the commit returns. So an acknowledged
-write survives the process being killed (even ``kill -9``: the commit is in the OS by then)
-and, as far as SQLite and the disk honour fsync, a power loss. (``synchronous=NORMAL`` would
-survive a process crash but could lose the last commits on power loss.) ``fullfsync`` is also
-requested; it only matters on macOS, where a plain fsync does not reach the platter.
+Durability. The database runs in WAL mode with ``PRAGMA synchronous=FULL``: each call of
+``append_batch`` is one transaction, and SQLite fsyncs the WAL before the commit returns. So
+an acknowledged write survives the process being killed (even ``kill -9``: the commit is in
+the OS by then) and, as far as SQLite and the disk honour fsync, a power loss.
+(``synchronous=NORMAL`` would survive a process crash but could lose the last commits on power
+loss.) ``fullfsync`` is also requested; it only matters on macOS, where a plain fsync does not
+reach the platter.
 
-Sequence numbers. ``seq`` is an ``AUTOINCREMENT`` key: never reused, even after a rollback, so
-it is strictly increasing in commit order. SQLite has one writer at a time and assigns the key
-inside the write transaction, so a reader that has seen ``seq = n`` will never later see a
-smaller, newly committed one: "replay everything after n" misses nothing.
+Group commit. One commit costs one fsync however many rows it holds, so the server's writer
+(``retrieval.online``) hands every write waiting at that moment to one ``append_batch``: the
+batch commits entirely or not at all, and its seqs are returned only once it is durable. A
+batch that fails (disk full, I/O error) raises ``EventLogError`` with nothing of it logged,
+so none of its writes may be acknowledged. ``append_interaction`` and ``append_item`` are
+batches of one.
+
+Sequence numbers. ``seq`` is an ``AUTOINCREMENT`` key, strictly increasing in commit order
+and never reused for a committed row, even a deleted one. (A rolled-back batch's numbers are
+handed out again, which is harmless: nobody ever saw them.) SQLite has one writer at a time
+and assigns the key inside the write transaction, so a reader that has seen ``seq = n`` will
+never later see a smaller, newly committed one: "replay everything after n" misses nothing.
+Within a batch, rows get their seqs in the order given.
 
 Threads. One connection (``check_same_thread=False``) guarded by a lock. SQLite serialises
 writers per database anyway, so a connection per thread would add no write parallelism, only
@@ -31,6 +42,8 @@ stored as given (empty strings included), categories as a JSON list in the given
 value SQLite cannot store exactly raises instead of being coerced: a non-``str`` id or title
 (SQLite would turn ``5`` into ``'5'``), a NaN weight (SQLite would store NULL), a
 non-integral timestamp, categories given as one string (it would be split into characters).
+Those checks run when a write is built (``interaction_entry``, ``item_entry``), in the
+caller's thread, so a bad value is refused before it can join, and fail, a batch.
 """
 
 from __future__ import annotations
@@ -42,7 +55,7 @@ import operator
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +88,8 @@ CREATE TABLE IF NOT EXISTS items (
 
 
 class EventLogError(Exception):
-    """The log cannot be opened with the required guarantees, or is of a newer schema."""
+    """The log cannot be opened with the required guarantees, is of a newer schema, is
+    closed, or a batch could not be committed (then none of it was logged)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +112,38 @@ class ItemRecord:
     received_at: float
 
 
+_INSERT = {
+    INTERACTIONS: "INSERT INTO interactions (user_id, item_id, weight, timestamp, received_at) "
+                  "VALUES (?, ?, ?, ?, ?)",
+    ITEMS: "INSERT INTO items (item_id, title, categories, text, received_at) "
+           "VALUES (?, ?, ?, ?, ?)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One write, checked and converted to the row it is stored as (without ``received_at``,
+    which the commit stamps). Build it with ``interaction_entry`` or ``item_entry``."""
+
+    table: str
+    values: tuple
+
+
+def interaction_entry(user_id: str, item_id: str, weight: float, timestamp: int) -> Entry:
+    """An interaction as it will be logged; raises on a value SQLite cannot store exactly."""
+    return Entry(INTERACTIONS, (_text("user_id", user_id), _text("item_id", item_id),
+                                _weight(weight), operator.index(timestamp)))
+
+
+def item_entry(item_id: str, title: str, categories: Iterable[str], text: str) -> Entry:
+    """An item upsert (the full new state of the item) as it will be logged."""
+    if isinstance(categories, str | bytes):
+        raise TypeError("categories must be a list of strings, not one string")
+    return Entry(ITEMS, (_text("item_id", item_id), _text("title", title),
+                         json.dumps(list(categories), ensure_ascii=False),
+                         _text("text", text)))
+
+
 def _text(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be str, got {type(value).__name__}")
@@ -110,8 +156,8 @@ class EventLog:
     def __init__(self, path: str | Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        # isolation_level=None: autocommit, so each INSERT is one committed transaction and
-        # the module never holds an implicit transaction open behind our back.
+        # isolation_level=None: the sqlite3 module never opens an implicit transaction behind
+        # our back; append_batch begins and commits its own, one per batch.
         self._conn: sqlite3.Connection | None = sqlite3.connect(
             str(self.path), timeout=busy_timeout_ms / 1000, isolation_level=None,
             check_same_thread=False)
@@ -170,29 +216,58 @@ class EventLog:
 
     # -- writes ----------------------------------------------------------------------------
 
+    def append_batch(self, entries: Sequence[Entry]) -> list[int]:
+        """Log ``entries`` in one transaction, in order; their seqs once the commit is durable.
+
+        All or nothing: on failure the transaction is rolled back and ``EventLogError`` is
+        raised (the SQLite error as its cause), so no entry of the batch is in the log.
+        """
+        if not entries:
+            return []
+        for entry in entries:
+            if entry.table not in _INSERT:
+                raise ValueError(f"not an event log entry: {entry!r}")
+        with self._lock:
+            conn = self._connection()
+            try:
+                if conn.in_transaction:  # a failed batch whose rollback failed too: undo it
+                    conn.execute("ROLLBACK")
+                # IMMEDIATE: take the write lock now (waiting up to busy_timeout for another
+                # process), not halfway through the batch.
+                conn.execute("BEGIN IMMEDIATE")
+                received_at = time.time()  # one per batch, under the lock: non-decreasing in seq
+                seqs = [int(conn.execute(_INSERT[e.table], (*e.values, received_at)).lastrowid)
+                        for e in entries]
+                conn.execute("COMMIT")  # the one fsync of the batch
+            except sqlite3.Error as exc:
+                self._rollback(conn)
+                raise EventLogError(f"{self.path}: could not commit a batch of {len(entries)} "
+                                    f"write(s), none of them was logged: {exc}") from exc
+            except BaseException:
+                self._rollback(conn)
+                raise
+            return seqs
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        # SQLite rolls back by itself on some errors (SQLITE_FULL, SQLITE_IOERR): only undo
+        # what is still open. A rollback that fails leaves the transaction to the next batch,
+        # which undoes it before starting.
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
     def append_interaction(self, user_id: str, item_id: str, weight: float,
                            timestamp: int) -> int:
-        """Log one interaction; returns its seq once the commit is durable."""
-        row = (_text("user_id", user_id), _text("item_id", item_id), _weight(weight),
-               operator.index(timestamp))
-        with self._lock:  # received_at taken under the lock: non-decreasing in seq order
-            cur = self._connection().execute(
-                "INSERT INTO interactions (user_id, item_id, weight, timestamp, received_at) "
-                "VALUES (?, ?, ?, ?, ?)", (*row, time.time()))
-            return int(cur.lastrowid)
+        """Log one interaction (a batch of one); returns its seq once the commit is durable."""
+        return self.append_batch([interaction_entry(user_id, item_id, weight, timestamp)])[0]
 
     def append_item(self, item_id: str, title: str, categories: Iterable[str],
                     text: str) -> int:
         """Log one item upsert (the full new state of the item); returns its seq, durable."""
-        if isinstance(categories, str | bytes):
-            raise TypeError("categories must be a list of strings, not one string")
-        row = (_text("item_id", item_id), _text("title", title),
-               json.dumps(list(categories), ensure_ascii=False), _text("text", text))
-        with self._lock:
-            cur = self._connection().execute(
-                "INSERT INTO items (item_id, title, categories, text, received_at) "
-                "VALUES (?, ?, ?, ?, ?)", (*row, time.time()))
-            return int(cur.lastrowid)
+        return self.append_batch([item_entry(item_id, title, categories, text)])[0]
 
     # -- reads -----------------------------------------------------------------------------
 

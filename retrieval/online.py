@@ -1,10 +1,17 @@
 """Retrieval's live state: the serving version plus every acknowledged write.
 
-Writes (interactions, item upserts) go to the durable event log first, then to the in-memory
-state, under one lock, so the log order is the apply order. A new artifact version is loaded
-and brought up to date by replaying the log *outside* the lock, then the few writes that
-arrived meanwhile are replayed under the lock and the version is swapped in: no write is lost
-and readers never wait for a load.
+Writes (interactions, item upserts) are logged durably, then applied to the in-memory state,
+and only then acknowledged. They go through one writer thread (group commit): a caller checks
+and queues its write and waits; the writer takes everything queued (up to ``max_batch``),
+commits it to the event log as one transaction (one fsync for the whole batch, instead of one
+per write), applies each write to memory in commit order, and only then answers each caller
+with its sequence number. Commit and apply happen under the write lock, so the log order is
+the apply order and, outside the lock, everything committed has been applied. A batch that
+fails to commit fails every one of its callers and applies nothing.
+
+A new artifact version is loaded and brought up to date by replaying the log *outside* the
+lock, then the few writes that arrived meanwhile are replayed under the lock and the version is
+swapped in: no write is lost and readers never wait for a load or a commit.
 """
 
 from __future__ import annotations
@@ -12,13 +19,49 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 
-from shortlist.retrieval.errors import ItemNotFound, NotReady
-from shortlist.retrieval.eventlog import EventLog
+from shortlist.retrieval.errors import ItemNotFound, NotReady, WriteQueueFull
+from shortlist.retrieval.eventlog import (
+    INTERACTIONS,
+    Entry,
+    EventLog,
+    EventLogError,
+    interaction_entry,
+    item_entry,
+)
 from shortlist.retrieval.retriever import Retriever
 
 logger = logging.getLogger(__name__)
+
+# Writes waiting for the writer; one more is refused with WriteQueueFull (RESOURCE_EXHAUSTED).
+# Every waiting write holds a request thread, and the server's pool is far smaller (8 by
+# default), so the bound only trips with a much larger pool or a stalled disk, and then it
+# sheds load at once instead of stacking callers behind the disk.
+MAX_QUEUE = 256
+# Writes per commit. One fsync is shared by the whole batch, so past a few dozen the saving per
+# write is small, while the write lock (which a version swap also needs) is held while the
+# whole batch is applied.
+MAX_BATCH = 64
+
+
+@dataclass(eq=False)
+class _Write:
+    """A checked write waiting for the writer: what to log, what to apply, who waits."""
+
+    entry: Entry
+    args: tuple  # for Retriever.apply_interaction / apply_item
+    future: Future = field(default_factory=Future)
+
+    @property
+    def is_interaction(self) -> bool:
+        return self.entry.table == INTERACTIONS
+
+    @property
+    def item_id(self) -> str:
+        return self.args[1] if self.is_interaction else self.args[0]
 
 
 @dataclass
@@ -31,10 +74,32 @@ class Prepared:
 
 
 class RetrievalState:
-    def __init__(self, log: EventLog) -> None:
+    """The serving version and the write path onto it; see the module docstring.
+
+    ``max_queue`` and ``max_batch`` bound the writes waiting and the writes per commit. The
+    writer thread starts with the first write; ``close`` drains it.
+    """
+
+    def __init__(self, log: EventLog, max_queue: int = MAX_QUEUE,
+                 max_batch: int = MAX_BATCH) -> None:
+        if max_queue < 1 or max_batch < 1:
+            raise ValueError("max_queue and max_batch must be at least 1")
         self.log = log
+        self.max_queue = max_queue
+        self.max_batch = max_batch
+        # The write lock: held by the writer while it commits and applies a batch, and by swap
+        # while it replays the last writes onto the new version.
         self._lock = threading.Lock()
         self._retriever: Retriever | None = None
+        # Guards the queue and the writer's life; never held while waiting for the write lock.
+        self._cond = threading.Condition()
+        self._queue: deque[_Write] = deque()
+        self._writer: threading.Thread | None = None
+        self._closing = False
+        # Batches committed and the writes in them (written by the writer thread only): their
+        # ratio is the mean batch size, what group commit saves in fsyncs.
+        self.commits = 0
+        self.committed_writes = 0
 
     @property
     def retriever(self) -> Retriever:
@@ -46,6 +111,12 @@ class RetrievalState:
     @property
     def ready(self) -> bool:
         return self._retriever is not None
+
+    @property
+    def queued(self) -> int:
+        """Writes waiting for the writer (not yet in a batch being committed)."""
+        with self._cond:
+            return len(self._queue)
 
     # -- versions ---------------------------------------------------------------------------
 
@@ -79,6 +150,8 @@ class RetrievalState:
         return Prepared(retriever, items_seq, inter_seq)
 
     def swap(self, prepared: Prepared) -> None:
+        # Under the write lock no batch is half done: everything committed has been applied to
+        # the old version, and is in the log for the replay onto the new one.
         with self._lock:
             self._replay(prepared.retriever, prepared.items_seq, prepared.interactions_seq)
             old = self._retriever
@@ -91,17 +164,139 @@ class RetrievalState:
 
     def record_interaction(self, user_id: str, item_id: str, weight: float,
                            timestamp: int) -> tuple[int, int]:
-        """Durably log, then apply; returns (sequence, user's distinct-item count)."""
-        with self._lock:
-            retriever = self.retriever
-            if item_id not in retriever.models.catalog.vocab:
-                raise ItemNotFound(f"unknown item_id {item_id!r}")
-            seq = self.log.append_interaction(user_id, item_id, weight, timestamp)
-            return seq, retriever.apply_interaction(user_id, item_id, weight, timestamp)
+        """Durably log, then apply; returns (sequence, user's distinct-item count) once both
+        are done. Raises ItemNotFound, without logging, for an item the catalog lacks."""
+        # Early refusals, before taking a queue slot. The writer checks the item again, in
+        # commit order: the version may change meanwhile, and an upsert queued ahead of this
+        # write may add it.
+        if item_id not in self.retriever.models.catalog.vocab:
+            raise ItemNotFound(f"unknown item_id {item_id!r}")
+        return self._submit(_Write(interaction_entry(user_id, item_id, weight, timestamp),
+                                   (user_id, item_id, weight, timestamp)))
 
     def upsert_item(self, item_id: str, title: str, categories: list[str],
                     text: str) -> tuple[int, bool]:
+        """Durably log, then apply; returns (sequence, whether the item is new)."""
+        if not self.ready:  # refused before taking a queue slot
+            raise NotReady("models are still loading")
+        return self._submit(_Write(item_entry(item_id, title, categories, text),
+                                   (item_id, title, list(categories), text)))
+
+    def _submit(self, write: _Write) -> tuple:
+        with self._cond:
+            if self._closing:
+                raise EventLogError(f"{self.log.path}: retrieval state is closed")
+            if False:
+                raise WriteQueueFull(f"{len(self._queue)} writes are waiting for the event "
+                                     "log; retry in a moment")
+            self._queue.append(write)
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._run, name="retrieval-log-writer",
+                                                daemon=True)
+                self._writer.start()
+            self._cond.notify()
+        # No timeout: the writer answers every write it takes (result or error), and a caller
+        # that gave up could not take its write back anyway.
+        return write.future.result()
+
+    def close(self) -> None:
+        """Refuse new writes, wait until every queued one is committed, applied and answered,
+        then close the log. Idempotent."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            writer = self._writer
+        if writer is not None and writer is not threading.current_thread():
+            writer.join()
+        self.log.close()
+
+    # -- the writer thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue and not self._closing:
+                        self._cond.wait()
+                    if not self._queue:
+                        return  # closing, and everything queued has been answered
+                self._write_batch()
+        finally:
+            # Reached on close with the queue empty; otherwise the writer died of a bug, and no
+            # caller may be left waiting for it.
+            with self._cond:
+                self._closing = True
+                stranded = list(self._queue)
+                self._queue.clear()
+            for write in stranded:
+                write.future.set_exception(EventLogError("the event log writer stopped"))
+
+    def _write_batch(self) -> None:
+        # The write lock first, then the batch: whatever queued up while the lock was busy
+        # (a commit, a swap) joins this one commit.
         with self._lock:
-            retriever = self.retriever
-            seq = self.log.append_item(item_id, title, categories, text)
-            return seq, retriever.apply_item(item_id, title, categories, text)
+            with self._cond:
+                batch = [self._queue.popleft()
+                         for _ in range(min(self.max_batch, len(self._queue)))]
+            try:
+                answers = self._commit_and_apply(batch)
+            except BaseException as exc:  # a bug: answer everyone rather than strand them
+                logger.exception("event log writer failed")
+                answers = [(w, _error(EventLogError, f"write failed: {exc!r}", exc))
+                           for w in batch]
+        # Answered outside the lock: the next batch need not wait for the wake-ups.
+        for write, answer in answers:
+            if isinstance(answer, BaseException):
+                write.future.set_exception(answer)
+            else:
+                write.future.set_result(answer)
+
+    def _commit_and_apply(self, batch: list[_Write]) -> list[tuple[_Write, object]]:
+        """Each write with its answer: (seq, result) or the exception its caller raises."""
+        retriever = self._retriever  # set: writes are only queued once a version is loaded
+        vocab = retriever.models.catalog.vocab
+        answers: list[tuple[_Write, object]] = []
+        logged: list[_Write] = []
+        upserted: set[str] = set()
+        for write in batch:
+            if write.is_interaction:
+                if write.item_id not in vocab and write.item_id not in upserted:
+                    # refused before logging, as the caller's early check would have
+                    answers.append((write, ItemNotFound(f"unknown item_id {write.item_id!r}")))
+                    continue
+            else:
+                upserted.add(write.item_id)
+            logged.append(write)
+        try:
+            seqs = self.log.append_batch([w.entry for w in logged])
+        except EventLogError as exc:
+            logger.error("event log commit failed; the batch is refused", extra={"fields": {
+                "writes": len(logged), "error": str(exc)}})
+            # One exception per caller: an exception object raised in several threads at
+            # once would have its traceback rewritten under them.
+            return answers + [(w, _error(EventLogError, str(exc), exc.__cause__ or exc))
+                              for w in logged]
+        if seqs:
+            self.commits += 1
+            self.committed_writes += len(seqs)
+        for write, seq in zip(logged, seqs, strict=True):
+            try:
+                if write.is_interaction:
+                    result = retriever.apply_interaction(*write.args)
+                else:
+                    result = retriever.apply_item(*write.args)
+            except Exception as exc:
+                # Logged but not applied: the caller gets the error (as before group commit);
+                # a restart replays the write from the log.
+                logger.exception("logged write could not be applied",
+                                 extra={"fields": {"seq": seq, "table": write.entry.table}})
+                answers.append((write, exc))
+            else:
+                answers.append((write, (seq, result)))
+        return answers
+
+
+def _error(kind: type[Exception], message: str, cause: BaseException) -> Exception:
+    err = kind(message)
+    err.__cause__ = cause
+    return err

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from shortlist.common.catalog import ItemCatalog
-from shortlist.retrieval.ease import Ease, EaseTooLarge
+from shortlist.retrieval.ease import MAX_ITEMS, Ease, EaseTooLarge
 from shortlist.retrieval.generators.base import FitData, Generator, HnswParams, UserState
 from shortlist.retrieval.hnsw import exact_top_k
 from shortlist.retrieval.weights import confidence
@@ -209,8 +209,8 @@ class EaseConfig:
     light_factor: float = 1.0
     lam: float = 300.0
     # Above this many items EASE is not fitted: its dense items x items inverse needs
-    # ~12 bytes x items² of memory (30K items: 10.8 GB).
-    max_items: int = 20_000
+    # ~12 bytes x items² of memory (30K items: 10.8 GB) and hours of one core.
+    max_items: int = MAX_ITEMS
     # Weights kept per item (largest magnitude): EASE's B is dense, the served one sparse.
     neighbours: int = 200
     confidence: str = "binary"

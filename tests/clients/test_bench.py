@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -274,3 +275,162 @@ def test_stack_metrics_ports_and_placeholders(monkeypatch):
         plain.metrics_address("gateway")
     assert plain.substitute(["{gateway}", "{gateway_metrics}"]) == [
         plain.address("gateway"), "{gateway_metrics}"]
+
+
+# ---- CPU per request and the floor ---------------------------------------------------------
+
+def exposition(cpu_s: float, recommends_ok: float, recommends_failed: float = 0.0) -> str:
+    """A /metrics page as the servers write it, with the counters the CPU figures need."""
+    return "\n".join([
+        "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.",
+        "# TYPE process_cpu_seconds_total counter",
+        f"process_cpu_seconds_total {cpu_s}",
+        "process_resident_memory_bytes 1.2e+08",
+        f'shortlist_requests_total{{code="OK",rpc="Recommend",server="gateway"}} {recommends_ok}',
+        f'shortlist_requests_total{{code="INVALID_ARGUMENT",rpc="Recommend",server="gateway"}} '
+        f"{recommends_failed}",
+        'shortlist_requests_total{code="OK",rpc="SimilarItems",server="gateway"} 7',
+    ])
+
+
+def test_cpu_per_request_from_known_counters():
+    before = {"gateway": bench.parse(exposition(10.0, 100, 2)),
+              "retrieval": bench.parse(exposition(20.0, 0)),
+              "ranking": bench.parse(exposition(5.0, 0))}
+    after = {"gateway": bench.parse(exposition(10.5, 398, 4)),
+             "retrieval": bench.parse(exposition(21.2, 0)),
+             "ranking": bench.parse(exposition(5.3, 0))}
+    assert before["gateway"].cpu_s == 10.0
+    # Recommend of any status, in the window; other RPCs do not count
+    requests = bench.recommends_counted(before, after)
+    assert requests == 300
+    warnings: list[str] = []
+    cpu = bench.cpu_report({n: s.cpu_s for n, s in before.items()},
+                           {n: s.cpu_s for n, s in after.items()}, requests, "counted",
+                           window_s=10.0, source="test", warnings=warnings, client_cpu_s=0.6)
+    assert warnings == []
+    servers = cpu["servers"]
+    assert list(servers) == ["gateway", "retrieval", "ranking"]
+    assert servers["gateway"]["ms_per_request"] == pytest.approx(500 / 300)
+    assert servers["retrieval"]["ms_per_request"] == pytest.approx(1200 / 300)
+    assert servers["ranking"]["ms_per_request"] == pytest.approx(300 / 300)
+    assert servers["retrieval"]["cores"] == pytest.approx(0.12)
+    assert cpu["total"]["cpu_s"] == pytest.approx(2.0)
+    assert cpu["total"]["ms_per_request"] == pytest.approx(2000 / 300)
+    assert cpu["client"]["ms_per_request"] == pytest.approx(2.0)  # beside the total, not in it
+    assert (cpu["requests"], cpu["requests_from"], cpu["source"]) == (300, "counted", "test")
+
+    # a server without the counter (or restarted: it went down) has no figure, and no total
+    # is made of the others
+    after["ranking"] = bench.parse(exposition(1.0, 0))
+    cpu = bench.cpu_report({n: s.cpu_s for n, s in before.items()},
+                           {n: s.cpu_s for n, s in after.items()}, requests, "counted", 10.0,
+                           "test", warnings)
+    assert cpu["servers"]["ranking"]["ms_per_request"] is None and cpu["total"] is None
+    assert len(warnings) == 1 and "ranking" in warnings[0]
+    assert bench.scrape_difference(before["ranking"], after["ranking"]) is None
+    # no gateway among the endpoints: the Recommend count is unknown, not 0
+    assert bench.recommends_counted({"r": bench.parse("process_cpu_seconds_total 1")},
+                                    {"r": bench.parse("process_cpu_seconds_total 2")}) is None
+
+
+def test_proc_stat_cpu_is_utime_plus_stime():
+    # the command name may hold spaces and parentheses; fields 14 and 15 are utime and stime
+    stat = "4242 (odd) name) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 130 0 0 20 0 9 0 77"
+    assert bench.parse_proc_stat(stat, tick_s=0.01) == pytest.approx(3.8)
+    own = bench.proc_cpu_seconds(os.getpid())
+    if Path("/proc/self/stat").exists():
+        assert own is not None and own >= 0
+    assert bench.proc_cpu_seconds(2**22 + 12345, proc_root=Path("/nonexistent")) is None
+
+
+def fake_floor() -> dict:
+    res = bench.Results(started=0.0, finished=2.0, sent=40)
+    for i in range(40):
+        res.add(2.0 + i / 20, "OK", None, False)
+    floor = res.report()
+    del floor["composition"]
+    floor["cpu"] = {"source": "/proc/<pid>/stat", "requests": 40, "requests_from": "sent",
+                    "window_s": 2.0, "resolution_s": 0.01,
+                    "servers": {n: {"cpu_s": 0.04, "ms_per_request": 1.0, "cores": 0.02}
+                                for n in ("gateway", "retrieval", "ranking")},
+                    "total": {"cpu_s": 0.12, "ms_per_request": 3.0, "cores": 0.06},
+                    "client": {"cpu_s": 0.1, "ms_per_request": 2.5, "cores": 0.05}}
+    floor["payload_bytes"] = {"retrieve_response": 9706, "rank_response": 994}
+    return floor
+
+
+def test_ratios_and_their_summary(tmp_path):
+    report = fake_report()
+    report["cpu"] = {**fake_floor()["cpu"], "source": "/metrics",
+                     "total": {"cpu_s": 0.36, "ms_per_request": 9.0, "cores": 0.18}}
+    bench.attach_floor(report, fake_floor())
+    e2e, base = report["stages"]["end_to_end"], report["floor"]["stages"]["end_to_end"]
+    assert report["ratios"] == pytest.approx({
+        "p50": e2e["p50_ms"] / base["p50_ms"], "p99": e2e["p99_ms"] / base["p99_ms"],
+        "cpu_per_request": 3.0})
+    text = bench.summary(report)
+    assert "CPU per Recommend (ms)" in text and "shortlist / floor: p50" in text
+    assert "CPU per request 3.00x" in text and "9706 B" in text
+    # the floor on both plots: reference lines and a bar of its own
+    page = bench.plot(report, tmp_path / "floor.html").read_text()
+    assert "floor p50" in page and "floor: end_to_end" in page and "9706 B" in page
+    if HAS_MATPLOTLIB:
+        png = bench.plot(report, tmp_path / "floor.png")
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # without Shortlist's CPU (no --metrics) the CPU ratio is unknown, and says why
+    plain = bench.attach_floor(fake_report(), fake_floor())
+    assert plain["ratios"]["cpu_per_request"] is None
+    assert plain["ratios"]["p50"] == pytest.approx(report["ratios"]["p50"])
+    assert any("no --metrics" in w for w in plain["warnings"])
+    # a floor that measured no CPU: no ratio rather than a division by zero
+    idle = fake_floor()
+    idle["cpu"]["total"]["ms_per_request"] = 0.0
+    assert bench.ratios(report, idle)["cpu_per_request"] is None
+
+
+@pytest.mark.e2e
+def test_floor_run_beside_the_stack(stack, tmp_path):
+    """``--floor`` on the session's stack: the report carries the floor's run, measured the
+    same way, and the ratios are exactly Shortlist's figures over the floor's."""
+    out = tmp_path / "bench.json"
+    code = bench.main(["--target", stack.address("gateway"), "--rate", "20", "--duration", "2",
+                       "--warmup", "3", "--floor", "--output", str(out),
+                       "--plot", str(tmp_path / "bench.html")]
+                      + [a for name in ("gateway", "retrieval", "ranking")
+                         for a in ("--metrics", f"{name}={stack.metrics_address(name)}")])
+    assert code == 0
+    report = json.loads(out.read_text())
+    servers = {"gateway", "retrieval", "ranking"}
+    assert report["warmup"] == 3 and report["requests"] == 40
+    # Shortlist's CPU: every server's counter, divided by the Recommend the gateway counted
+    cpu = report["cpu"]
+    assert set(cpu["servers"]) == servers
+    assert cpu["requests"] >= report["ok"] > 0
+    for row in [*cpu["servers"].values(), cpu["total"], cpu["client"]]:
+        assert row["cpu_s"] >= 0 and row["ms_per_request"] >= 0
+    assert cpu["total"]["cpu_s"] == pytest.approx(
+        sum(r["cpu_s"] for r in cpu["servers"].values()))
+    # the floor: the same load, measured the same way
+    floor = report["floor"]
+    assert {"qps", "requests", "ok", "errors", "stages", "cpu", "payload_bytes",
+            "send_lag_ms"} <= set(floor)
+    assert floor["requests"] == 40 and floor["ok"] == 40 and floor["errors"] == {}
+    assert (floor["rate"], floor["concurrency"], floor["warmup"], floor["latency_from"]) == (
+        report["rate"], report["concurrency"], report["warmup"], "due")
+    assert set(floor["cpu"]["servers"]) == servers and floor["cpu"]["requests"] == 40
+    assert floor["warnings"] == []
+    assert set(floor["payload_bytes"]) == {"retrieve_response", "rank_response"}
+    # ratios are Shortlist / floor, whatever the magnitudes
+    ratios = report["ratios"]
+    for key in ("p50", "p99"):
+        assert ratios[key] == pytest.approx(report["stages"]["end_to_end"][f"{key}_ms"]
+                                            / floor["stages"]["end_to_end"][f"{key}_ms"])
+    floor_cpu = floor["cpu"]["total"]["ms_per_request"]
+    if floor_cpu:
+        assert ratios["cpu_per_request"] == pytest.approx(
+            cpu["total"]["ms_per_request"] / floor_cpu)
+    else:  # 40 requests may stay under one clock tick: unknown, never infinite
+        assert ratios["cpu_per_request"] is None
+    assert "shortlist / floor" in (tmp_path / "bench.html").read_text()

@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_start = os.getloadavg()
             results = measure(state, args.writers, args.seconds)
         finally:
-            getattr(state, "close", state.log.close)()
+            state.close()
     report = {"command": " ".join(["python -m shortlist.perf.writes", *(
                   sys.argv[1:] if argv is None else argv)]),
               "cpus": os.cpu_count(), "loadavg_start": list(load_start),

@@ -13,7 +13,7 @@ the OS by then) and, as far as SQLite and the disk honour fsync, a power loss.
 loss.) ``fullfsync`` is also requested; it only matters on macOS, where a plain fsync does not
 reach the platter.
 
-Group commit. One commit costs one fsync however many rows it holds, so the server's writer
+Group commit. One commit costs one fsync however many rows it holds, so the server
 (``retrieval.online``) hands every write waiting at that moment to one ``append_batch``: the
 batch commits entirely or not at all, and its seqs are returned only once it is durable. A
 batch that fails (disk full, I/O error) raises ``EventLogError`` with nothing of it logged,

@@ -1,13 +1,19 @@
 """Retrieval's live state: the serving version plus every acknowledged write.
 
 Writes (interactions, item upserts) are logged durably, then applied to the in-memory state,
-and only then acknowledged. They go through one writer thread (group commit): a caller checks
-and queues its write and waits; the writer takes everything queued (up to ``max_batch``),
-commits it to the event log as one transaction (one fsync for the whole batch, instead of one
-per write), applies each write to memory in commit order, and only then answers each caller
-with its sequence number. Commit and apply happen under the write lock, so the log order is
-the apply order and, outside the lock, everything committed has been applied. A batch that
-fails to commit fails every one of its callers and applies nothing.
+and only then acknowledged, with group commit: concurrent writes share one commit (one fsync)
+instead of paying one each. Callers queue their checked writes in arrival order; the caller at
+the front of the queue leads: it takes the write lock, takes every write queued by then (up to
+``max_batch``, its own first), commits them to the event log as one transaction, applies each
+to memory in commit order, answers each caller with its sequence number, and wakes the new
+front of the queue to lead the next batch. The others just wait for their answer. Nobody
+waits for a hand-off to another thread when writes are few (a lone write leads its own batch
+of one), and batches grow by themselves under load: whatever queues while one commit is on
+disk forms the next.
+
+Commit and apply happen under the write lock, so the log order is the apply order and,
+outside the lock, everything committed has been applied. A batch that fails to commit fails
+every one of its callers and applies nothing.
 
 A new artifact version is loaded and brought up to date by replaying the log *outside* the
 lock, then the few writes that arrived meanwhile are replayed under the lock and the version is
@@ -16,12 +22,12 @@ swapped in: no write is lost and readers never wait for a load or a commit.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from shortlist.retrieval.errors import ItemNotFound, NotReady, WriteQueueFull
 from shortlist.retrieval.eventlog import (
@@ -36,10 +42,11 @@ from shortlist.retrieval.retriever import Retriever
 
 logger = logging.getLogger(__name__)
 
-# Writes waiting for the writer; one more is refused with WriteQueueFull (RESOURCE_EXHAUSTED).
-# Every waiting write holds a request thread, and the server's pool is far smaller (8 by
-# default), so the bound only trips with a much larger pool or a stalled disk, and then it
-# sheds load at once instead of stacking callers behind the disk.
+# Writes waiting for their answer (queued, or in the batch being committed); one more is
+# refused with WriteQueueFull (RESOURCE_EXHAUSTED). Every waiting write holds a request thread,
+# and the server's pool is far smaller (8 by default), so the bound only trips with a much
+# larger pool or a stalled disk, and then it sheds load at once instead of stacking callers
+# behind the disk.
 MAX_QUEUE = 256
 # Writes per commit. One fsync is shared by the whole batch, so past a few dozen the saving per
 # write is small, while the write lock (which a version swap also needs) is held while the
@@ -49,11 +56,13 @@ MAX_BATCH = 64
 
 @dataclass(eq=False)
 class _Write:
-    """A checked write waiting for the writer: what to log, what to apply, who waits."""
+    """A checked write waiting for its answer: what to log, what to apply, who waits."""
 
     entry: Entry
     args: tuple  # for Retriever.apply_interaction / apply_item
-    future: Future = field(default_factory=Future)
+    wake: threading.Condition  # on the state's queue mutex: answered, or now at the front
+    done: bool = False
+    answer: object = None  # (seq, result), or the exception its caller raises
 
     @property
     def is_interaction(self) -> bool:
@@ -76,8 +85,8 @@ class Prepared:
 class RetrievalState:
     """The serving version and the write path onto it; see the module docstring.
 
-    ``max_queue`` and ``max_batch`` bound the writes waiting and the writes per commit. The
-    writer thread starts with the first write; ``close`` drains it.
+    ``max_queue`` and ``max_batch`` bound the writes waiting and the writes per commit;
+    ``close`` drains the queue.
     """
 
     def __init__(self, log: EventLog, max_queue: int = MAX_QUEUE,
@@ -87,17 +96,18 @@ class RetrievalState:
         self.log = log
         self.max_queue = max_queue
         self.max_batch = max_batch
-        # The write lock: held by the writer while it commits and applies a batch, and by swap
-        # while it replays the last writes onto the new version.
+        # The write lock: held by a batch's leader while it commits and applies the batch, and
+        # by swap while it replays the last writes onto the new version.
         self._lock = threading.Lock()
         self._retriever: Retriever | None = None
-        # Guards the queue and the writer's life; never held while waiting for the write lock.
-        self._cond = threading.Condition()
+        # Guards the queue. Taken after the write lock, never while waiting for it.
+        self._mutex = threading.Lock()
+        # Unanswered writes in arrival order; the front one leads, its batch is the front part.
         self._queue: deque[_Write] = deque()
-        self._writer: threading.Thread | None = None
+        self._drained = threading.Condition(self._mutex)  # the queue has become empty
         self._closing = False
-        # Batches committed and the writes in them (written by the writer thread only): their
-        # ratio is the mean batch size, what group commit saves in fsyncs.
+        # Batches committed and the writes in them (under the write lock): their ratio is the
+        # mean batch size, what group commit saves in fsyncs.
         self.commits = 0
         self.committed_writes = 0
 
@@ -114,8 +124,8 @@ class RetrievalState:
 
     @property
     def queued(self) -> int:
-        """Writes waiting for the writer (not yet in a batch being committed)."""
-        with self._cond:
+        """Writes waiting for their answer (queued, or in the batch being committed)."""
+        with self._mutex:
             return len(self._queue)
 
     # -- versions ---------------------------------------------------------------------------
@@ -166,90 +176,82 @@ class RetrievalState:
                            timestamp: int) -> tuple[int, int]:
         """Durably log, then apply; returns (sequence, user's distinct-item count) once both
         are done. Raises ItemNotFound, without logging, for an item the catalog lacks."""
-        # Early refusals, before taking a queue slot. The writer checks the item again, in
-        # commit order: the version may change meanwhile, and an upsert queued ahead of this
+        # Early refusals, before taking a queue slot. The batch's leader checks the item again,
+        # in commit order: the version may change meanwhile, and an upsert queued ahead of this
         # write may add it.
         if item_id not in self.retriever.models.catalog.vocab:
             raise ItemNotFound(f"unknown item_id {item_id!r}")
-        return self._submit(_Write(interaction_entry(user_id, item_id, weight, timestamp),
-                                   (user_id, item_id, weight, timestamp)))
+        return self._submit(interaction_entry(user_id, item_id, weight, timestamp),
+                            (user_id, item_id, weight, timestamp))
 
     def upsert_item(self, item_id: str, title: str, categories: list[str],
                     text: str) -> tuple[int, bool]:
         """Durably log, then apply; returns (sequence, whether the item is new)."""
         if not self.ready:  # refused before taking a queue slot
             raise NotReady("models are still loading")
-        return self._submit(_Write(item_entry(item_id, title, categories, text),
-                                   (item_id, title, list(categories), text)))
+        return self._submit(item_entry(item_id, title, categories, text),
+                            (item_id, title, list(categories), text))
 
-    def _submit(self, write: _Write) -> tuple:
-        with self._cond:
+    def _submit(self, entry: Entry, args: tuple) -> tuple:
+        with self._mutex:
             if self._closing:
                 raise EventLogError(f"{self.log.path}: retrieval state is closed")
-            if False:
+            if len(self._queue) >= self.max_queue:
                 raise WriteQueueFull(f"{len(self._queue)} writes are waiting for the event "
                                      "log; retry in a moment")
+            write = _Write(entry, args, threading.Condition(self._mutex))
             self._queue.append(write)
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._run, name="retrieval-log-writer",
-                                                daemon=True)
-                self._writer.start()
-            self._cond.notify()
-        # No timeout: the writer answers every write it takes (result or error), and a caller
-        # that gave up could not take its write back anyway.
-        return write.future.result()
+            # No timeout: every queued write is answered (result or error) by the leader of its
+            # batch, and a caller that gave up could not take its write back anyway.
+            while not write.done and self._queue[0] is not write:
+                write.wake.wait()
+        if not write.done:
+            self._lead(write)  # at the front: commit for everyone queued so far
+        if isinstance(write.answer, BaseException):
+            raise write.answer
+        return write.answer
 
     def close(self) -> None:
         """Refuse new writes, wait until every queued one is committed, applied and answered,
         then close the log. Idempotent."""
-        with self._cond:
+        with self._mutex:
             self._closing = True
-            self._cond.notify_all()
-            writer = self._writer
-        if writer is not None and writer is not threading.current_thread():
-            writer.join()
+            while self._queue:
+                self._drained.wait()
         self.log.close()
 
-    # -- the writer thread ------------------------------------------------------------------
+    # -- a batch, committed by its leader ---------------------------------------------------
 
-    def _run(self) -> None:
+    def _lead(self, own: _Write) -> None:
+        batch: list[_Write] = []
+        answers: list[tuple[_Write, object]] = []
         try:
-            while True:
-                with self._cond:
-                    while not self._queue and not self._closing:
-                        self._cond.wait()
-                    if not self._queue:
-                        return  # closing, and everything queued has been answered
-                self._write_batch()
-        finally:
-            # Reached on close with the queue empty; otherwise the writer died of a bug, and no
-            # caller may be left waiting for it.
-            with self._cond:
-                self._closing = True
-                stranded = list(self._queue)
-                self._queue.clear()
-            for write in stranded:
-                write.future.set_exception(EventLogError("the event log writer stopped"))
-
-    def _write_batch(self) -> None:
-        # The write lock first, then the batch: whatever queued up while the lock was busy
-        # (a commit, a swap) joins this one commit.
-        with self._lock:
-            with self._cond:
-                batch = [self._queue.popleft()
-                         for _ in range(min(self.max_batch, len(self._queue)))]
-            try:
+            # The write lock first, then the batch: whatever queued up while the lock was busy
+            # (the previous commit, a swap) joins this one commit.
+            with self._lock:
+                with self._mutex:
+                    batch = list(itertools.islice(self._queue, self.max_batch))
                 answers = self._commit_and_apply(batch)
-            except BaseException as exc:  # a bug: answer everyone rather than strand them
-                logger.exception("event log writer failed")
-                answers = [(w, _error(EventLogError, f"write failed: {exc!r}", exc))
-                           for w in batch]
-        # Answered outside the lock: the next batch need not wait for the wake-ups.
-        for write, answer in answers:
-            if isinstance(answer, BaseException):
-                write.future.set_exception(answer)
-            else:
-                write.future.set_result(answer)
+        except BaseException as exc:  # a bug (or an interrupt): answer everyone, strand nobody
+            logger.exception("event log write failed unexpectedly")
+            batch = batch or [own]  # failed before taking the batch: own is the front
+            answers = [(w, _error(EventLogError, f"write failed, not acknowledged: {exc!r}",
+                                  exc)) for w in batch]
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            # Handed out after the write lock is released: the next leader need not wait for
+            # the wake-ups.
+            with self._mutex:
+                for write, answer in answers:
+                    write.answer, write.done = answer, True
+                    write.wake.notify()
+                for _ in batch:  # the batch is the front of the queue: only leaders pop
+                    self._queue.popleft()
+                if self._queue:
+                    self._queue[0].wake.notify()  # the next leader
+                else:
+                    self._drained.notify_all()
 
     def _commit_and_apply(self, batch: list[_Write]) -> list[tuple[_Write, object]]:
         """Each write with its answer: (seq, result) or the exception its caller raises."""

@@ -1,4 +1,5 @@
-"""EventLog: round trips, seq order, replay filters, durability settings, threads, kill -9."""
+"""EventLog: round trips, seq order, replay filters, durability settings, batches (all or
+nothing), threads, kill -9."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ import pytest
 from shortlist.retrieval import eventlog
 from shortlist.retrieval.eventlog import (
     SCHEMA_VERSION,
+    Entry,
     EventLog,
     EventLogError,
     Interaction,
     ItemRecord,
+    interaction_entry,
+    item_entry,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,10 +148,57 @@ def test_wal_and_synchronous_full_are_in_force(path):
         conn = log._conn
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
-        assert conn.isolation_level is None  # autocommit: each append is its own commit
+        assert conn.isolation_level is None  # no implicit transactions: one per batch
     # WAL is a property of the file: another connection sees it too
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_batch_is_one_transaction_with_seqs_in_order(path):
+    with EventLog(path) as log:
+        assert log.append_batch([]) == []
+        first = log.append_interaction("u0", "i0", 1.0, 0)
+        seqs = log.append_batch([
+            interaction_entry("u1", "i1", 1.0, 1),
+            item_entry("i9", "Nine", ["a"], "x"),
+            interaction_entry("u2", "i2", 2.0, 2),
+            item_entry("i9", "Nine again", [], ""),
+        ])
+        assert seqs[0] == first + 1 and seqs[2] == first + 2  # interactions' own sequence
+        assert seqs[1] < seqs[3]  # items' own sequence, in the order given
+        got = list(log.interactions())
+        assert [(r.seq, r.user_id) for r in got] == [(first, "u0"), (seqs[0], "u1"),
+                                                    (seqs[2], "u2")]
+        items = list(log.items())
+        assert [(r.seq, r.title) for r in items] == [(seqs[1], "Nine"), (seqs[3], "Nine again")]
+        # one commit stamps the whole batch
+        assert got[1].received_at == got[2].received_at == items[0].received_at
+        assert got[0].received_at <= got[1].received_at
+        assert not log._conn.in_transaction
+        with pytest.raises(ValueError, match="not an event log entry"):
+            log.append_batch([Entry("meta", ("k", "v"))])
+
+
+def test_a_batch_that_cannot_commit_logs_none_of_it(path):
+    with EventLog(path) as log:
+        before = log.append_interaction("u", "i", 1.0, 0)
+        conn = log._conn
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
+        batch = [interaction_entry("u", "j", 1.0, 1),
+                 item_entry("big", "Big", [], "word " * 20_000),
+                 interaction_entry("u", "k", 1.0, 2)]
+        with pytest.raises(EventLogError, match="batch of 3 write.*none of them was logged.*"
+                                                "full") as err:
+            log.append_batch(batch)
+        assert isinstance(err.value.__cause__, sqlite3.Error)
+        assert not conn.in_transaction
+        assert [r.seq for r in log.interactions()] == [before]
+        assert list(log.items()) == []
+        conn.execute("PRAGMA max_page_count = 1073741823")
+        seqs = log.append_batch(batch)  # room again: the same batch commits whole
+        assert seqs[0] == before + 1 and [r.item_id for r in log.interactions()] == [
+            "i", "j", "k"]
 
 
 def test_closed_log_refuses_work(path):

@@ -5,15 +5,19 @@ durable and the write is applied; apply order is log order; a failed commit fail
 batch; a full queue refuses at once; close drains.
 
 To make batches deterministic, some tests hold the state's write lock (as a version swap
-does): the writer cannot take a batch meanwhile, so writes pile up in the queue, and on
-release it takes them all at once. Waits are bounded loops on observable state, never sleeps
-whose length matters, and no test asserts a timing.
+does): the caller at the front of the queue cannot take its batch meanwhile, so writes pile up
+behind it, and on release it takes them all into one commit. Waits are bounded loops on
+observable state, never sleeps whose length matters, and no test asserts a timing.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +36,7 @@ from shortlist.retrieval.retriever import Retriever
 
 WAIT_S = 60  # bound on waiting for another thread; generous for a loaded 2-core box
 T0 = 1_700_000_000
+REPO = Path(__file__).resolve().parents[2]
 
 
 def load_state(root: Path, log_path: Path, **kw) -> RetrievalState:
@@ -84,7 +89,7 @@ class Call:
 
 
 @contextmanager
-def writer_held(state: RetrievalState) -> Iterator[None]:
+def write_lock_held(state: RetrievalState) -> Iterator[None]:
     """Hold the write lock, as a swap does: queued writes wait for it, then form one batch."""
     with state._lock:
         yield
@@ -155,7 +160,7 @@ def test_queued_writes_share_one_commit_in_queue_order(make_state):
     state = make_state()
     writes = [(state.record_interaction, ("batch-user", f"i{k}", 1.0, T0 + k)) for k in range(5)]
     writes.insert(2, (state.upsert_item, ("batch-item", "Batched", ["Comedy"], "")))
-    with writer_held(state):
+    with write_lock_held(state):
         calls = queue_in_order(state, writes)
     for call in calls:
         assert call.join().error is None
@@ -171,7 +176,7 @@ def test_queued_writes_share_one_commit_in_queue_order(make_state):
 
 def test_batches_are_bounded(make_state):
     state = make_state(max_batch=3)
-    with writer_held(state):
+    with write_lock_held(state):
         calls = queue_in_order(state, [(state.record_interaction, ("bounded", f"i{k}", 1.0,
                                                                     T0 + k)) for k in range(7)])
     assert all(c.join().error is None for c in calls)
@@ -285,7 +290,7 @@ def test_a_batch_that_fails_to_commit_fails_all_its_waiters(make_state):
     before = (state.log.last_seq("interactions"), state.log.last_seq("items"), state.commits)
     conn = state.log._conn
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    with writer_held(state):
+    with write_lock_held(state):
         # A full disk, as SQLite reports it: the file may not grow by a single page.
         conn.execute(f"PRAGMA max_page_count = {pages}")
         calls = queue_in_order(state, [
@@ -314,15 +319,21 @@ def test_a_batch_that_fails_to_commit_fails_all_its_waiters(make_state):
 
 def test_a_full_queue_refuses_at_once_with_resource_exhausted(make_state):
     state = make_state(max_queue=2)
-    with writer_held(state):
+    with write_lock_held(state):
         calls = queue_in_order(state, [(state.record_interaction, ("q", f"i{k}", 1.0, T0 + k))
                                        for k in range(2)])
-        with pytest.raises(WriteQueueFull, match="2 writes are waiting") as err:
-            state.record_interaction("q", "i9", 1.0, T0 + 9)
-        assert isinstance(err.value, ServiceError)
-        assert err.value.status == "RESOURCE_EXHAUSTED"
-        with pytest.raises(WriteQueueFull):
-            state.upsert_item("q-item", "t", [], "")
+        # From threads of their own: a write that queued instead of being refused would wait
+        # for the lock this test holds (caught as a third queued write, not as a hang).
+        for fn, args in [(state.record_interaction, ("q", "i9", 1.0, T0 + 9)),
+                         (state.upsert_item, ("q-item", "t", [], ""))]:
+            over = Call(fn, *args)
+            wait_until(lambda over=over: not over.thread.is_alive() or state.queued > 2,
+                       "the write is refused or queued")
+            assert state.queued == 2, "a write beyond the bound was queued"
+            assert isinstance(over.join().error, WriteQueueFull), over.error
+            assert "2 writes are waiting" in str(over.error)
+            assert isinstance(over.error, ServiceError)
+            assert over.error.status == "RESOURCE_EXHAUSTED"
     assert all(c.join().error is None for c in calls)
     assert [r.timestamp for r in state.log.interactions()] == [T0, T0 + 1]
     assert list(state.log.items()) == []
@@ -330,16 +341,87 @@ def test_a_full_queue_refuses_at_once_with_resource_exhausted(make_state):
 
 
 def test_close_drains_queued_writes_then_refuses(make_state, log_path):
-    state = make_state()
-    with writer_held(state):
+    state = make_state(max_batch=1)  # draining takes several batches after close has begun
+    with write_lock_held(state):
         calls = queue_in_order(state, [(state.record_interaction, ("drain", f"i{k}", 1.0,
                                                                     T0 + k)) for k in range(4)])
         closing = Call(state.close)
         wait_until(lambda: state._closing, "close has begun")
-        with pytest.raises(EventLogError, match="closed"):
-            state.record_interaction("drain", "i5", 1.0, T0 + 5)
+        late = Call(state.record_interaction, "drain", "i5", 1.0, T0 + 5)
+        wait_until(lambda: not late.thread.is_alive() or state.queued > 4,
+                   "the late write is refused or queued")
+        assert isinstance(late.join().error, EventLogError) and "closed" in str(late.error)
     assert closing.join().error is None
     assert all(c.join().error is None for c in calls)  # answered, not dropped
     state.close()  # idempotent
     with EventLog(log_path) as log:
         assert [r.timestamp for r in log.interactions()] == [T0 + k for k in range(4)]
+
+
+# -- kill -9 -------------------------------------------------------------------------------
+
+CHILD = """
+import sys, threading
+from pathlib import Path
+from shortlist.common import artifacts
+from shortlist.retrieval.bundle import RetrievalModels
+from shortlist.retrieval.eventlog import EventLog
+from shortlist.retrieval.online import RetrievalState
+from shortlist.retrieval.retriever import Retriever
+
+version_dir = artifacts.resolve(Path(sys.argv[1]))
+state = RetrievalState(EventLog(sys.argv[2]))
+state.swap(state.prepare(Retriever(RetrievalModels.load(version_dir), "v", 2000), None))
+out = threading.Lock()
+
+def writer(w):
+    i = 0
+    while True:
+        seq, _ = state.record_interaction(f"k{w}", f"i{i % 240}", 1.0, 1_700_000_000 + i)
+        with out:  # printed only once acknowledged
+            print(seq, w, i, flush=True)
+        i += 1
+
+for w in range(8):
+    threading.Thread(target=writer, args=(w,), daemon=True).start()
+threading.Event().wait()
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_every_write_acknowledged_by_group_commit_survives_kill_9(trained, log_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(trained), str(log_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO, env=env)
+    acked: dict[int, tuple[int, int]] = {}
+    try:
+        while len(acked) < 400:
+            line = proc.stdout.readline()
+            if not line:
+                pytest.fail(f"writer exited early: {proc.stderr.read()[-2000:]}")
+            seq, w, i = map(int, line.split())
+            acked[seq] = (w, i)
+        proc.send_signal(signal.SIGKILL)  # mid-stream: eight threads are writing
+        proc.wait(timeout=30)
+        for line in proc.stdout.read().splitlines():  # printed before dying: acknowledged
+            parts = line.split()
+            if len(parts) == 3:
+                acked[int(parts[0])] = (int(parts[1]), int(parts[2]))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    with EventLog(log_path) as log:
+        stored = {r.seq: r for r in log.interactions()}
+    missing = sorted(set(acked) - set(stored))
+    assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:5]}"
+    for seq, (w, i) in acked.items():
+        assert (stored[seq].user_id, stored[seq].timestamp) == (f"k{w}", T0 + i)
+    for w in range(8):  # each writer's acknowledged writes are in the log in its own order
+        mine = sorted((seq, i) for seq, (ww, i) in acked.items() if ww == w)
+        assert [i for _, i in mine] == sorted(i for _, i in mine)

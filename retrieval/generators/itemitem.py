@@ -22,7 +22,6 @@ import scipy.sparse as sp
 from shortlist.common.catalog import ItemCatalog
 from shortlist.retrieval.ease import MAX_ITEMS, Ease, EaseTooLarge
 from shortlist.retrieval.generators.base import FitData, Generator, HnswParams, UserState
-from shortlist.retrieval.hnsw import exact_top_k
 from shortlist.retrieval.weights import confidence
 
 logger = logging.getLogger(__name__)
@@ -69,13 +68,17 @@ class ItemItemGenerator(Generator):
         self.weights = weights
         self.config = config
 
-    def scores(self, user: UserState) -> np.ndarray | None:
-        """Every item's score for the user (dense), memoised for the request."""
+    def scores(self, user: UserState) -> tuple[np.ndarray, np.ndarray] | None:
+        """(items, scores) of every item with a non-zero score for the user, items sorted;
+        memoised for the request.
+
+        Only the neighbours of the user's items can score, so proposing and filtering work on
+        those (a few thousand) rather than on the whole catalog.
+        """
         key = self.name
         if key not in user.memo:
             w = self.weights
-            n = w.shape[0]
-            known = user.items < n
+            known = user.items < w.shape[0]
             items = user.items[known]
             if len(items) == 0:
                 user.memo[key] = None
@@ -90,31 +93,36 @@ class ItemItemGenerator(Generator):
                 offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths,
                                                                    lengths)
                 flat = starts[owner] + offset
-                user.memo[key] = np.bincount(w.indices[flat],
-                                             weights=w.data[flat] * strength[owner],
-                                             minlength=n)
+                # One dense pass to add up (cheaper than sorting the entries: a bincount over
+                # 100K items is ~0.1 ms), then only the touched items are kept.
+                dense = np.bincount(w.indices[flat], weights=w.data[flat] * strength[owner],
+                                    minlength=w.shape[0])
+                targets = np.flatnonzero(dense)  # no opinion is not a proposal
+                user.memo[key] = (targets, dense[targets])
         return user.memo[key]
 
     def propose(self, user: UserState, k: int,
                 banned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        s = self.scores(user)
-        if s is None:
+        found = self.scores(user)
+        if found is None:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        s = s.copy()
-        n = len(s)
-        s[banned[:n]] = -np.inf
-        s[s == 0] = -np.inf  # no neighbour of the history: no opinion, not a proposal
-        top = exact_top_k(s, k)
-        top = top[np.isfinite(s[top])]
-        return top, s[top].astype(np.float32)
+        items, scores = found
+        ok = ~banned[items]
+        items, scores = items[ok], scores[ok]
+        top = np.lexsort((items, -scores))[:k]  # best first, ties to the lower index
+        return items[top], scores[top].astype(np.float32)
 
     def affinity(self, user: UserState, items: np.ndarray) -> np.ndarray | None:
-        s = self.scores(user)
-        if s is None:
+        found = self.scores(user)
+        if found is None:
             return None
+        targets, scores = found
         out = np.zeros(len(items), np.float32)
-        known = items < len(s)
-        out[known] = s[items[known]]
+        if len(targets) == 0:
+            return out
+        pos = np.minimum(np.searchsorted(targets, items), len(targets) - 1)
+        hit = targets[pos] == items
+        out[hit] = scores[pos[hit]]
         return out
 
     def similar_items(self, item: int, k: int,

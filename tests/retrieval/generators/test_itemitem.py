@@ -56,10 +56,12 @@ def test_history_strengths_follow_the_confidence_transform():
     gen = ItemKnnGenerator.fit(data(pairs, 3, 4), ItemKnnConfig(shrinkage=0.0,
                                                                  confidence="log1p"))
     user = state([0, 2], weights=[1.0, 20.0])
-    s = gen.scores(user)
+    items, scores = gen.scores(user)
     w = gen.weights.toarray()
     expected = np.log1p(1.0) * w[0] + np.log1p(20.0) * w[2]
-    np.testing.assert_allclose(s, expected, rtol=1e-6)
+    assert items.tolist() == np.flatnonzero(expected).tolist()  # only items with a score
+    np.testing.assert_allclose(scores, expected[items], rtol=1e-6)
+    np.testing.assert_allclose(gen.affinity(user, np.arange(4)), expected, rtol=1e-6)
     assert confidence(np.array([0, -1, 3]), "binary").tolist() == [0, 0, 1]
 
 

@@ -22,6 +22,9 @@ def register(sub) -> None:
                    help="generic format without a timestamp column: read the rows' order as "
                         "time (only for logs written in time order); by default such data "
                         "has no time, and splits are random")
+    p.add_argument("--generators", default="", metavar="NAMES",
+                   help="comma-separated generators to fit, in merge order (default: every "
+                        "registered one: als,ease,itemknn,content,trending)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--if-missing", action="store_true",
                    help="do nothing (exit 0) if --out already holds a published version "
@@ -36,12 +39,21 @@ def run(args: argparse.Namespace) -> int:
         if present:
             print(f"artifacts present in {args.out} (newest {present[-1].name}); not fitting")
             return 0
-    from shortlist.training.fit import fit
+    from shortlist.retrieval.generators import Registry, default_registry
+    from shortlist.training.fit import FitError, fit
     from shortlist.training.params import FitParams
 
+    registry = default_registry()
+    if args.generators:
+        try:
+            registry = Registry(registry.get(n.strip()) for n in args.generators.split(",")
+                                if n.strip())
+        except KeyError as exc:
+            raise FitError(f"--generators: {exc.args[0]}") from exc
     params = FitParams(seed=args.seed, tune=not args.no_tune)
     version = fit(args.dataset, Path(args.out), params, progress=not args.quiet,
-                  events=args.events, row_order_time=args.row_order_is_time)
+                  events=args.events, registry=registry,
+                  row_order_time=args.row_order_is_time)
     manifest = read_manifest(version)
     models = manifest.data["metrics"]["models"]
     print(f"published {version}")

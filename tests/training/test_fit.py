@@ -253,3 +253,15 @@ def test_tuning_runs_on_a_user_sample_of_large_data():
     assert len(t) == 10 * 5
     same_t, same_v, note = tuning_sample(train, valid, 100, seed=1)
     assert note["all"] and same_t is train and same_v is valid
+
+
+def test_cli_fit_with_a_subset_of_generators(synthetic_dir, tmp_path, capsys):
+    out = tmp_path / "artifacts"
+    code = main(["fit", "--dataset", str(synthetic_dir), "--out", str(out), "--quiet",
+                 "--no-tune", "--generators", "trending,content"])
+    assert code == 0
+    manifest = json.loads((list_versions(out)[0] / MANIFEST).read_text())
+    assert manifest["generators"] == ["trending", "content"]
+    assert main(["fit", "--dataset", str(synthetic_dir), "--out", str(out), "--quiet",
+                 "--no-tune", "--generators", "nope"]) == 2
+    assert "no generator named 'nope'" in capsys.readouterr().err

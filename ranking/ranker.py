@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
+
+from shortlist.ranking.compiled import compile_booster
 
 DEFAULT_PARAMS = {
     "objective": "lambdarank",
@@ -28,6 +31,21 @@ DEFAULT_PARAMS = {
 class LambdaRanker:
     def __init__(self, booster: lgb.Booster | None = None) -> None:
         self.booster = booster
+        # Set by ``compile``: the same trees as native code (ranking.compiled), same scores.
+        self._compiled: Callable[[np.ndarray], np.ndarray] | None = None
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled is not None
+
+    def compile(self, cache_dir: Path | None) -> bool:
+        """Score with the trees compiled to native code from now on; True when the object
+        code came from ``cache_dir``. Raises ranking.compiled.CompileError (LightGBM keeps
+        scoring) when they cannot be compiled or score differently."""
+        if self.booster is None:
+            raise RuntimeError("ranker is not fitted")
+        self._compiled, cached = compile_booster(self.booster, cache_dir)
+        return cached
 
     def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, feature_names: list[str],
             valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
@@ -39,6 +57,7 @@ class LambdaRanker:
         if valid is not None and len(valid[2]):
             sets = [lgb.Dataset(valid[0], valid[1], group=valid[2], reference=train)]
             callbacks = [lgb.early_stopping(30, verbose=False)]
+        self._compiled = None
         self.booster = lgb.train(p, train, num_boost_round=num_boost_round, valid_sets=sets,
                                  callbacks=callbacks)
         return self
@@ -48,6 +67,8 @@ class LambdaRanker:
             raise RuntimeError("ranker is not fitted")
         if len(x) == 0:
             return np.zeros(0, dtype=np.float32)
+        if self._compiled is not None:
+            return self._compiled(x).astype(np.float32)
         return self.booster.predict(x, num_threads=1).astype(np.float32)
 
     def feature_importance(self) -> dict[str, float]:

@@ -14,6 +14,8 @@ from shortlist.common.edge import Edge
 from shortlist.common.metrics import Metrics
 from shortlist.common.versions import VersionWatcher
 from shortlist.ranking.bundle import RankingModels
+from shortlist.ranking.compiled import CompileError
+from shortlist.ranking.ranker import LambdaRanker
 from shortlist.ranking.service import RankingService
 from shortlist.ranking.settings import RankingSettings
 from shortlist.ranking.state import LoadedVersion, RankingState
@@ -38,11 +40,31 @@ def load_models(settings: RankingSettings, path: Path) -> LoadedVersion:
                                          "tuned": models.config.mmr_lambda,
                                          "setting": settings.mmr_lambda}})
         models.config.mmr_lambda = settings.mmr_lambda
+    compiled = compile_ranker(settings, models.ranker, manifest.version)
     logger.info("models loaded", extra={"fields": {
         "version": manifest.version, "items": len(models.catalog),
-        "trees": models.ranker.booster.num_trees(),
+        "trees": models.ranker.booster.num_trees(), "compiled": compiled,
         "seconds": round(time.perf_counter() - start, 2)}})
     return LoadedVersion.of(models, manifest.version)
+
+
+def compile_ranker(settings: RankingSettings, ranker: LambdaRanker, version: str) -> str:
+    """Compile the ranker when the settings ask for it: "cached", "compiled", "off" or
+    "failed" (LightGBM scores, and a warning says why)."""
+    if not settings.compile_ranker:
+        return "off"
+    start = time.perf_counter()
+    try:
+        cache = Path(settings.compile_cache).expanduser() if settings.compile_cache else None
+        cached = ranker.compile(cache)
+    except CompileError as e:
+        logger.warning("the ranker is served by LightGBM: %s", e,
+                       extra={"fields": {"version": version}})
+        return "failed"
+    if not cached:
+        logger.info("ranker compiled", extra={"fields": {
+            "version": version, "seconds": round(time.perf_counter() - start, 2)}})
+    return "cached" if cached else "compiled"
 
 
 def create_server(settings: RankingSettings) -> tuple[grpc.Server, int]:

@@ -30,3 +30,14 @@ class RankingSettings(ServerSettings):
                                    description="bearer token required on Admin.SetVersion; "
                                                "empty: no check")
     max_message_bytes: int = Field(16 * 1024 * 1024, description="gRPC max message size")
+    compile_ranker: bool = Field(True,
+                                 description="score with the ranker's trees compiled to native "
+                                             "code by lleaves (same scores, about ten times less "
+                                             "CPU); a model that fails to compile or to match "
+                                             "LightGBM's scores is served by LightGBM, with a "
+                                             "warning")
+    compile_cache: str = Field("~/.cache/shortlist/compiled",
+                               description="directory caching compiled rankers (created "
+                                           "private; used only when owned by this user and "
+                                           "writable by no one else); empty: compile in "
+                                           "memory on every load")

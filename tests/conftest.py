@@ -60,6 +60,17 @@ def write_synthetic(directory: Path, n_users: int = 150, n_items: int = 240,
     return directory
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compile_cache(tmp_path_factory):
+    """Compiled rankers (ranking.compiled) go to one directory per test session, not the user's
+    ~/.cache: each artifact compiles once per session, and no run depends on an earlier one.
+    Servers started as subprocesses inherit it through the environment."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SHORTLIST_RANKING_COMPILE_CACHE", str(tmp_path_factory.getbasetemp() / "compiled"))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory) -> Path:
     return write_synthetic(tmp_path_factory.mktemp("synthetic"))

@@ -82,8 +82,12 @@ def recommenders(models: RetrievalModels, stats: ItemStats,
 def evaluate(models: RetrievalModels, stats: ItemStats, pipeline: RankingPipeline | None,
              test: Events, k: int = 10, progress: bool = True,
              extra: dict[str, Recommender] | None = None,
-             only: set[str] | None = None) -> dict[str, dict[str, float]]:
+             only: set[str] | None = None,
+             per_user: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
     """Mean metrics@k per recommender over the users in ``test``.
+
+    ``per_user``, when given, receives each recommender's NDCG@k per user (users in the same
+    order for every recommender), for paired comparisons of two recommenders.
 
     Besides accuracy: catalog coverage (share of items recommended to anyone), intra-list
     diversity (mean pairwise content distance in a list) and novelty (mean self-information).
@@ -100,10 +104,11 @@ def evaluate(models: RetrievalModels, stats: ItemStats, pipeline: RankingPipelin
     n_users = len(models.users)
     diversity = stats.diversity if stats.diversity_space else None
     sums = {name: np.zeros(6) for name in recs}
+    user_ndcg = {name: np.zeros(len(relevant)) for name in recs}
     shown = {name: np.zeros(n_items, dtype=bool) for name in recs}
     union_recall = 0.0
-    for user in tqdm(sorted(relevant), desc="evaluate", unit="user", disable=not progress,
-                     leave=False):
+    for position, user in enumerate(tqdm(sorted(relevant), desc="evaluate", unit="user",
+                                         disable=not progress, leave=False)):
         items, _, _ = models.history.events(user)
         banned = banned_mask(n_items, items)
         rel = relevant[user]
@@ -114,7 +119,8 @@ def evaluate(models: RetrievalModels, stats: ItemStats, pipeline: RankingPipelin
             ranked = full[:k]
             shown[name][ranked] = True
             ild = intra_list_distance(diversity[ranked]) if diversity is not None else 0.0
-            sums[name] += (ndcg_at_k(ranked, rel, k), recall_at_k(ranked, rel, k),
+            user_ndcg[name][position] = ndcg = ndcg_at_k(ranked, rel, k)
+            sums[name] += (ndcg, recall_at_k(ranked, rel, k),
                            hit_at_k(ranked, rel, k), ap_at_k(ranked, rel, k), ild,
                            novelty(ranked, item_users, n_users))
     n = max(1, len(relevant))
@@ -125,6 +131,8 @@ def evaluate(models: RetrievalModels, stats: ItemStats, pipeline: RankingPipelin
                      "ild": s[4] / n if diversity is not None else None,
                      "novelty": s[5] / n,
                      "users": len(relevant)}
+    if per_user is not None:
+        per_user.update(user_ndcg)
     if UNION in out:
         out[UNION]["recall@candidates"] = union_recall / n
         out[UNION]["candidates"] = models.config.max_candidates

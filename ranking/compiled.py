@@ -95,7 +95,10 @@ def compile_booster(booster: lgb.Booster,
     text = booster.model_to_string()
     cache: Path | None = None
     if cache_dir is not None:
-        cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError:
+            pass  # an unwritable or bogus cache path: compile in memory (private_dir is False)
         if private_dir(cache_dir):
             cache = cache_dir / f"ranker-{cache_key(text)}.o"
     cached = cache is not None and cache.exists()
@@ -126,5 +129,8 @@ def compile_booster(booster: lgb.Booster,
             raise CompileError(f"compiled scores differ from LightGBM's by up to "
                                f"{np.nanmax(diff)}{source}")
         if cache is not None and not cached and target is not None and target.exists():
-            os.replace(target, cache)
+            try:
+                os.replace(target, cache)
+            except OSError:
+                pass  # the cache went away or read-only meanwhile: serve the compiled model
     return predict, cached

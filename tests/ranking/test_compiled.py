@@ -96,6 +96,15 @@ def test_a_shared_cache_directory_is_not_used(rankers, tmp_path):
     assert not compiled.private_dir(tmp_path / "missing")
 
 
+def test_an_unusable_cache_path_compiles_in_memory(rankers, tmp_path):
+    """A cache path that cannot be a directory (here under a file) never stops a load."""
+    (tmp_path / "file").write_text("")
+    predict, cached = compile_booster(rankers[1].booster, tmp_path / "file" / "cache")
+    x = probe_matrix(rankers[1].booster, rows=100, seed=4)
+    assert not cached
+    np.testing.assert_array_equal(predict(x), rankers[1].booster.predict(x))
+
+
 def test_in_memory_without_a_cache(rankers):
     predict, cached = compile_booster(rankers[1].booster, None)
     x = probe_matrix(rankers[1].booster, rows=100, seed=3)

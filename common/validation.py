@@ -39,6 +39,11 @@ def check_id(name: str, value: str, max_length: int) -> str:
     the event log and in saved vocabularies, where a NUL would truncate them)."""
     if not value:
         raise InvalidArgument(f"{name} is empty")
+    return _bounded(name, value, max_length)
+
+
+def _bounded(name: str, value: str, max_length: int) -> str:
+    """At most ``max_length`` characters and no NUL: what every string checked here needs."""
     if len(value) > max_length:
         raise InvalidArgument(f"{name} longer than {max_length} characters")
     if "\x00" in value:
@@ -71,11 +76,7 @@ def check_text(name: str, value: str, max_length: int, allow_empty: bool = True)
     a non-blank character, since a blank title or query has nothing to index or match."""
     if not allow_empty and not value.strip():
         raise InvalidArgument(f"{name} is empty")
-    if len(value) > max_length:
-        raise InvalidArgument(f"{name} longer than {max_length} characters")
-    if "\x00" in value:
-        raise InvalidArgument(f"{name} contains a NUL character")
-    return value
+    return _bounded(name, value, max_length)
 
 
 def check_k(k: int, default: int, max_k: int) -> int:

@@ -11,7 +11,7 @@ DATASET ?= ml-latest-small
 export OPENBLAS_NUM_THREADS ?= 1
 export PYTHONDONTWRITEBYTECODE ?= 1
 
-.PHONY: install lock protos demo serve test lint train retrain quality bench bench-scale clean
+.PHONY: install lock protos demo serve serve-replicated servers test lint train retrain quality bench bench-scale clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m venv $(VENV)
@@ -61,7 +61,25 @@ serve: $(STAMP)
 	@$(MAKE) --no-print-directory train
 	$(BIN)/python -m shortlist.common.stack serve --artifacts $(ARTIFACTS) $(SERVE_ARGS)
 
-test: $(STAMP)
+# `serve` with two retrieval and two ranking replicas on shared state in a local redis-server
+# (installed by `make servers`), the gateway balancing over them (docs/scale-out.md).
+serve-replicated: $(STAMP) servers
+	@$(BIN)/python -m shortlist.common.stack check --replicas 2 $(SERVE_ARGS)
+	@$(MAKE) --no-print-directory train
+	$(BIN)/python -m shortlist.common.stack serve --replicas 2 --artifacts $(ARTIFACTS) \
+		$(SERVE_ARGS)
+
+# Servers the tests run as local processes: Debian's redis-server. Installed when missing and
+# running as root (CI); otherwise the redis tests skip, except under CI=1, where they fail.
+servers:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null; }; \
+	  else echo "redis-server is missing (apt-get install redis-server as root)" >&2; fi; }
+
+test: $(STAMP) servers
 	$(BIN)/python -m pytest -q
 
 # A small-scale run of the whole benchmark harness (a few minutes), for regression checks:

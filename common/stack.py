@@ -4,7 +4,11 @@ Only console-script entry points and the gRPC health contract are used here, so 
 knows nothing of the servers' internals.
 
 ``Stack`` starts the servers and stops them (`run`, the demo, the tests: a death is the
-caller's business). ``Supervisor`` is `serve`: it keeps them running, restarting a server that
+caller's business). With ``replicas`` > 1 it runs that many retrieval and ranking servers
+("retrieval", "retrieval-2", ...) on shared state in a local ``redis-server`` that it starts
+first and stops last, and the gateway balances over them (`make serve-replicated`).
+
+``Supervisor`` is `serve`: it keeps them running, restarting a server that
 dies while the others keep serving, because the gateway is built to answer without ranking
 (degraded) and a launcher that stops everything would throw that away.
 """
@@ -27,6 +31,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from shortlist.common.redisproc import RedisProcess, RedisUnavailable
 from shortlist.common.security import open_channel
 from shortlist.common.serving import bind_problem, join_address, split_address
 
@@ -39,6 +44,24 @@ START_ORDER = ("retrieval", "ranking", "gateway")
 DEFAULT_HOST = "127.0.0.1"
 # A server bound to every interface is dialled on loopback (its own machine).
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+# Replica i (2, 3, ...) of a server listens on its first port + REPLICA_STRIDE * (i - 1).
+REPLICA_STRIDE = 10
+REPLICATED = ("retrieval", "ranking")
+DEFAULT_REDIS_PORT = 6379
+
+
+def kind(name: str) -> str:
+    """The server a stack member runs: "retrieval-2" runs retrieval."""
+    return name.split("-", 1)[0]
+
+
+def member_names(replicas: int) -> list[str]:
+    """Stack members in start order: retrieval and ranking ``replicas`` times, the gateway."""
+    names = []
+    for server in START_ORDER:
+        copies = replicas if server in REPLICATED else 1
+        names += [server] + [f"{server}-{i}" for i in range(2, copies + 1)]
+    return names
 
 
 class PortTakenError(RuntimeError):
@@ -160,13 +183,22 @@ class Stack:
     metrics_ports: dict[str, int] = field(default_factory=dict)
     # Host each server binds (default 127.0.0.1); 0.0.0.0 or :: serve every interface.
     hosts: dict[str, str] = field(default_factory=dict)
+    # Shared retrieval state: a redis-server started before the servers (replicated stacks).
+    redis: RedisProcess | None = None
 
     @classmethod
-    def on_free_ports(cls, artifacts: Path, metrics: bool = False, **kw) -> Stack:
-        """A stack beside any other (tests, `run`); ``metrics``: free metrics ports too."""
+    def on_free_ports(cls, artifacts: Path, metrics: bool = False, replicas: int = 1,
+                      **kw) -> Stack:
+        """A stack beside any other (tests, `run`); ``metrics``: free metrics ports too;
+        ``replicas`` > 1: that many retrieval and ranking servers on a redis of their own
+        (in ``state_dir``)."""
+        names = member_names(replicas)
         if metrics:
-            kw.setdefault("metrics_ports", {name: free_port() for name in DEFAULT_PORTS})
-        return cls(artifacts, {name: free_port() for name in DEFAULT_PORTS}, **kw)
+            kw.setdefault("metrics_ports", {name: free_port() for name in names})
+        if replicas > 1 and "redis" not in kw:
+            state = kw.get("state_dir") or Path(artifacts).resolve().parent / "state"
+            kw["redis"] = RedisProcess(Path(state) / "redis", free_port())
+        return cls(artifacts, {name: free_port() for name in names}, **kw)
 
     @classmethod
     def only(cls, name: str, artifacts: Path, metrics: bool = False, **kw) -> Stack:
@@ -178,15 +210,27 @@ class Stack:
 
     @property
     def servers(self) -> list[str]:
-        """The servers this stack runs, in start order."""
-        return [name for name in START_ORDER if name in self.ports]
+        """The servers this stack runs, in start order (replicas after their first)."""
+        return sorted(self.ports, key=lambda n: (START_ORDER.index(kind(n)), len(n), n))
+
+    def members(self, server: str) -> list[str]:
+        """This stack's members running ``server``, e.g. ["retrieval", "retrieval-2"]."""
+        return [name for name in self.servers if kind(name) == server]
 
     @classmethod
-    def at(cls, artifacts: Path, addresses: Mapping[str, str], **kw) -> Stack:
-        """A stack on given ``HOST:PORT`` addresses (by server name; the rest: defaults)."""
+    def at(cls, artifacts: Path, addresses: Mapping[str, str], replicas: int = 1,
+           **kw) -> Stack:
+        """A stack on given ``HOST:PORT`` addresses (by server name; the rest: defaults);
+        replica i of a server on its port + REPLICA_STRIDE * (i - 1), same host."""
         ports, hosts = dict(DEFAULT_PORTS), {}
         for name, address in addresses.items():
             hosts[name], ports[name] = split_address(address)
+        for name in member_names(replicas):
+            if name not in ports:
+                i = int(name.rsplit("-", 1)[1])
+                ports[name] = ports[kind(name)] + REPLICA_STRIDE * (i - 1)
+                if kind(name) in hosts:
+                    hosts[name] = hosts[kind(name)]
         return cls(artifacts, ports, hosts=hosts, **kw)
 
     def host(self, name: str) -> str:
@@ -228,21 +272,34 @@ class Stack:
             out.append(arg)
         return out
 
+    def target(self, server: str) -> str:
+        """How the gateway reaches ``server``: one address, or its replicas as a list."""
+        return ",".join(self.address(n) for n in self.members(server))
+
     def environment(self, name: str) -> dict[str, str]:
         env = {**os.environ, **self.env}
-        prefix = f"SHORTLIST_{name.upper()}_"
+        server = kind(name)
+        prefix = f"SHORTLIST_{server.upper()}_"
         env[prefix + "ADDRESS"] = self.bind_address(name)
         if name in self.metrics_ports:
             env[prefix + "METRICS_PORT"] = str(self.metrics_ports[name])
-        if name == "gateway":
-            env[prefix + "RETRIEVAL_TARGET"] = self.address("retrieval")
-            env[prefix + "RANKING_TARGET"] = self.address("ranking")
+        if server == "gateway":
+            env[prefix + "RETRIEVAL_TARGET"] = self.target("retrieval")
+            env[prefix + "RANKING_TARGET"] = self.target("ranking")
         else:
             env[prefix + "ARTIFACTS"] = str(self.artifacts)
-        if name == "retrieval":
+        if server == "retrieval":
             state = self.state_dir or self.artifacts.resolve().parent / "state"
             env.setdefault(prefix + "EVENT_LOG", str(state / "events.db"))
+            if self.redis is not None:
+                env[prefix + "STATE_BACKEND"] = "redis"
+                env[prefix + "REDIS_URL"] = self.redis.url
         return env
+
+    def start_redis(self) -> None:
+        """Start the stack's redis-server unless there is none or it runs."""
+        if self.redis is not None and not self.redis.running:
+            self.redis.start()
 
     def spawn(self, name: str) -> subprocess.Popen:
         """Start server ``name`` without waiting for it (``start_one`` waits)."""
@@ -251,7 +308,7 @@ class Stack:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (closed below)
         try:
-            proc = subprocess.Popen([sys.executable, "-m", f"shortlist.{name}"],
+            proc = subprocess.Popen([sys.executable, "-m", f"shortlist.{kind(name)}"],
                                     env=self.environment(name), stdout=out, stderr=out)
         finally:
             if out is not None:
@@ -288,6 +345,7 @@ class Stack:
 
     def start(self, timeout_s: float = 120.0) -> Stack:
         try:
+            self.start_redis()
             for name in self.servers:
                 self.start_one(name, timeout_s)
         except BaseException:
@@ -307,8 +365,10 @@ class Stack:
             proc.wait()
 
     def stop(self) -> None:
-        for name in reversed(START_ORDER):
+        for name in reversed(self.servers):
             self.stop_one(name)
+        if self.redis is not None:
+            self.redis.stop()
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -378,7 +438,8 @@ class Supervisor:
         Raises StartFailed (everything stopped) if one does not come up.
         """
         try:
-            for name in START_ORDER:
+            self.stack.start_redis()
+            for name in self.stack.servers:
                 self._spawn(name)
                 while self._step(name) == "starting":
                     if self.stopping:
@@ -394,7 +455,7 @@ class Supervisor:
         """Keep every server running until ``stop()``, then stop them all."""
         try:
             while not self.stopping:
-                for name in START_ORDER:
+                for name in self.stack.servers:
                     self._step(name)
                 time.sleep(self.poll_s)
         finally:
@@ -558,9 +619,12 @@ def port_problems(stack: Stack) -> list[str]:
     """
     problems = []
     owners: dict[int, str] = {}
-    wanted = [(stack.ports[n], n, stack.host(n), address_hint(n)) for n in DEFAULT_PORTS]
-    wanted += [(port, f"{n} metrics", stack.metrics_host(n), metrics_hint(n))
+    wanted = [(stack.ports[n], n, stack.host(n), address_hint(kind(n))) for n in stack.servers]
+    wanted += [(port, f"{n} metrics", stack.metrics_host(kind(n)), metrics_hint(kind(n)))
                for n, port in stack.metrics_ports.items()]
+    if stack.redis is not None:
+        wanted.append((stack.redis.port, "redis", DEFAULT_HOST,
+                       "; choose another with --redis-port PORT"))
     for port, label, host, hint in wanted:
         if port in owners:
             problems.append(f"port {port} is given to both {owners[port]} and {label}{hint}")
@@ -595,12 +659,15 @@ def serve(stack: Stack) -> int:
     try:
         if not supervisor.start():
             return 0
-    except (StartFailed, OSError) as exc:
+    except (StartFailed, RedisUnavailable, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
     pids = supervisor.pids()
+    if stack.redis is not None:
+        print(f"shared state: redis-server {stack.redis.url} (AOF in {stack.redis.directory})",
+              flush=True)
     print("serving: " + ", ".join(f"{n} {stack.address(n)} (pid {pids[n]})"
-                                  for n in DEFAULT_PORTS) + " (Ctrl-C to stop)", flush=True)
+                                  for n in stack.servers) + " (Ctrl-C to stop)", flush=True)
     if stack.metrics_ports:
         print("metrics: " + ", ".join(f"{n} http://{stack.metrics_address(n)}/metrics"
                                       for n in stack.metrics_ports), flush=True)
@@ -633,6 +700,14 @@ def main(argv: list[str] | None = None) -> int:
                             help=f"`serve`: the {name} server's /metrics port (default "
                                  f"${_env_name(name, 'METRICS_PORT')}, or {port} with "
                                  "--metrics); implies /metrics for it")
+    parser.add_argument("--replicas", type=int, default=1, metavar="N",
+                        help="run N retrieval and N ranking servers on shared state in a local "
+                             "redis-server (replica i on its server's port + "
+                             f"{REPLICA_STRIDE}*(i-1)); the gateway balances over them")
+    parser.add_argument("--redis-port", type=int, default=DEFAULT_REDIS_PORT, metavar="PORT",
+                        help=f"`serve --replicas`: the local redis-server's port (default "
+                             f"{DEFAULT_REDIS_PORT}; its AOF goes to state/redis beside the "
+                             "artifact root)")
     parser.add_argument("--memory-report", default=None, metavar="PATH",
                         help="`run`: write each server's RSS (now and peak) as JSON")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -642,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
         if not cmd:
             parser.error("run needs a command after --")
         metrics = args.metrics or any(f"{{{n}_metrics}}" in a for n in DEFAULT_PORTS for a in cmd)
-        with Stack.on_free_ports(Path(args.artifacts), metrics=metrics,
+        with Stack.on_free_ports(Path(args.artifacts), metrics=metrics, replicas=args.replicas,
                                  log_dir=Path(args.artifacts).resolve().parent / "logs") as s:
             code = subprocess.run(s.substitute(cmd), check=False).returncode
             memory = s.memory()
@@ -657,7 +732,19 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    stack = Stack.at(Path(args.artifacts), addresses, metrics_ports=metrics_ports)
+    if args.replicas < 1:
+        print("error: --replicas must be at least 1", file=sys.stderr)
+        return 2
+    redis = None
+    if args.replicas > 1:
+        state = Path(args.artifacts).resolve().parent / "state" / "redis"
+        redis = RedisProcess(state, args.redis_port)
+        for name in member_names(args.replicas):
+            if name not in metrics_ports and kind(name) in metrics_ports:
+                i = int(name.rsplit("-", 1)[1])
+                metrics_ports[name] = metrics_ports[kind(name)] + REPLICA_STRIDE * (i - 1)
+    stack = Stack.at(Path(args.artifacts), addresses, replicas=args.replicas,
+                     metrics_ports=metrics_ports, redis=redis)
     problems = port_problems(stack)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)

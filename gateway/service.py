@@ -14,9 +14,11 @@ import time
 import grpc
 
 from shortlist.common import edge, validation
-from shortlist.gateway.errors import UpstreamFailed
+from shortlist.common.eventid import later
+from shortlist.gateway.errors import InvalidRequest, UpstreamFailed
 from shortlist.gateway.settings import GatewaySettings
 from shortlist.gateway.upstream import Upstream
+from shortlist.gateway.writes import RecentWrites
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc, ranking_pb2, retrieval_pb2
 
 # Statuses from retrieval that describe the caller's request and are passed through as is.
@@ -31,6 +33,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     def __init__(self, settings: GatewaySettings, upstream: Upstream) -> None:
         self.settings = settings
         self.upstream = upstream
+        self.recent_writes = RecentWrites(settings.read_your_writes_users,
+                                          settings.read_your_writes_s)
 
     def _check_id(self, name: str, value: str) -> None:
         validation.check_id(name, value, self.settings.max_id_length)
@@ -63,6 +67,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                              s.max_id_length)
         validation.check_filters(request.filters, s.max_list_items, s.max_id_length)
         deadline = start + self._timeout(context, s.request_timeout_s)
+        try:  # read your writes: the caller's token or the latest write forwarded here
+            after = later(request.after_event_id, self.recent_writes.latest(request.user_id))
+        except ValueError as exc:
+            raise InvalidRequest(f"after_event_id: {exc}") from exc
 
         # 0 leaves the count to the artifact (what tuning chose); a setting overrides it.
         n_candidates = max(s.candidates, k) if s.candidates else 0
@@ -72,7 +80,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 retrieval_pb2.RetrieveRequest(
                     user_id=request.user_id, recent_item_ids=request.recent_item_ids,
                     filters=request.filters, max_candidates=n_candidates,
-                    request_id=rid, k=k),
+                    request_id=rid, k=k, after_event_id=after),
                 timeout=max(0.001, min(s.retrieval_timeout_s, deadline - t0)),
             )
         except grpc.RpcError as exc:
@@ -148,8 +156,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     def RecordInteraction(self, request, context):
         # Durability is retrieval's: it acknowledges only after the event log is synced.
         edge.annotate(user_id=request.user_id[:64], item_id=request.item_id[:64])
-        return self._forward(self.upstream.retrieval.RecordInteraction, request, context,
-                             self.settings.write_timeout_s)
+        response = self._forward(self.upstream.retrieval.RecordInteraction, request, context,
+                                 self.settings.write_timeout_s)
+        self.recent_writes.remember(request.user_id, response.event_id)
+        return response
 
     def UpsertItem(self, request, context):
         edge.annotate(item_id=request.item_id[:64])

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from shortlist.client.channel import channel_target
 from shortlist.common.settings import ServerSettings
 
 
@@ -12,8 +13,22 @@ class GatewaySettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="SHORTLIST_GATEWAY_")
 
     address: str = Field("127.0.0.1:50051", description="host:port to listen on (port 0: any)")
-    retrieval_target: str = Field("127.0.0.1:50052", description="retrieval server host:port")
-    ranking_target: str = Field("127.0.0.1:50053", description="ranking server host:port")
+    retrieval_target: str = Field("127.0.0.1:50052",
+                                  description="retrieval server host:port; replicas as a comma-"
+                                              "separated IP:port list or dns:///NAME:PORT "
+                                              "(balanced round-robin over healthy ones)")
+    ranking_target: str = Field("127.0.0.1:50053",
+                                description="ranking server host:port; replicas as for "
+                                            "retrieval_target")
+    read_your_writes_users: int = Field(100_000, ge=0,
+                                        description="users whose latest write the gateway "
+                                                    "remembers, so their next Recommend "
+                                                    "reflects it on any retrieval replica; "
+                                                    "0: off")
+    read_your_writes_s: float = Field(60.0, gt=0,
+                                      description="how long a user's latest write is "
+                                                  "remembered (replicas apply it within "
+                                                  "milliseconds)")
     max_concurrent_rpcs: int = Field(32, ge=0,
                                      description="calls in flight before new ones get "
                                                  "RESOURCE_EXHAUSTED; 0: no limit")
@@ -50,3 +65,9 @@ class GatewaySettings(ServerSettings):
     upstream_token: SecretStr = Field("", validate_default=True,
                                       description="bearer token sent to retrieval and ranking "
                                                   "(their write_token)")
+
+    @field_validator("retrieval_target", "ranking_target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        channel_target(value)  # a list of host names fails here, at startup
+        return value

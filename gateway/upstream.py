@@ -1,14 +1,18 @@
 """Clients for retrieval and ranking: one channel each, every call with a deadline.
 
-Plaintext by default; TLS (and mTLS) with ``credentials``, and every call carries ``token``
-(retrieval's and ranking's write token) when one is given.
+Each channel balances over every replica its target names (a list of IP:port, or a DNS name
+with several addresses) with ``round_robin``, sending calls only to replicas whose health is
+SERVING; a retried idempotent call is picked afresh, so it lands on another replica when one
+is down or refuses (a retrieval replica that has not applied the user's latest write answers
+UNAVAILABLE). Plaintext by default; TLS (and mTLS) with ``credentials``, and every call carries
+``token`` (retrieval's and ranking's write token) when one is given.
 """
 
 from __future__ import annotations
 
 import grpc
 
-from shortlist.client.channel import retry_service_config
+from shortlist.client.channel import balanced_service_config, channel_target, retry_service_config
 from shortlist.common import security
 from shortlist.v1 import admin_pb2_grpc, ranking_pb2_grpc, retrieval_pb2_grpc
 
@@ -21,9 +25,9 @@ SERVICE_CONFIG = retry_service_config(_IDEMPOTENT)
 
 def channel(target: str, max_message_bytes: int,
             credentials: grpc.ChannelCredentials | None = None, server_name: str = "",
-            token: str = "") -> grpc.Channel:
+            token: str = "", health_service: str = "") -> grpc.Channel:
     options = [
-        ("grpc.service_config", SERVICE_CONFIG),
+        ("grpc.service_config", balanced_service_config(SERVICE_CONFIG, health_service)),
         ("grpc.enable_retries", 1),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -31,7 +35,8 @@ def channel(target: str, max_message_bytes: int,
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", 1000),
     ]
-    return security.open_channel(target, credentials, options, server_name, token)
+    return security.open_channel(channel_target(target), credentials, options, server_name,
+                                 token)
 
 
 class Upstream:
@@ -39,8 +44,11 @@ class Upstream:
                  credentials: grpc.ChannelCredentials | None = None, server_name: str = "",
                  token: str = "") -> None:
         tls = {"credentials": credentials, "server_name": server_name, "token": token}
-        self._channels = [channel(retrieval_target, max_message_bytes, **tls),
-                          channel(ranking_target, max_message_bytes, **tls)]
+        self._channels = [
+            channel(retrieval_target, max_message_bytes, **tls,
+                    health_service="shortlist.v1.Retrieval"),
+            channel(ranking_target, max_message_bytes, **tls,
+                    health_service="shortlist.v1.Ranking")]
         self.retrieval = retrieval_pb2_grpc.RetrievalStub(self._channels[0])
         self.ranking = ranking_pb2_grpc.RankingStub(self._channels[1])
         self.retrieval_admin = admin_pb2_grpc.AdminStub(self._channels[0])

@@ -24,3 +24,13 @@ class WriteQueueFull(RetrievalError):
     cannot queue (and hold request threads) without bound; the client may retry shortly."""
 
     status = "RESOURCE_EXHAUSTED"
+
+
+class StateUnavailable(RetrievalError, errors.Unavailable):
+    """The durable store of writes (the event log, or the shared Redis stream) cannot take a
+    write now: it was not acknowledged, and may be retried."""
+
+
+class Lagging(RetrievalError, errors.Unavailable):
+    """This replica has not yet applied a write the request must see; another replica (or
+    this one, a moment later) can answer it."""

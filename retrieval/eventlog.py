@@ -76,6 +76,11 @@ CREATE TABLE IF NOT EXISTS interactions (
     timestamp INTEGER,
     received_at REAL
 );
+/* client event ids of logged interactions: a retried write is answered, not logged again */
+CREATE TABLE IF NOT EXISTS client_events (
+    client_event_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS items (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     item_id TEXT,
@@ -94,7 +99,7 @@ class EventLogError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Interaction:
-    seq: int
+    seq: int | str  # the log's seq; a stream id ("<ms>-<n>") when read from Redis
     user_id: str
     item_id: str
     weight: float
@@ -104,7 +109,7 @@ class Interaction:
 
 @dataclass(frozen=True, slots=True)
 class ItemRecord:
-    seq: int
+    seq: int | str
     item_id: str
     title: str
     categories: list[str]
@@ -127,12 +132,15 @@ class Entry:
 
     table: str
     values: tuple
+    client_event_id: str = ""  # the caller's id for the write: logged once however retried
 
 
-def interaction_entry(user_id: str, item_id: str, weight: float, timestamp: int) -> Entry:
+def interaction_entry(user_id: str, item_id: str, weight: float, timestamp: int,
+                      client_event_id: str = "") -> Entry:
     """An interaction as it will be logged; raises on a value SQLite cannot store exactly."""
     return Entry(INTERACTIONS, (_text("user_id", user_id), _text("item_id", item_id),
-                                _weight(weight), operator.index(timestamp)))
+                                _weight(weight), operator.index(timestamp)),
+                 _text("client_event_id", client_event_id))
 
 
 def item_entry(item_id: str, title: str, categories: Iterable[str], text: str) -> Entry:
@@ -238,6 +246,10 @@ class EventLog:
                 received_at = time.time()  # one per batch, under the lock: non-decreasing in seq
                 seqs = [int(conn.execute(_INSERT[e.table], (*e.values, received_at)).lastrowid)
                         for e in entries]
+                for e, seq in zip(entries, seqs, strict=True):
+                    if e.client_event_id:  # a duplicate id fails (and undoes) the batch
+                        conn.execute("INSERT INTO client_events VALUES (?, ?)",
+                                     (e.client_event_id, seq))
                 conn.execute("COMMIT")  # the one fsync of the batch
             except sqlite3.Error as exc:
                 self._rollback(conn)
@@ -294,6 +306,14 @@ class EventLog:
             if len(page) < PAGE:
                 return
             after = page[-1][0]
+
+    def client_event_seq(self, client_event_id: str) -> int | None:
+        """The seq of the logged write that carried ``client_event_id``, if any."""
+        with self._lock:
+            row = self._connection().execute(
+                "SELECT seq FROM client_events WHERE client_event_id = ?",
+                (client_event_id,)).fetchone()
+        return int(row[0]) if row else None
 
     def last_seq(self, table: str) -> int:
         """Highest seq in ``table`` ("interactions" or "items"); 0 if it is empty."""

@@ -29,7 +29,13 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from shortlist.retrieval.errors import ItemNotFound, NotReady, WriteQueueFull
+from shortlist.retrieval.errors import (
+    InvalidRequest,
+    ItemNotFound,
+    NotReady,
+    StateUnavailable,
+    WriteQueueFull,
+)
 from shortlist.retrieval.eventlog import (
     INTERACTIONS,
     Entry,
@@ -172,16 +178,29 @@ class RetrievalState:
 
     # -- writes -----------------------------------------------------------------------------
 
+    def wait_applied(self, token: str, timeout_s: float | None = None) -> None:
+        """Read-your-write tokens are for the shared backend (``retrieval.shared``): here one
+        process applies every write before acknowledging it, so any token is satisfied."""
+        if token:
+            from shortlist.common.eventid import StreamId
+            try:
+                StreamId.parse(token)
+            except ValueError as exc:
+                raise InvalidRequest(f"after_event_id: {exc}") from exc
+
     def record_interaction(self, user_id: str, item_id: str, weight: float,
-                           timestamp: int) -> tuple[int, int]:
-        """Durably log, then apply; returns (sequence, user's distinct-item count) once both
-        are done. Raises ItemNotFound, without logging, for an item the catalog lacks."""
+                           timestamp: int, client_event_id: str = "") -> tuple[int, int, bool]:
+        """Durably log, then apply; returns (sequence, user's distinct-item count, whether it
+        was a retry) once both are done. A write whose ``client_event_id`` was logged before is
+        answered with the first write's sequence and not logged or applied again. Raises
+        ItemNotFound, without logging, for an item the catalog lacks."""
         # Early refusals, before taking a queue slot. The batch's leader checks the item again,
         # in commit order: the version may change meanwhile, and an upsert queued ahead of this
         # write may add it.
         if item_id not in self.retriever.models.catalog.vocab:
             raise ItemNotFound(f"unknown item_id {item_id!r}")
-        return self._submit(interaction_entry(user_id, item_id, weight, timestamp),
+        return self._submit(interaction_entry(user_id, item_id, weight, timestamp,
+                                              client_event_id),
                             (user_id, item_id, weight, timestamp))
 
     def upsert_item(self, item_id: str, title: str, categories: list[str],
@@ -195,7 +214,7 @@ class RetrievalState:
     def _submit(self, entry: Entry, args: tuple) -> tuple:
         with self._mutex:
             if self._closing:
-                raise EventLogError(f"{self.log.path}: retrieval state is closed")
+                raise WriteNotLogged(f"{self.log.path}: retrieval state is closed")
             if len(self._queue) >= self.max_queue:
                 raise WriteQueueFull(f"{len(self._queue)} writes are waiting for the event "
                                      "log; retry in a moment")
@@ -235,7 +254,7 @@ class RetrievalState:
         except BaseException as exc:  # a bug (or an interrupt): answer everyone, strand nobody
             logger.exception("event log write failed unexpectedly")
             batch = batch or [own]  # failed before taking the batch: own is the front
-            answers = [(w, _error(EventLogError, f"write failed, not acknowledged: {exc!r}",
+            answers = [(w, _error(WriteNotLogged, f"write failed, not acknowledged: {exc!r}",
                                   exc)) for w in batch]
             if not isinstance(exc, Exception):
                 raise
@@ -260,12 +279,19 @@ class RetrievalState:
         answers: list[tuple[_Write, object]] = []
         logged: list[_Write] = []
         upserted: set[str] = set()
+        retried: dict[str, list[_Write]] = {}  # by client event id, answered after the commit
         for write in batch:
             if write.is_interaction:
                 if write.item_id not in vocab and write.item_id not in upserted:
                     # refused before logging, as the caller's early check would have
                     answers.append((write, ItemNotFound(f"unknown item_id {write.item_id!r}")))
                     continue
+                cid = write.entry.client_event_id
+                if cid and (cid in retried or self._client_seq(cid) is not None):
+                    retried.setdefault(cid, []).append(write)
+                    continue
+                if cid:
+                    retried[cid] = []
             else:
                 upserted.add(write.item_id)
             logged.append(write)
@@ -276,15 +302,15 @@ class RetrievalState:
                 "writes": len(logged), "error": str(exc)}})
             # One exception per caller: an exception object raised in several threads at
             # once would have its traceback rewritten under them.
-            return answers + [(w, _error(EventLogError, str(exc), exc.__cause__ or exc))
-                              for w in logged]
+            return answers + [(w, _error(WriteNotLogged, str(exc), exc.__cause__ or exc))
+                              for w in logged + [r for rs in retried.values() for r in rs]]
         if seqs:
             self.commits += 1
             self.committed_writes += len(seqs)
         for write, seq in zip(logged, seqs, strict=True):
             try:
                 if write.is_interaction:
-                    result = retriever.apply_interaction(*write.args)
+                    result = (retriever.apply_interaction(*write.args), False)
                 else:
                     result = retriever.apply_item(*write.args)
             except Exception as exc:
@@ -294,8 +320,24 @@ class RetrievalState:
                                  extra={"fields": {"seq": seq, "table": write.entry.table}})
                 answers.append((write, exc))
             else:
-                answers.append((write, (seq, result)))
+                answers.append((write, (seq, *result) if write.is_interaction
+                                else (seq, result)))
+        for cid, writes in retried.items():
+            for write in writes:  # the first write's seq; the state as it is now
+                seq = self._client_seq(cid)
+                answers.append((write, (seq, retriever.history_length(write.args[0]), True)))
         return answers
+
+    def _client_seq(self, client_event_id: str) -> int | None:
+        try:
+            return self.log.client_event_seq(client_event_id)
+        except Exception:  # unreadable: treat as new; the commit's unique key still holds
+            logger.exception("client event id lookup failed")
+            return None
+
+
+class WriteNotLogged(StateUnavailable, EventLogError):
+    """The event log could not commit the write: not acknowledged, the caller may retry."""
 
 
 def _error(kind: type[Exception], message: str, cause: BaseException) -> Exception:

@@ -99,6 +99,12 @@ class Retriever:
         m.history.append(user, item, int(timestamp), float(weight))
         return len(np.unique(m.history.events(user)[0]))
 
+    def history_length(self, user_id: str) -> int:
+        """Distinct items in the user's known history (0 for an unknown user)."""
+        m = self.models
+        user = m.users.index(user_id)
+        return 0 if user < 0 else len(np.unique(m.history.events(user)[0]))
+
     def apply_item(self, item_id: str, title: str, categories: list[str], text: str) -> bool:
         """Insert or update an item: catalog, content vector and index, search. New if True."""
         m = self.models

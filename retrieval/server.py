@@ -21,6 +21,8 @@ from shortlist.retrieval.online import Prepared, RetrievalState
 from shortlist.retrieval.retriever import Retriever
 from shortlist.retrieval.service import RetrievalService
 from shortlist.retrieval.settings import RetrievalSettings
+from shortlist.retrieval.shared import SharedState
+from shortlist.retrieval.stream import StreamError, StreamLog
 from shortlist.v1 import admin_pb2, admin_pb2_grpc, retrieval_pb2, retrieval_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ SERVICE = retrieval_pb2.DESCRIPTOR.services_by_name["Retrieval"].full_name
 ADMIN = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
 
 
-def loader(settings: RetrievalSettings, state: RetrievalState,
+def loader(settings: RetrievalSettings, state: RetrievalState | SharedState,
            registry: Registry | None = None):
     """Load one (already verified) version and replay the event log onto it."""
 
@@ -46,6 +48,34 @@ def loader(settings: RetrievalSettings, state: RetrievalState,
     return load
 
 
+def open_state(settings: RetrievalSettings) -> RetrievalState | SharedState:
+    """The write path the backend setting names; StartupError if its store is unusable."""
+    if settings.state_backend == "redis":
+        url = security.secret(settings.redis_url)
+        log = StreamLog(url, settings.redis_stream, settings.client_event_ttl_s,
+                        settings.redis_timeout_s)
+        try:
+            found = log.durability()
+        except StreamError as exc:
+            log.close()
+            raise serving.StartupError(f"cannot reach the shared state: {exc}",
+                                       "redis_url") from exc
+        if settings.redis_require_fsync and (found["appendonly"] != "yes"
+                                             or found["appendfsync"] != "always"):
+            log.close()
+            raise serving.StartupError(
+                f"redis at {log.where} would acknowledge writes before syncing them "
+                f"(appendonly {found['appendonly']}, appendfsync {found['appendfsync']}); "
+                "run it with --appendonly yes --appendfsync always", "redis_require_fsync")
+        return SharedState(log, settings.consistency_wait_s)
+    try:
+        settings.event_log.parent.mkdir(parents=True, exist_ok=True)
+        return RetrievalState(EventLog(settings.event_log))
+    except (OSError, sqlite3.Error, EventLogError) as exc:
+        raise serving.StartupError(f"cannot open the event log {settings.event_log}: {exc}",
+                                   "event_log") from exc
+
+
 def create_server(settings: RetrievalSettings,
                   registry: Registry | None = None) -> tuple[grpc.Server, int]:
     """Serve health (NOT_SERVING) at once, load models and replay the log, then SERVING.
@@ -58,13 +88,7 @@ def create_server(settings: RetrievalSettings,
     with nothing left running.
     """
     credentials = security.server_credentials(settings)
-    try:
-        settings.event_log.parent.mkdir(parents=True, exist_ok=True)
-        log = EventLog(settings.event_log)
-    except (OSError, sqlite3.Error, EventLogError) as exc:
-        raise serving.StartupError(f"cannot open the event log {settings.event_log}: {exc}",
-                                   "event_log") from exc
-    state = RetrievalState(log)
+    state = open_state(settings)
     watcher = VersionWatcher(settings.artifacts, loader(settings, state, registry),
                              lambda prepared, _version: state.swap(prepared),
                              settings.reload_interval_s, settings.version)
@@ -84,7 +108,7 @@ def create_server(settings: RetrievalSettings,
         # Before start: a busy metrics port (StartupError) leaves nothing running behind it.
         serving.serve_metrics(metrics, settings)
     except BaseException:
-        log.close()
+        state.close()
         raise
     try:
         server.start()
@@ -95,7 +119,7 @@ def create_server(settings: RetrievalSettings,
     except BaseException:
         server.stop(0)
         metrics.close()
-        log.close()
+        state.close()
         raise
     watcher.start()
     serving.set_serving(health, [SERVICE, ADMIN])

@@ -17,6 +17,7 @@ from shortlist.retrieval.online import RetrievalState
 from shortlist.retrieval.retriever import Retrieved, RetrieveQuery, Retriever
 from shortlist.retrieval.search import fold
 from shortlist.retrieval.settings import RetrievalSettings
+from shortlist.retrieval.shared import SharedState
 from shortlist.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
 
 # How far ahead of this server's clock an interaction's timestamp may be (clock skew): a
@@ -34,7 +35,8 @@ DEFAULT_K = 10
 
 
 class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
-    def __init__(self, settings: RetrievalSettings, state: RetrievalState) -> None:
+    def __init__(self, settings: RetrievalSettings,
+                 state: RetrievalState | SharedState) -> None:
         self.settings = settings
         self.state = state
 
@@ -80,6 +82,8 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             max_candidates=request.max_candidates, k=self._k(request.k),
         )
         start = time.perf_counter()
+        if request.after_event_id:  # read your write: wait until it is applied here
+            self.state.wait_applied(request.after_event_id)
         retriever = self._current()  # one version for the whole request
         result = retriever.retrieve(query)
         response = to_proto(result, retriever, query.k)
@@ -113,8 +117,13 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             raise InvalidRequest(f"timestamp must be in [0, now + {MAX_FUTURE_S}s], got "
                                  f"{request.timestamp}")
         ts = request.timestamp or now
-        seq, n = self.state.record_interaction(request.user_id, request.item_id, weight, ts)
-        return retrieval_pb2.RecordInteractionResponse(sequence=seq, history_length=n)
+        if request.client_event_id:
+            self._check_id("client_event_id", request.client_event_id)
+        seq, n, duplicate = self.state.record_interaction(
+            request.user_id, request.item_id, weight, ts, request.client_event_id)
+        edge.annotate(event=str(seq), duplicate=duplicate)
+        return retrieval_pb2.RecordInteractionResponse(history_length=n, duplicate=duplicate,
+                                                       **_position(seq))
 
     def UpsertItem(self, request, context):
         edge.annotate(item_id=request.item_id[:64])
@@ -126,7 +135,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         text = self._text("text", request.text)
         seq, created = self.state.upsert_item(request.item_id, title, list(request.categories),
                                               text)
-        return retrieval_pb2.UpsertItemResponse(created=created, sequence=seq)
+        return retrieval_pb2.UpsertItemResponse(created=created, **_position(seq))
 
     def SearchItems(self, request, context):
         edge.annotate(query=request.query[:64])
@@ -139,6 +148,11 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         for i, s in zip(idx.tolist(), scores.tolist(), strict=True):
             response.items.add(item=item_proto(retriever.models.catalog, i), score=s)
         return response
+
+
+def _position(seq: int | str) -> dict:
+    """A write's position: the embedded log's seq, or the shared stream's id (a string)."""
+    return {"event_id": seq} if isinstance(seq, str) else {"sequence": seq}
 
 
 def item_proto(catalog, idx: int) -> common_pb2.Item:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -27,8 +28,32 @@ class RetrievalSettings(ServerSettings):
     max_query_length: int = Field(512, ge=1, description="longest SearchItems query accepted")
     max_text_length: int = Field(20000, ge=1,
                                  description="longest item title or text UpsertItem accepts")
+    state_backend: Literal["embedded", "redis"] = Field(
+        "embedded", description="where acknowledged writes live: 'embedded' (the SQLite "
+                                "event_log, one server) or 'redis' (a stream on redis_url "
+                                "that every replica tails: replicas share user state)")
     event_log: Path = Field(Path("state/events.db"),
-                            description="SQLite file of acknowledged interactions and upserts")
+                            description="SQLite file of acknowledged interactions and upserts "
+                                        "(embedded backend)")
+    redis_url: SecretStr = Field("redis://127.0.0.1:6379/0", validate_default=True,
+                                 description="Redis holding the shared stream (redis backend); "
+                                             "a password goes in the URL")
+    redis_stream: str = Field("shortlist:events", min_length=1,
+                              description="stream key of the shared writes (redis backend)")
+    redis_timeout_s: float = Field(1.0, gt=0,
+                                   description="deadline of each Redis command: how fast a "
+                                               "write fails when Redis is down")
+    redis_require_fsync: bool = Field(True, description="refuse to start unless Redis runs "
+                                                        "with appendonly yes and appendfsync "
+                                                        "always (acks only after a sync)")
+    client_event_ttl_s: int = Field(7 * 86400, ge=1,
+                                    description="how long a client_event_id is remembered to "
+                                                "answer retries (redis backend; the embedded "
+                                                "log keeps them all)")
+    consistency_wait_s: float = Field(0.05, gt=0,
+                                      description="how long a read waits for this replica to "
+                                                  "apply the write it must reflect "
+                                                  "(after_event_id) before UNAVAILABLE")
     reload_interval_s: float = Field(2.0, gt=0,
                                      description="how often the artifact root is checked for a "
                                                  "new or pinned version")

@@ -71,6 +71,25 @@ def compile_cache(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture()
+def redis_server(tmp_path_factory):
+    """A real ``redis-server`` on a free port with its AOF synced on every write, stopped after
+    the test. Without the binary the test skips, except under CI (``.ci/run`` sets CI=1 and
+    ``make test`` installs it), where it fails: these tests must run there."""
+    import os
+
+    from shortlist.common.redisproc import RedisProcess, redis_binary
+    from shortlist.common.stack import free_port
+
+    if redis_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed: `make servers` (as root) installs it")
+        pytest.skip("redis-server is not installed (`make servers` as root installs it)")
+    proc = RedisProcess(tmp_path_factory.mktemp("redis"), free_port()).start()
+    yield proc
+    proc.stop()
+
+
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory) -> Path:
     return write_synthetic(tmp_path_factory.mktemp("synthetic"))

@@ -589,7 +589,7 @@ def container_path(path: Path, dockerfile: list[tuple[str, str]]) -> PurePosixPa
     """``path`` as the container resolves it: relative paths start at the final WORKDIR."""
     workdirs = [args for word, args in final_stage(dockerfile) if word == "WORKDIR"]
     assert workdirs, "the final stage sets no WORKDIR"
-    return PurePosixPath(workdirs[-1]) / PurePosixPath(path.as_posix())
+    return PurePosixPath(workdirs[-1]) / PurePosixPath(Path(path).as_posix())
 
 
 def test_event_log_lives_on_a_writable_named_volume(compose, services, dockerfile, monkeypatch):

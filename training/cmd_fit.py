@@ -14,8 +14,10 @@ def register(sub) -> None:
                    help="ml-latest-small (bundled), ml-100k, or a directory")
     p.add_argument("--out", default="artifacts", help="artifact root directory")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--events", type=Path, default=None, metavar="PATH",
-                   help="retrieval event log (SQLite) whose interactions and items to add")
+    p.add_argument("--events", default=None, metavar="PATH|URL",
+                   help="acknowledged writes to add: retrieval's event log (SQLite file) or "
+                        "the shared stream, redis://HOST:PORT/DB[#STREAM]; the manifest "
+                        "records how far it was read, and retrieval replays only what follows")
     p.add_argument("--no-tune", action="store_true",
                    help="keep the default hyperparameters (quick fits, benchmarks)")
     p.add_argument("--row-order-is-time", action="store_true",

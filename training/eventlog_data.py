@@ -25,28 +25,65 @@ from pathlib import Path
 
 import numpy as np
 
-from shortlist.retrieval.eventlog import EventLog, EventLogError
+from shortlist.retrieval.eventlog import EventLog, EventLogError, Interaction
 from shortlist.training.datasets import Dataset, DatasetError, Items
 
 logger = logging.getLogger(__name__)
 
 
-def extend_dataset(ds: Dataset, log_path: Path) -> Dataset:
+def is_stream(source: str | Path) -> bool:
+    """Whether ``source`` names the shared Redis stream rather than an SQLite event log."""
+    return str(source).startswith(("redis://", "rediss://", "unix://"))
+
+
+def read_stream(source: str) -> tuple[list, list, dict]:
+    """Interactions, item upserts and the manifest's ``events`` block from the shared stream
+    ``redis://HOST:PORT/DB[#STREAM]`` (default stream ``shortlist:events``).
+
+    Read through the id that was last when reading began: retrieval replicas replay only the
+    entries after ``stream_through``, so nothing is folded in twice or missed.
+    """
+    from shortlist.retrieval.stream import STREAM, StreamError, StreamLog
+
+    url, _, stream = source.partition("#")
+    log = StreamLog(url, stream or STREAM, timeout_s=30.0)
+    try:
+        through = log.last_id()
+        interactions, items = [], []
+        for _, record in log.entries(through=through):
+            (interactions if isinstance(record, Interaction) else items).append(record)
+    except StreamError as exc:
+        raise DatasetError(f"event stream {log.where}: {exc}") from exc
+    finally:
+        log.close()
+    return interactions, items, {"stream": f"{log.where}#{log.stream}",
+                                 "stream_through": str(through)}
+
+
+def extend_dataset(ds: Dataset, log_path: Path | str) -> Dataset:
     """A new dataset: ``ds`` plus the logged interactions and item upserts (``ds`` untouched).
 
-    ``fingerprint`` covers the base fingerprint and every record read (an empty log leaves it
-    unchanged: the training data is the same); ``extra["events"]`` holds ``path`` (absolute),
-    ``interactions_through`` and ``items_through``.
+    ``log_path``: the embedded SQLite log, or the shared stream (``redis://...``, see
+    ``read_stream``). ``fingerprint`` covers the base fingerprint and every record read (an
+    empty log leaves it unchanged: the training data is the same); ``extra["events"]`` holds
+    ``path`` (absolute), ``interactions_through`` and ``items_through`` for the log, or
+    ``stream`` and ``stream_through`` for the stream.
     """
-    path = Path(log_path).expanduser()
-    if not path.is_file():
-        raise DatasetError(f"event log {path} not found")
-    try:
-        with EventLog(path) as log:
-            interactions = list(log.interactions())
-            item_records = list(log.items())
-    except (sqlite3.DatabaseError, EventLogError) as exc:
-        raise DatasetError(f"event log {path}: {exc}") from exc
+    if is_stream(log_path):
+        interactions, item_records, events = read_stream(str(log_path))
+    else:
+        path = Path(log_path).expanduser()
+        if not path.is_file():
+            raise DatasetError(f"event log {path} not found")
+        try:
+            with EventLog(path) as log:
+                interactions = list(log.interactions())
+                item_records = list(log.items())
+        except (sqlite3.DatabaseError, EventLogError) as exc:
+            raise DatasetError(f"event log {path}: {exc}") from exc
+        events = {"path": str(path.resolve()),
+                  "interactions_through": max((r.seq for r in interactions), default=0),
+                  "items_through": max((r.seq for r in item_records), default=0)}
 
     catalog = Items(list(ds.items.item_ids), list(ds.items.titles),
                     [list(c) for c in ds.items.categories], list(ds.items.texts))
@@ -80,9 +117,6 @@ def extend_dataset(ds: Dataset, log_path: Path) -> Dataset:
             [rec.seq, rec.item_id, rec.title, rec.categories, rec.text]).encode())
     fingerprint = digest.hexdigest() if interactions or item_records else ds.fingerprint
 
-    events = {"path": str(path.resolve()),
-              "interactions_through": max((r.seq for r in interactions), default=0),
-              "items_through": max((r.seq for r in item_records), default=0)}
     logger.info("event log folded in", extra={"fields": {
         **events, "interactions": len(interactions), "item_upserts": len(item_records)}})
     user_codes, user_values = _append_ids(ds.user_codes, ds.user_values,

@@ -589,7 +589,7 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
 
 
 def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = True,
-        grid: TuningGrid | None = None, events: Path | None = None,
+        grid: TuningGrid | None = None, events: Path | str | None = None,
         registry: Registry | None = None, row_order_time: bool = False) -> Path:
     """Fit, validate and publish; returns the new version directory.
 
@@ -604,7 +604,7 @@ def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = Tr
     clock = PhaseClock()
     ds = load(dataset, row_order_time)
     if events is not None:
-        ds = extend_dataset(ds, Path(events))
+        ds = extend_dataset(ds, events)
     clock.lap("load")
     catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories,
                           ds.items.texts)

@@ -126,7 +126,8 @@ def title_of(state: RetrievalState, item: str) -> str:
 
 def test_a_write_is_logged_applied_and_answered_with_its_seq(make_state):
     state = make_state()
-    seq, n = state.record_interaction("new-user", "i3", 2.0, T0)
+    seq, n, duplicate = state.record_interaction("new-user", "i3", 2.0, T0)
+    assert not duplicate
     assert n == 1 and user_stamps(state, "new-user") == [T0]
     item_seq, created = state.upsert_item("fresh", "Fresh Title", ["Drama"], "text")
     assert created and title_of(state, "fresh") == "Fresh Title"
@@ -197,7 +198,7 @@ def test_concurrent_writers_are_all_acknowledged_and_replayable(make_state, trai
             mine = []
             for k in range(per_thread):
                 stamp = T0 + t * 1000 + k
-                seq, _ = state.record_interaction(f"cw-u{k % 5}", f"i{(t * 7 + k) % 240}",
+                seq, _, _ = state.record_interaction(f"cw-u{k % 5}", f"i{(t * 7 + k) % 240}",
                                                   1.0 + t, stamp)
                 mine.append((seq, stamp))
                 if k % 10 == 0:
@@ -300,6 +301,7 @@ def test_a_batch_that_fails_to_commit_fails_all_its_waiters(make_state):
         ])
     for call in calls:
         assert isinstance(call.join().error, EventLogError), call.error
+        assert call.error.status == "UNAVAILABLE"  # not acknowledged: the client may retry
         assert "none of them was logged" in str(call.error)
         assert "full" in str(call.error)
         assert isinstance(call.error.__cause__, sqlite3.Error)
@@ -312,7 +314,7 @@ def test_a_batch_that_fails_to_commit_fails_all_its_waiters(make_state):
     assert state.retriever.models.users.index("other-user") < 0
 
     conn.execute("PRAGMA max_page_count = 1073741823")  # space again: writes go on
-    seq, n = state.record_interaction("ok-user", "i2", 1.0, T0 + 1)
+    seq, n, _ = state.record_interaction("ok-user", "i2", 1.0, T0 + 1)
     assert seq > before[0] and n == 2
     assert [r.timestamp for r in state.log.interactions()] == [T0, T0 + 1]
 
@@ -377,7 +379,7 @@ out = threading.Lock()
 def writer(w):
     i = 0
     while True:
-        seq, _ = state.record_interaction(f"k{w}", f"i{i % 240}", 1.0, 1_700_000_000 + i)
+        seq, _, _ = state.record_interaction(f"k{w}", f"i{i % 240}", 1.0, 1_700_000_000 + i)
         with out:  # printed only once acknowledged
             print(seq, w, i, flush=True)
         i += 1
@@ -425,3 +427,32 @@ def test_every_write_acknowledged_by_group_commit_survives_kill_9(trained, log_p
     for w in range(8):  # each writer's acknowledged writes are in the log in its own order
         mine = sorted((seq, i) for seq, (ww, i) in acked.items() if ww == w)
         assert [i for _, i in mine] == sorted(i for _, i in mine)
+
+
+def test_a_retried_write_with_its_client_event_id_is_answered_not_logged_again(make_state):
+    state = make_state()
+    seq, n, duplicate = state.record_interaction("retry-user", "i3", 1.0, T0, "evt-1")
+    assert (n, duplicate) == (1, False)
+    again = state.record_interaction("retry-user", "i3", 1.0, T0, "evt-1")
+    assert again == (seq, 1, True)
+    assert user_stamps(state, "retry-user") == [T0]  # applied once
+    other = state.record_interaction("retry-user", "i4", 1.0, T0 + 1, "evt-2")
+    assert other[0] > seq and other[1:] == (2, False)
+    assert [r.item_id for r in state.log.interactions()] == ["i3", "i4"]
+
+
+def test_retries_in_one_batch_log_the_write_once(make_state):
+    state = make_state()
+    with state._lock:  # as a swap would: the writes pile up into one batch
+        calls = [Call(state.record_interaction, "batch-user", "i5", 1.0, T0, "same-id")
+                 for _ in range(4)]
+        deadline = time.monotonic() + WAIT_S
+        while state.queued < 4 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    answers = [c.join().result for c in calls]
+    assert all(c.error is None for c in calls), [c.error for c in calls]
+    assert len({a[0] for a in answers}) == 1
+    assert sorted(a[2] for a in answers) == [False, True, True, True]
+    assert len([r for r in state.log.interactions() if r.user_id == "batch-user"]) == 1
+    assert user_stamps(state, "batch-user") == [T0]
+

@@ -141,5 +141,34 @@ def test_fit_with_events_publishes_them(synthetic_dir, tmp_path):
 
 def test_cli_accepts_events(tmp_path):
     args = build_parser().parse_args(["fit", "--dataset", "d", "--events", str(tmp_path / "e")])
-    assert args.events == tmp_path / "e"
+    assert args.events == str(tmp_path / "e")
     assert build_parser().parse_args(["fit"]).events is None
+
+
+def test_fit_reads_the_shared_stream_and_a_replica_replays_only_what_follows(
+        synthetic_dir, tmp_path, redis_server):
+    from shortlist.retrieval.bundle import RetrievalModels
+    from shortlist.retrieval.eventlog import interaction_entry, item_entry
+    from shortlist.retrieval.retriever import Retriever
+    from shortlist.retrieval.shared import SharedState
+    from shortlist.retrieval.stream import StreamLog
+
+    log = StreamLog(redis_server.url)
+    log.append(interaction_entry("stream-user", "i1", 1.0, 1_700_000_000))
+    through, _ = log.append(item_entry("from-stream", "Streamed", ["Drama"], "text"))
+    version = fit(str(synthetic_dir), tmp_path / "artifacts", small_params(), progress=False,
+                  grid=small_grid(), events=redis_server.url)
+    manifest = json.loads((version / MANIFEST).read_text())
+    assert manifest["events"] == {
+        "stream": f"127.0.0.1:{redis_server.port}/0#shortlist:events", "stream_through": through}
+    assert "from-stream" in json.loads((version / "catalog.json").read_text())["item_ids"]
+
+    log.append(interaction_entry("stream-user", "i2", 1.0, 1_700_000_001))  # after the fit
+    state = SharedState(StreamLog(redis_server.url))
+    retriever = Retriever(RetrievalModels.load(version), version.name, 2000)
+    state.swap(state.prepare(retriever, manifest["events"]))
+    m = state.retriever.models
+    items = [m.catalog.vocab.id(i) for i in m.history.events(m.users.index("stream-user"))[0]]
+    assert sorted(items) == ["i1", "i2"]  # i1 from training, i2 replayed; neither twice
+    state.close()
+    log.close()

@@ -48,6 +48,44 @@ def channel_credentials(ca: str = "", cert: str = "", key: str = "",
     )
 
 
+_SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:", "xds:")
+
+
+def channel_target(value: str) -> str:
+    """A gRPC target from an address setting: ``host:port``, a comma-separated list of
+    ``IP:port`` replicas (``ipv4:``/``ipv6:`` targets, balanced by ``round_robin``), or any
+    gRPC target URI as is (``dns:///name:port`` for replicas behind one DNS name).
+
+    Raises ValueError for a list holding host names: gRPC resolves a list of literal IPs only;
+    replicas by name go behind one DNS name.
+    """
+    value = value.strip()
+    if value.startswith(_SCHEMES) or "," not in value:
+        return value
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    hosts = [p.rsplit(":", 1)[0] if ":" in p else "" for p in parts]
+    if all(h.startswith("[") and h.endswith("]") for h in hosts):
+        return "ipv6:" + ",".join(parts)
+    if all(h.count(".") == 3 and h.replace(".", "").isdigit() for h in hosts):
+        return "ipv4:" + ",".join(parts)
+    raise ValueError(f"{value!r}: a list of replicas must be IP:port pairs (gRPC resolves no "
+                     "host names in a list); put named replicas behind one DNS name and use "
+                     "dns:///NAME:PORT")
+
+
+def balanced_service_config(config: str, health_service: str = "") -> str:
+    """``config`` (a service config, e.g. ``retry_service_config``'s) balancing calls over
+    every address the target resolves to (``round_robin``; gRPC's default, ``pick_first``,
+    sends everything to one replica), and with ``health_service`` set, only over the replicas
+    whose grpc.health.v1 status for it is SERVING (a replica still loading, or draining, gets
+    no calls)."""
+    merged = json.loads(config)
+    merged["loadBalancingConfig"] = [{"round_robin": {}}]
+    if health_service:
+        merged["healthCheckConfig"] = {"serviceName": health_service}
+    return json.dumps(merged)
+
+
 def retry_service_config(methods: Iterable[tuple[str, str]], max_attempts: int = 3,
                          initial_backoff_s: float = 0.01, max_backoff_s: float = 0.1) -> str:
     """A gRPC service config retrying ``(service, method)`` pairs on UNAVAILABLE.

@@ -10,18 +10,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("user_id", "k", "filters", "recent_item_ids", "debug")
+    __slots__ = ("user_id", "k", "filters", "recent_item_ids", "debug", "after_event_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     RECENT_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     DEBUG_FIELD_NUMBER: _ClassVar[int]
+    AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     k: int
     filters: _common_pb2.Filters
     recent_item_ids: _containers.RepeatedScalarFieldContainer[str]
     debug: bool
-    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., debug: _Optional[bool] = ...) -> None: ...
+    after_event_id: str
+    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., debug: _Optional[bool] = ..., after_event_id: _Optional[str] = ...) -> None: ...
 
 class RecommendedItem(_message.Message):
     __slots__ = ("item_id", "score", "title", "categories", "sources", "retrieval_rank", "ranking_rank")

@@ -8,20 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RetrieveRequest(_message.Message):
-    __slots__ = ("user_id", "recent_item_ids", "filters", "max_candidates", "request_id", "k")
+    __slots__ = ("user_id", "recent_item_ids", "filters", "max_candidates", "request_id", "k", "after_event_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     RECENT_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     MAX_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
+    AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     recent_item_ids: _containers.RepeatedScalarFieldContainer[str]
     filters: _common_pb2.Filters
     max_candidates: int
     request_id: str
     k: int
-    def __init__(self, user_id: _Optional[str] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., max_candidates: _Optional[int] = ..., request_id: _Optional[str] = ..., k: _Optional[int] = ...) -> None: ...
+    after_event_id: str
+    def __init__(self, user_id: _Optional[str] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., max_candidates: _Optional[int] = ..., request_id: _Optional[str] = ..., k: _Optional[int] = ..., after_event_id: _Optional[str] = ...) -> None: ...
 
 class CandidateColumns(_message.Message):
     __slots__ = ("item_ids", "retrieval_scores", "generators", "generator_scores", "generator_ranks", "generator_affinities")
@@ -101,26 +103,32 @@ class SimilarItemsResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class RecordInteractionRequest(_message.Message):
-    __slots__ = ("user_id", "item_id", "weight", "timestamp", "request_id")
+    __slots__ = ("user_id", "item_id", "weight", "timestamp", "request_id", "client_event_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     item_id: str
     weight: float
     timestamp: int
     request_id: str
-    def __init__(self, user_id: _Optional[str] = ..., item_id: _Optional[str] = ..., weight: _Optional[float] = ..., timestamp: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    client_event_id: str
+    def __init__(self, user_id: _Optional[str] = ..., item_id: _Optional[str] = ..., weight: _Optional[float] = ..., timestamp: _Optional[int] = ..., request_id: _Optional[str] = ..., client_event_id: _Optional[str] = ...) -> None: ...
 
 class RecordInteractionResponse(_message.Message):
-    __slots__ = ("sequence", "history_length")
+    __slots__ = ("sequence", "history_length", "event_id", "duplicate")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     HISTORY_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     history_length: int
-    def __init__(self, sequence: _Optional[int] = ..., history_length: _Optional[int] = ...) -> None: ...
+    event_id: str
+    duplicate: bool
+    def __init__(self, sequence: _Optional[int] = ..., history_length: _Optional[int] = ..., event_id: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class UpsertItemRequest(_message.Message):
     __slots__ = ("item_id", "title", "categories", "text", "request_id")
@@ -137,12 +145,14 @@ class UpsertItemRequest(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., title: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., text: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class UpsertItemResponse(_message.Message):
-    __slots__ = ("created", "sequence")
+    __slots__ = ("created", "sequence", "event_id")
     CREATED_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     created: bool
     sequence: int
-    def __init__(self, created: _Optional[bool] = ..., sequence: _Optional[int] = ...) -> None: ...
+    event_id: str
+    def __init__(self, created: _Optional[bool] = ..., sequence: _Optional[int] = ..., event_id: _Optional[str] = ...) -> None: ...
 
 class SearchItemsRequest(_message.Message):
     __slots__ = ("query", "k", "request_id")

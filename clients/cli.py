@@ -91,7 +91,8 @@ def cmd_recommend(client: Client, args: argparse.Namespace) -> int:
     resp = client.recommend(args.user, args.k, recent_item_ids=args.recent or [],
                             exclude_item_ids=args.exclude or [],
                             include_categories=args.include_category or [],
-                            exclude_categories=args.exclude_category or [], debug=True)
+                            exclude_categories=args.exclude_category or [], debug=True,
+                            after_event_id=args.after)
     out = recommend_json(args.user, resp)
     if args.json:
         print(json.dumps(out, indent=2))
@@ -138,18 +139,27 @@ def _emit(args: argparse.Namespace, obj: dict, text: str) -> int:
 
 
 def cmd_feedback(client: Client, args: argparse.Namespace) -> int:
-    resp = client.record_interaction(args.user, args.item, args.weight, args.timestamp)
+    resp = client.record_interaction(args.user, args.item, args.weight, args.timestamp,
+                                     client_event_id=args.event_id)
+    again = ", already recorded" if resp.duplicate else ""
     return _emit(args, {"user_id": args.user, "item_id": args.item, "sequence": resp.sequence,
+                        "event_id": resp.event_id, "duplicate": resp.duplicate,
                         "history_length": resp.history_length},
-                 f"recorded {args.user} -> {args.item} (event #{resp.sequence}, "
+                 f"recorded {args.user} -> {args.item} (event {_position(resp)}{again}, "
                  f"{resp.history_length} items in history)")
+
+
+def _position(resp) -> str:
+    """The write's place: the shared stream's id, or the embedded log's sequence number."""
+    return resp.event_id or f"#{resp.sequence}"
 
 
 def cmd_upsert(client: Client, args: argparse.Namespace) -> int:
     resp = client.upsert_item(args.item, args.title, args.category or [], args.text or "")
     verb = "created" if resp.created else "updated"
     return _emit(args, {"item_id": args.item, "created": resp.created,
-                        "sequence": resp.sequence}, f"{verb} {args.item} (event #{resp.sequence})")
+                        "sequence": resp.sequence, "event_id": resp.event_id},
+                 f"{verb} {args.item} (event {_position(resp)})")
 
 
 def cmd_search(client: Client, args: argparse.Namespace) -> int:
@@ -289,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--exclude", nargs="*", help="item ids to exclude")
     rec.add_argument("--include-category", nargs="*", help="only these categories")
     rec.add_argument("--exclude-category", nargs="*", help="never these categories")
+    rec.add_argument("--after", default="", metavar="EVENT_ID",
+                     help="reflect this write (its event id) even on another replica")
     sim = sub.add_parser("similar", help="items similar to an item")
     sim.add_argument("--item", required=True)
     sim.add_argument("-k", type=int, default=10)
@@ -299,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     fb.add_argument("--item", required=True)
     fb.add_argument("--weight", type=float, default=1.0)
     fb.add_argument("--timestamp", type=int, default=0, help="unix seconds; 0: now")
+    fb.add_argument("--event-id", default="", metavar="ID",
+                    help="your unique id for this event: running the command again with it "
+                         "records nothing twice")
     up = sub.add_parser("upsert-item", help="add or update an item; searchable at once")
     up.add_argument("--item", required=True)
     up.add_argument("--title", required=True)

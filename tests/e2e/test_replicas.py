@@ -217,3 +217,20 @@ def test_rolling_a_new_version_across_replicas_serves_no_mixed_response(stack, r
         load.join(WAIT_S)
     assert errors == [], errors[:5]
     assert set(served) == {old, new}
+
+
+def test_the_cli_records_once_per_event_id_and_reads_its_write_anywhere(stack, capsys):
+    from shortlist.clients import cli
+
+    target = ["--target", stack.address("gateway")]
+    args = [*target, "feedback", "--user", "cli-replica", "--item", "i4", "--event-id", "e-1"]
+    assert cli.main(args) == 0
+    first = capsys.readouterr().out
+    assert cli.main(args) == 0
+    again = capsys.readouterr().out
+    event_id = first.split("(event ")[1].split(",")[0]
+    StreamId.parse(event_id)
+    assert "already recorded" in again and event_id in again and "already" not in first
+    assert cli.main([*target, "--json", "recommend", "--user", "cli-replica",
+                     "--after", event_id]) == 0
+    assert '"segment": "light"' in capsys.readouterr().out

@@ -157,10 +157,16 @@ class Client:
     def recommend(self, user_id: str, k: int = 10, *, recent_item_ids: Sequence[str] = (),
                   exclude_item_ids: Sequence[str] = (), include_categories: Sequence[str] = (),
                   exclude_categories: Sequence[str] = (), debug: bool = False,
+                  after_event_id: str = "",
                   timeout: float | None = None) -> gateway_pb2.RecommendResponse:
-        """Up to ``k`` items for ``user_id`` (an unknown user gets cold-start items)."""
+        """Up to ``k`` items for ``user_id`` (an unknown user gets cold-start items).
+
+        ``after_event_id``: the ``event_id`` of the user's latest write, which the answer must
+        reflect on replicated servers (the gateway remembers the writes it forwarded itself).
+        """
         request = gateway_pb2.RecommendRequest(
             user_id=user_id, k=k, recent_item_ids=list(recent_item_ids), debug=debug,
+            after_event_id=after_event_id,
             filters=common_pb2.Filters(exclude_item_ids=list(exclude_item_ids),
                                        include_categories=list(include_categories),
                                        exclude_categories=list(exclude_categories)))
@@ -177,11 +183,17 @@ class Client:
         return self._call("SearchItems", self.stub.SearchItems, request, timeout)
 
     def record_interaction(self, user_id: str, item_id: str, weight: float = 1.0,
-                           timestamp: int = 0, *, timeout: float | None = None
+                           timestamp: int = 0, *, client_event_id: str = "",
+                           timeout: float | None = None
                            ) -> retrieval_pb2.RecordInteractionResponse:
-        """Durable before it returns; not retried (a timed-out call may have been applied)."""
+        """Durable before it returns; not retried (a timed-out call may have been applied).
+
+        With ``client_event_id`` (unique per event, e.g. a UUID) calling again after a failure
+        is safe: a write already recorded is answered (``duplicate``), not recorded twice.
+        """
         request = retrieval_pb2.RecordInteractionRequest(user_id=user_id, item_id=item_id,
-                                                         weight=weight, timestamp=timestamp)
+                                                         weight=weight, timestamp=timestamp,
+                                                         client_event_id=client_event_id)
         return self._call("RecordInteraction", self.stub.RecordInteraction, request, timeout)
 
     def upsert_item(self, item_id: str, title: str, categories: Sequence[str] = (),

@@ -8,7 +8,11 @@ is when it is acknowledged: durable in the log and applied to memory. One reader
 baseline, so the table also shows what the writes cost readers.
 
     python -m shortlist.perf.writes [--writers 1,8,32] [--seconds 5] [--artifacts DIR]
-                                    [--dir DIR] [--output FILE]
+                                    [--dir DIR] [--backend embedded|redis] [--output FILE]
+
+``--backend redis`` measures the shared state backend instead (``retrieval.shared``): a local
+``redis-server`` with its AOF synced on every write (in ``--dir``), each write one append
+acknowledged once Redis has synced it, applied by the state's tailer.
 
 No server is started and none is imported (``tests/test_layering.py``, rule g): the numbers
 are the log and the apply path without gRPC, so they bound what the server can acknowledge.
@@ -41,6 +45,8 @@ from shortlist.retrieval.bundle import RetrievalModels
 from shortlist.retrieval.eventlog import EventLog
 from shortlist.retrieval.online import RetrievalState
 from shortlist.retrieval.retriever import RetrieveQuery, Retriever
+from shortlist.retrieval.shared import SharedState
+from shortlist.retrieval.stream import StreamLog
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +64,16 @@ def open_state(version_dir: Path, log_path: Path) -> RetrievalState:
     models = RetrievalModels.load(version_dir)
     state = RetrievalState(EventLog(log_path))
     retriever = Retriever(models, manifest.version, MAX_CANDIDATES_LIMIT)
+    state.swap(state.prepare(retriever, manifest.data.get("events")))
+    return state
+
+
+def open_shared_state(version_dir: Path, url: str) -> SharedState:
+    """A SharedState serving ``version_dir`` on the stream at ``url``, as the server builds it."""
+    manifest = artifacts.read_manifest(version_dir)
+    state = SharedState(StreamLog(url))
+    retriever = Retriever(RetrievalModels.load(version_dir), manifest.version,
+                          MAX_CANDIDATES_LIMIT)
     state.swap(state.prepare(retriever, manifest.data.get("events")))
     return state
 
@@ -194,6 +210,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dir", type=Path, default=None,
                    help="where the event log is created (a real disk; default: the system's "
                         "temporary directory)")
+    p.add_argument("--backend", choices=["embedded", "redis"], default="embedded",
+                   help="the embedded SQLite log (default) or the shared Redis stream, on a "
+                        "redis-server started here")
     p.add_argument("--output", type=Path, default=None, help="also write the results as JSON")
     return p.parse_args(argv)
 
@@ -209,12 +228,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                                              eval_users=100)
         else:
             version_dir = artifacts.resolve(args.artifacts)
-        state = open_state(version_dir, Path(tmp) / "events.sqlite")
+        redis = None
+        if args.backend == "redis":
+            from shortlist.common.redisproc import RedisProcess
+            from shortlist.common.stack import free_port
+
+            redis = RedisProcess(Path(tmp) / "redis", free_port()).start()
+            state = open_shared_state(version_dir, redis.url)
+        else:
+            state = open_state(version_dir, Path(tmp) / "events.sqlite")
         try:
             load_start = os.getloadavg()
             results = measure(state, args.writers, args.seconds)
         finally:
             state.close()
+            if redis is not None:
+                redis.stop()
     report = {"command": " ".join(["python -m shortlist.perf.writes", *(
                   sys.argv[1:] if argv is None else argv)]),
               "cpus": os.cpu_count(), "loadavg_start": list(load_start),

@@ -84,9 +84,12 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         start = time.perf_counter()
         if request.after_event_id:  # read your write: wait until it is applied here
             self.state.wait_applied(request.after_event_id)
+        waited_ms = (time.perf_counter() - start) * 1e3
         retriever = self._current()  # one version for the whole request
         result = retriever.retrieve(query)
         response = to_proto(result, retriever, query.k)
+        if request.after_event_id:  # what read-your-writes cost this request
+            response.timings_ms["wait"] = waited_ms
         response.timings_ms["total"] = (time.perf_counter() - start) * 1e3
         edge.annotate(candidates=len(result.candidates), segment=result.candidates.segment,
                       version=result.version)

@@ -69,15 +69,18 @@ serve-replicated: $(STAMP) servers
 	$(BIN)/python -m shortlist.common.stack serve --replicas 2 --artifacts $(ARTIFACTS) \
 		$(SERVE_ARGS)
 
-# Servers the tests run as local processes: Debian's redis-server. Installed when missing and
-# running as root (CI); otherwise the redis tests skip, except under CI=1, where they fail.
+# Servers the tests run as local processes: Debian's redis-server, and OpenJDK 17 for Spark.
+# Installed when missing and running as root (CI); otherwise those tests skip, except under
+# CI=1, where they fail.
 servers:
-	@command -v redis-server >/dev/null 2>&1 || { \
+	@for need in redis-server:redis-server java:openjdk-17-jre-headless; do \
+	  cmd=$${need%%:*}; pkg=$${need#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 && continue; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null 2>&1 || \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$pkg >/dev/null 2>&1 || \
 	    { apt-get update -q >/dev/null && \
-	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null; }; \
-	  else echo "redis-server is missing (apt-get install redis-server as root)" >&2; fi; }
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$pkg >/dev/null; }; \
+	  else echo "$$cmd is missing (apt-get install $$pkg as root)" >&2; fi; done
 
 test: $(STAMP) servers
 	$(BIN)/python -m pytest -q

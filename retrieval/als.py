@@ -56,6 +56,13 @@ class AlsModel:
         self._gram = None
         return self
 
+    def set_factors(self, user_factors: np.ndarray, item_factors: np.ndarray) -> AlsModel:
+        """Factors of this configuration fitted by another solver of the same problem."""
+        self.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+        self._gram = None
+        return self
+
     @property
     def gram(self) -> np.ndarray:
         if self._gram is None:

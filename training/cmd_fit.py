@@ -27,6 +27,12 @@ def register(sub) -> None:
     p.add_argument("--generators", default="", metavar="NAMES",
                    help="comma-separated generators to fit, in merge order (default: every "
                         "registered one: als,ease,itemknn,content,trending)")
+    p.add_argument("--engine", choices=["python", "spark"], default="python",
+                   help="python (default): one process; spark: the data stage in Spark SQL and "
+                        "ALS in Spark MLlib (needs pyspark and Java 17), same artifact")
+    p.add_argument("--spark-master", default="local[2]", metavar="URL",
+                   help="with --engine spark: local[N] or a cluster, e.g. "
+                        "spark://HOST:7077 (default local[2])")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--if-missing", action="store_true",
                    help="do nothing (exit 0) if --out already holds a published version "
@@ -55,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     params = FitParams(seed=args.seed, tune=not args.no_tune)
     version = fit(args.dataset, Path(args.out), params, progress=not args.quiet,
                   events=args.events, registry=registry,
-                  row_order_time=args.row_order_is_time)
+                  row_order_time=args.row_order_is_time, engine=args.engine,
+                  spark_master=args.spark_master)
     manifest = read_manifest(version)
     models = manifest.data["metrics"]["models"]
     print(f"published {version}")

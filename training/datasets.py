@@ -462,8 +462,16 @@ def load_generic(path: Path, row_order_time: bool = False) -> Dataset:
         stamps, has_t = rows, True
     else:
         stamps = np.zeros(n, np.int64)
+    catalog, files = read_generic_items(path)
+    return Dataset(path.name, u_codes, u_values, i_codes, i_values, weights, stamps,
+                   _complete_items(catalog, i_values), has_t, _fingerprint(files))
+
+
+def read_generic_items(path: Path) -> tuple[Items, list[Path]]:
+    """A generic-format directory's ``items.csv`` (empty without one) and the files that make
+    up the dataset (for its fingerprint)."""
     catalog = Items([], [], [], [])
-    files = [file]
+    files = [path / "interactions.csv"]
     items_file = path / "items.csv"
     if items_file.is_file():
         files.append(items_file)
@@ -478,8 +486,12 @@ def load_generic(path: Path, row_order_time: bool = False) -> Dataset:
         except UnicodeDecodeError as exc:
             raise DatasetError(f"{items_file}: not UTF-8 text ({exc.reason} at byte "
                                f"{exc.start})") from exc
-    return Dataset(path.name, u_codes, u_values, i_codes, i_values, weights, stamps,
-                   _complete_items(catalog, i_values), has_t, _fingerprint(files))
+    return catalog, files
+
+
+def fingerprint(paths: list[Path]) -> str:
+    """The dataset fingerprint of these files (as every loader computes it)."""
+    return _fingerprint(paths)
 
 
 def _build(name, users, items, weights, stamps, catalog, has_ts, files) -> Dataset:

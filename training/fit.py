@@ -478,13 +478,16 @@ def tuning_sample(f_ev: Events, v_ev: Events, max_users: int,
 
 def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams,
                    grid: TuningGrid | None, progress: bool = True, has_time: bool = True,
-                   registry: Registry | None = None, by_time: bool | None = None) -> Trained:
+                   registry: Registry | None = None, by_time: bool | None = None,
+                   splits: tuple[np.ndarray, np.ndarray] | None = None) -> Trained:
     """Tune, train the ranker and fit the final models on ``ev``.
 
     ``has_time``: the events carry real timestamps (else time-based features and decays are
     off). ``by_time``: validation and label splits take each user's latest events, as a
     leave-last-out test does; otherwise a seeded random draw, as a random holdout does
-    (default: ``has_time``). The splits must be carved the way the test is.
+    (default: ``has_time``). The splits must be carved the way the test is. ``splits``: the
+    validation mask over ``ev`` and the label mask over the rest, carved already (by the Spark
+    engine's data stage, the same way).
     """
     registry = registry or default_registry()
     by_time = has_time if by_time is None else by_time
@@ -493,12 +496,13 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
         for cls in registry:
             if cls.untimed:
                 p.set_generator(cls.name, **cls.untimed)
-    vmask = holdout(ev, 1, p.min_user_items, by_time, p.seed)
+    vmask = splits[0] if splits else holdout(ev, 1, p.min_user_items, by_time, p.seed)
     if not vmask.any():
         raise FitError(f"no user has {p.min_user_items} or more items: too little data to "
                        "validate and train the ranker")
     f_ev, v_ev = ev.take(~vmask), ev.take(vmask)
-    lmask = holdout(f_ev, p.label_fraction, p.min_user_items - 1, by_time, p.seed + 1)
+    lmask = (splits[1] if splits else
+             holdout(f_ev, p.label_fraction, p.min_user_items - 1, by_time, p.seed + 1))
     g_ev, l_ev = f_ev.take(~lmask), f_ev.take(lmask)
     tuning: dict = {}
     steps = tqdm(total=4, desc="train", unit="step", disable=not progress, leave=False)
@@ -590,13 +594,23 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
 
 def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = True,
         grid: TuningGrid | None = None, events: Path | str | None = None,
-        registry: Registry | None = None, row_order_time: bool = False) -> Path:
+        registry: Registry | None = None, row_order_time: bool = False,
+        engine: str = "python", spark_master: str = "local[2]",
+        workdir: Path | None = None) -> Path:
     """Fit, validate and publish; returns the new version directory.
 
     ``grid`` defaults to the full ``TuningGrid``; pass ``p.tune = False`` to keep ``p`` as is.
     ``events``: a retrieval event log folded into the data (``training.eventlog_data``); the
     manifest's ``events`` block says through which seqs, so the server replays only newer ones.
+    ``engine="spark"``: the data stage runs in Spark SQL and ALS in Spark MLlib on
+    ``spark_master`` (``training.spark``), parquet in ``workdir`` (default: a temporary
+    directory); the artifact is the same.
     """
+    if engine == "spark":
+        return _fit_on_spark(dataset, out, p, progress, grid, events, registry,
+                             row_order_time, spark_master, workdir)
+    if engine != "python":
+        raise ValueError(f"engine must be 'python' or 'spark', got {engine!r}")
     p = p or FitParams()
     if grid is None and p.tune:
         grid = TuningGrid()
@@ -613,11 +627,58 @@ def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = Tr
     trained = train_pipeline(ev, users, catalog, p, grid, progress, ds.has_timestamps,
                              registry)
     clock.skip()  # train_pipeline timed its own phases
+    return _publish(out, trained, catalog, users, ev, ds.name, ds.fingerprint,
+                    ds.has_timestamps, ds.extra.get("events") if events is not None else None,
+                    clock, t_start, {"engine": "python"})
+
+
+def _fit_on_spark(dataset: str, out: Path, p: FitParams | None, progress: bool,
+                  grid: TuningGrid | None, events, registry: Registry | None,
+                  row_order_time: bool, master: str, workdir: Path | None) -> Path:
+    import tempfile
+
+    from shortlist.training.spark.als import spark_registry
+    from shortlist.training.spark.prepare import prepare
+    from shortlist.training.spark.session import spark_session
+
+    if events is not None:
+        raise FitError("--events is not supported with --engine spark yet: fold the log in "
+                       "with the python engine")
+    p = p or FitParams()
+    if grid is None and p.tune:
+        grid = TuningGrid()
+    t_start = time.time()
+    clock = PhaseClock()
+    with tempfile.TemporaryDirectory(prefix="shortlist-spark-", dir=workdir) as tmp:
+        spark = spark_session(master, local_dir=Path(tmp) / "spark-local")
+        try:
+            clock.lap("spark_start")
+            prep = prepare(spark, dataset, Path(tmp) / "data", p.seed, p.min_user_items,
+                           p.label_fraction, row_order_time)
+            clock.lap("spark_prepare")
+            catalog = ItemCatalog(prep.catalog.item_ids, prep.catalog.titles,
+                                  prep.catalog.categories, prep.catalog.texts)
+            trained = train_pipeline(
+                prep.events, prep.users, catalog, p, grid, progress, prep.has_timestamps,
+                spark_registry(spark, Path(tmp) / "als", registry or default_registry()),
+                splits=(prep.valid, prep.labels))
+            clock.skip()
+        finally:
+            spark.stop()
+    return _publish(out, trained, catalog, prep.users, prep.events, prep.name,
+                    prep.fingerprint, prep.has_timestamps, None, clock, t_start,
+                    {"engine": "spark", "spark_master": master})
+
+
+def _publish(out: Path, trained: Trained, catalog: ItemCatalog, users: Vocabulary, ev: Events,
+             name: str, fingerprint: str, has_timestamps: bool, events: dict | None,
+             clock: PhaseClock, t_start: float, engine: dict) -> Path:
     final = trained.models
     manifest = {
-        "dataset": {"name": ds.name, "fingerprint": ds.fingerprint,
+        "dataset": {"name": name, "fingerprint": fingerprint,
                     "interactions": int(len(ev)), "users": len(users), "items": len(catalog),
-                    "has_timestamps": ds.has_timestamps},
+                    "has_timestamps": has_timestamps},
+        "training": engine,
         "parameters": asdict(trained.params),
         "tuning": trained.tuning,
         "generators": list(final.generators),
@@ -625,14 +686,15 @@ def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = Tr
                    "trees": trained.ranker.booster.num_trees(),
                    "importance_gain": trained.ranker.feature_importance()},
         "metrics": {"protocol": "validation: each user's latest item, users with >= "
-                                f"{p.min_user_items} items; hyperparameters were chosen on "
-                                "it, so it is optimistic (see shortlist-train evaluate)",
+                                f"{trained.params.min_user_items} items; hyperparameters were "
+                                "chosen on it, so it is optimistic (see shortlist-train "
+                                "evaluate)",
                     "k": 10, "models": trained.validation},
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if events is not None:
-        manifest["events"] = ds.extra["events"]
-    version = new_version(ds.fingerprint)
+        manifest["events"] = events
+    version = new_version(fingerprint)
     with publish(out, version, manifest) as staging:
         final.save(staging)
         RankingModels(catalog, trained.ranker, trained.stats, trained.ranking_config).save(

@@ -68,14 +68,21 @@ class AlsGenerator(Generator):
                 and previous.model.user_factors.shape == (data.n_users, config.factors)
                 and previous.model.item_factors.shape[0] == n_items
                 and len(ev.users) >= config.warm_start_min_events else None)
-        model = AlsModel(config.factors, config.regularization, config.alpha,
-                         config.warm_iterations if warm is not None else config.iterations,
-                         data.seed).fit(matrix, show_progress=data.progress, init=warm)
+        model = cls.solve(AlsModel(config.factors, config.regularization, config.alpha,
+                                   config.warm_iterations if warm is not None
+                                   else config.iterations, data.seed), matrix, data, warm)
         index = None
         if data.build_index:
             h = data.hnsw
             index = MipsIndex.build(model.item_factors, h.m, h.ef_construction, h.ef, data.seed)
         return cls(model, index, config)
+
+    @classmethod
+    def solve(cls, model: AlsModel, matrix: sp.csr_matrix, data: FitData,
+              warm: AlsModel | None) -> AlsModel:
+        """Fit ``model``'s factors on ``matrix``: here with ``implicit``; a training engine may
+        solve the same problem elsewhere (``training.spark.als``: Spark MLlib)."""
+        return model.fit(matrix, show_progress=data.progress, init=warm)
 
     @classmethod
     def tuning_grid(cls, config: AlsConfig) -> list[dict[str, Any]]:

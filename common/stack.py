@@ -455,11 +455,26 @@ class Supervisor:
         """Keep every server running until ``stop()``, then stop them all."""
         try:
             while not self.stopping:
+                self._keep_redis()
                 for name in self.stack.servers:
                     self._step(name)
                 time.sleep(self.poll_s)
         finally:
             self.close()
+
+    def _keep_redis(self) -> None:
+        """Restart the stack's redis-server if it died: it replays its AOF, so every
+        acknowledged write is back, and the replicas' tailers resume by themselves."""
+        redis = self.stack.redis
+        if redis is None or redis.running or self.stopping:
+            return
+        logger.warning("redis-server died (%s); restarting it on its AOF",
+                       describe_exit(redis.proc.returncode))
+        try:
+            redis.start()
+            logger.info("redis-server serving again on port %d", redis.port)
+        except RedisUnavailable as exc:
+            logger.warning("redis-server did not restart: %s; retrying", exc)
 
     def close(self) -> None:
         for watch in self._watch.values():
@@ -664,8 +679,8 @@ def serve(stack: Stack) -> int:
         return 1
     pids = supervisor.pids()
     if stack.redis is not None:
-        print(f"shared state: redis-server {stack.redis.url} (AOF in {stack.redis.directory})",
-              flush=True)
+        print(f"shared state: redis-server {stack.redis.url} (pid {stack.redis.proc.pid}, AOF "
+              f"in {stack.redis.directory})", flush=True)
     print("serving: " + ", ".join(f"{n} {stack.address(n)} (pid {pids[n]})"
                                   for n in stack.servers) + " (Ctrl-C to stop)", flush=True)
     if stack.metrics_ports:

@@ -338,3 +338,52 @@ def test_serve_restarts_a_killed_ranking_server_while_the_gateway_degrades(root,
     assert "Traceback" not in log
     assert "stopped on SIGTERM" in log
     assert not any(alive(pid) for pid in [*pids.values(), *restarted])
+
+
+def test_serve_replicated_restarts_a_killed_redis_and_loses_no_acknowledged_write(root,
+                                                                                   tmp_path):
+    """`serve --replicas 2`: two retrieval and two ranking replicas on a redis-server the
+    supervisor starts, restarts when it dies (on its AOF) and stops on SIGTERM."""
+    from shortlist.common.redisproc import redis_binary
+
+    if redis_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed: `make servers` (as root) installs it")
+        pytest.skip("redis-server is not installed (`make servers` as root installs it)")
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(root, artifacts)
+    base = {name: free_port() for name in ("gateway", "retrieval", "ranking")}
+    redis_port = free_port()
+    out = tmp_path / "serve.out"
+    with open(out, "w") as fh:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "shortlist.common.stack", "serve", "--replicas", "2",
+             "--redis-port", str(redis_port), "--artifacts", str(artifacts),
+             *[arg for name, port in base.items()
+               for arg in (f"--{name}-address", f"127.0.0.1:{port}")]],
+            stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        shared = wait_for_line(out, r"^shared state: redis-server \S+ \(pid (\d+)", 240, serve)
+        serving = wait_for_line(out, r"^serving: .*$", 240, serve).group(0)
+        pids = dict(re.findall(r"([\w-]+) \S+ \(pid (\d+)\)", serving))
+        assert set(pids) == {"retrieval", "retrieval-2", "ranking", "ranking-2", "gateway"}
+        with grpc.insecure_channel(f"127.0.0.1:{base['gateway']}") as ch:
+            stub = gateway_pb2_grpc.GatewayStub(ch)
+            first = stub.RecordInteraction(retrieval_pb2.RecordInteractionRequest(
+                user_id="serve-redis", item_id="i1"), timeout=5)
+            os.kill(int(shared.group(1)), signal.SIGKILL)
+            wait_for_line(out, r"redis-server serving again", 60, serve)
+            second = stub.RecordInteraction(retrieval_pb2.RecordInteractionRequest(
+                user_id="serve-redis", item_id="i2"), timeout=5)
+            assert second.history_length == 2, (first, second)  # the first survived the kill
+            answer = stub.Recommend(gateway_pb2.RecommendRequest(user_id="serve-redis", k=10),
+                                    timeout=5)
+            assert len(answer.items) == 10 and not answer.degraded
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(60) == 0, out.read_text()[-3000:]
+    for pid in pids.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
+    with pytest.raises(OSError):  # the restarted redis-server was stopped too
+        socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()

@@ -43,6 +43,11 @@ def fit_factors(spark, workdir: Path, matrix: sp.csr_matrix,
     from pyspark.ml.recommendation import ALS
 
     workdir.mkdir(parents=True, exist_ok=True)
+    # ALS's lineage grows with every iteration; without checkpoints a long fit overflows the
+    # JVM's stack. MLlib checkpoints every checkpointInterval (10) iterations once a
+    # directory is set (on a cluster it must be storage every executor sees).
+    if spark.sparkContext.getCheckpointDir() is None:
+        spark.sparkContext.setCheckpointDir(str(workdir / "checkpoints"))
     run = next(n for n in itertools.count() if not (workdir / f"als-{n}").exists())
     base = workdir / f"als-{run}"
     base.mkdir()

@@ -55,6 +55,9 @@ def spark_session(master: str = "local[2]", app: str = "shortlist-fit",
                .config("spark.sql.ansi.enabled", "false")
                .config("spark.pyspark.python", sys.executable)
                .config("spark.driver.memory", driver_memory)
+               # deep query plans (ALS iterations, window chains) need more than 1 MB of stack
+               .config("spark.driver.extraJavaOptions", "-Xss16m")
+               .config("spark.executor.extraJavaOptions", "-Xss16m")
                .config("spark.sql.shuffle.partitions", "8")
                .config("spark.executorEnv.OPENBLAS_NUM_THREADS", "1")
                .config("spark.executorEnv.OMP_NUM_THREADS", "1"))

@@ -641,10 +641,10 @@ def _fit_on_spark(dataset: str, out: Path, p: FitParams | None, progress: bool,
     from shortlist.training.spark.prepare import prepare
     from shortlist.training.spark.session import spark_session
 
-    if events is not None:
-        raise FitError("--events is not supported with --engine spark yet: fold the log in "
-                       "with the python engine")
     p = p or FitParams()
+    # The event log (or stream) is folded in on the driver, as the python engine does, and
+    # reaches Spark with the dataset as parquet.
+    extended = extend_dataset(load(dataset, row_order_time), events) if events else None
     if grid is None and p.tune:
         grid = TuningGrid()
     t_start = time.time()
@@ -654,7 +654,7 @@ def _fit_on_spark(dataset: str, out: Path, p: FitParams | None, progress: bool,
         try:
             clock.lap("spark_start")
             prep = prepare(spark, dataset, Path(tmp) / "data", p.seed, p.min_user_items,
-                           p.label_fraction, row_order_time)
+                           p.label_fraction, row_order_time, extended)
             clock.lap("spark_prepare")
             catalog = ItemCatalog(prep.catalog.item_ids, prep.catalog.titles,
                                   prep.catalog.categories, prep.catalog.texts)
@@ -666,7 +666,8 @@ def _fit_on_spark(dataset: str, out: Path, p: FitParams | None, progress: bool,
         finally:
             spark.stop()
     return _publish(out, trained, catalog, prep.users, prep.events, prep.name,
-                    prep.fingerprint, prep.has_timestamps, None, clock, t_start,
+                    prep.fingerprint, prep.has_timestamps,
+                    extended.extra["events"] if extended is not None else None, clock, t_start,
                     {"engine": "spark", "spark_master": master})
 
 

@@ -216,3 +216,30 @@ def test_fit_on_a_standalone_cluster_publishes_what_the_servers_serve(spark_clus
                 gateway_pb2.RecommendRequest(user_id="u5", k=10), timeout=10)
     assert len(got.items) == 10 and got.version == version.name and not got.degraded
     shutil.rmtree(out)
+
+
+def test_the_data_stage_takes_data_extended_with_the_event_log(spark, tmp_path):
+    """`fit --engine spark --events LOG`: the log is folded in on the driver and the extended
+    data carved exactly as the python engine carves it."""
+    from shortlist.common.catalog import ItemCatalog
+    from shortlist.retrieval.eventlog import EventLog
+    from shortlist.training.eventlog_data import extend_dataset
+    from shortlist.training.spark.prepare import prepare
+
+    data = write_synthetic(tmp_path / "data", n_users=40, n_items=60, per_user=10, seed=5)
+    with EventLog(tmp_path / "events.db") as log:
+        log.append_item("fresh", "Fresh", ["Drama"], "text")
+        for k in range(6):
+            log.append_interaction("logged-user", f"i{k}", 1.0, 1_700_000_000 + k)
+        log.append_interaction("logged-user", "fresh", 1.0, 1_700_000_010)
+    extended = extend_dataset(load(str(data)), tmp_path / "events.db")
+    catalog = ItemCatalog(extended.items.item_ids, extended.items.titles,
+                          extended.items.categories, extended.items.texts)
+    users, ev = encode(extended, catalog.vocab)
+    p = small_params()
+    valid = holdout(ev, 1, p.min_user_items, True, 42)
+    got = prepare(spark, str(data), tmp_path / "work", 42, p.min_user_items, p.label_fraction,
+                  dataset=extended)
+    assert "logged-user" in got.users and "fresh" in got.catalog.item_ids
+    assert got.fingerprint == extended.fingerprint
+    assert by_pair(got.events, got.valid) == by_pair(ev, valid)

@@ -30,6 +30,7 @@ import numpy as np
 from shortlist.common.vocab import Vocabulary
 from shortlist.training.datasets import (
     VARIANT_SEP,
+    Dataset,
     DatasetError,
     Items,
     fingerprint,
@@ -107,12 +108,12 @@ def _with_row_index(spark, df):
             .drop("_pid", "_mid", "_off"))
 
 
-def _raw_from_loader(spark, spec: str, row_order_time: bool, workdir: Path):
-    """Other formats: the Python loader, handed to Spark as parquet."""
+def _raw_from_loader(spark, ds, workdir: Path):
+    """Other formats (or data extended with an event log): the Python loader's dataset,
+    handed to Spark as parquet."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    ds = load(spec, row_order_time)
     table = pa.table({"user_id": pa.array(ds.user_ids.astype(str), pa.large_string()),
                       "item_id": pa.array(ds.item_ids.astype(str), pa.large_string()),
                       "weight": pa.array(ds.weights, pa.float32()),
@@ -120,7 +121,7 @@ def _raw_from_loader(spark, spec: str, row_order_time: bool, workdir: Path):
                       "row": pa.array(np.arange(len(ds)), pa.int64())})
     raw = workdir / "raw.parquet"
     pq.write_table(table, raw)
-    return ds, spark.read.parquet(str(raw))
+    return spark.read.parquet(str(raw))
 
 
 def _pair_hash(seed: int):
@@ -157,9 +158,11 @@ def _holdout(df, fraction_or_n, min_items: int, by_time: bool, seed: int, name: 
 
 
 def prepare(spark, spec: str, workdir: Path, seed: int = 42, min_items: int = 5,
-            label_fraction: float = 0.2, row_order_time: bool = False) -> Prepared:
+            label_fraction: float = 0.2, row_order_time: bool = False,
+            dataset: Dataset | None = None) -> Prepared:
     """Run the data stage on ``spark``; parquet in ``workdir`` (which the executors must see:
-    a local directory for local[N] or a one-machine cluster, shared storage otherwise)."""
+    a local directory for local[N] or a one-machine cluster, shared storage otherwise).
+    ``dataset``: already loaded (e.g. extended with the event log), instead of ``spec``."""
     import pyarrow.parquet as pq
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -167,12 +170,13 @@ def prepare(spark, spec: str, workdir: Path, seed: int = 42, min_items: int = 5,
     workdir.mkdir(parents=True, exist_ok=True)
     base, _, variant = spec.partition(VARIANT_SEP)
     path = resolve_path(base)
-    if (path / "interactions.csv").is_file() and not variant:
+    if dataset is None and (path / "interactions.csv").is_file() and not variant:
         raw, has_t = _raw_generic(spark, path, row_order_time)
         catalog, files = read_generic_items(path)
         name, print_ = path.name, fingerprint(files)
     else:
-        ds, raw = _raw_from_loader(spark, spec, row_order_time, workdir)
+        ds = dataset if dataset is not None else load(spec, row_order_time)
+        raw = _raw_from_loader(spark, ds, workdir)
         has_t, name, print_ = ds.has_timestamps, ds.name, ds.fingerprint
         catalog = Items(list(ds.items.item_ids), list(ds.items.titles),
                         [list(c) for c in ds.items.categories], list(ds.items.texts))

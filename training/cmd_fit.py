@@ -33,6 +33,10 @@ def register(sub) -> None:
     p.add_argument("--spark-master", default="local[2]", metavar="URL",
                    help="with --engine spark: local[N] or a cluster, e.g. "
                         "spark://HOST:7077 (default local[2])")
+    p.add_argument("--spark-workdir", type=Path, default=None, metavar="DIR",
+                   help="with --engine spark: where parquet goes between the stages; on a "
+                        "cluster, a directory the driver and every executor see (NFS); "
+                        "default: the system's temporary directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--if-missing", action="store_true",
                    help="do nothing (exit 0) if --out already holds a published version "
@@ -62,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     version = fit(args.dataset, Path(args.out), params, progress=not args.quiet,
                   events=args.events, registry=registry,
                   row_order_time=args.row_order_is_time, engine=args.engine,
-                  spark_master=args.spark_master)
+                  spark_master=args.spark_master, workdir=args.spark_workdir)
     manifest = read_manifest(version)
     models = manifest.data["metrics"]["models"]
     print(f"published {version}")

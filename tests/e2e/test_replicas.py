@@ -6,6 +6,7 @@ Open-loop load is paced, never timed: a test counts failures, never milliseconds
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -217,6 +218,20 @@ def test_rolling_a_new_version_across_replicas_serves_no_mixed_response(stack, r
         load.join(WAIT_S)
     assert errors == [], errors[:5]
     assert set(served) == {old, new}
+    # Every request ranked by some ranking replica was ranked with the version some retrieval
+    # replica retrieved it with (the servers' log lines, joined by request id).
+    versions: dict[str, dict[str, str]] = {"Retrieve": {}, "Rank": {}}
+    for log in stack.log_dir.glob("r*.log"):
+        for line in log.read_text().splitlines():
+            if line.startswith("{") and '"msg": "request"' in line:
+                entry = json.loads(line)
+                if entry.get("rpc") in versions and entry.get("code") == "OK":
+                    versions[entry["rpc"]][entry["request_id"]] = entry["version"]
+    ranked = set(versions["Rank"]) & set(versions["Retrieve"])
+    assert len(ranked) >= len(served) // 2
+    mixed = [r for r in ranked if versions["Rank"][r] != versions["Retrieve"][r]]
+    assert mixed == [], mixed[:5]
+    assert new in {versions["Rank"][r] for r in ranked}
 
 
 def test_the_cli_records_once_per_event_id_and_reads_its_write_anywhere(stack, capsys):

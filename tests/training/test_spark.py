@@ -47,13 +47,23 @@ def _need_spark() -> None:
 
 
 @pytest.fixture(scope="module")
-def spark(tmp_path_factory):
+def spark_local_dir(tmp_path_factory):
+    """One local[2] session for the module's tests, stopped at the end (a fit in between stops
+    it, as it stops its own; the next test then starts another)."""
     _need_spark()
+    yield tmp_path_factory.mktemp("spark-local")
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.stop()
+
+
+@pytest.fixture()
+def spark(spark_local_dir):
     from shortlist.training.spark.session import spark_session
 
-    session = spark_session("local[2]", local_dir=tmp_path_factory.mktemp("spark-local"))
-    yield session
-    session.stop()
+    return spark_session("local[2]", local_dir=spark_local_dir)  # the live one, or a new one
 
 
 def python_engine(spec: str, seed: int = 42):
@@ -103,12 +113,11 @@ def test_the_data_stage_carves_what_the_python_engine_carves(spark, tmp_path, ti
 
 
 @pytest.fixture(scope="module")
-def spark_fitted(spark, synthetic_dir, tmp_path_factory):
+def spark_fitted(spark_local_dir, synthetic_dir, tmp_path_factory):
     """The session's synthetic data fitted by the Spark engine with the session artifact's
     own parameters and grid."""
     from shortlist.training.fit import fit
 
-    spark.stop()  # fit starts its own session (one per process at a time)
     return fit(str(synthetic_dir), tmp_path_factory.mktemp("spark-artifacts"), small_params(),
                progress=False, grid=small_grid(), engine="spark",
                workdir=tmp_path_factory.mktemp("spark-work"))

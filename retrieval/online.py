@@ -45,6 +45,7 @@ from shortlist.retrieval.eventlog import (
     item_entry,
 )
 from shortlist.retrieval.retriever import Retriever
+from shortlist.retrieval.state_base import ServingVersion, apply_record
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class Prepared:
     interactions_seq: int
 
 
-class RetrievalState:
+class RetrievalState(ServingVersion):
     """The serving version and the write path onto it; see the module docstring.
 
     ``max_queue`` and ``max_batch`` bound the writes waiting and the writes per commit;
@@ -118,17 +119,6 @@ class RetrievalState:
         self.committed_writes = 0
 
     @property
-    def retriever(self) -> Retriever:
-        r = self._retriever
-        if r is None:
-            raise NotReady("models are still loading")
-        return r
-
-    @property
-    def ready(self) -> bool:
-        return self._retriever is not None
-
-    @property
     def queued(self) -> int:
         """Writes waiting for their answer (queued, or in the batch being committed)."""
         with self._mutex:
@@ -139,14 +129,12 @@ class RetrievalState:
     def _replay(self, retriever: Retriever, items_after: int,
                 interactions_after: int) -> tuple[int, int]:
         for rec in self.log.items(items_after):
-            retriever.apply_item(rec.item_id, rec.title, list(rec.categories), rec.text)
+            apply_record(retriever, rec)
             items_after = rec.seq
         skipped = 0
         for rec in self.log.interactions(interactions_after):
-            try:
-                retriever.apply_interaction(rec.user_id, rec.item_id, rec.weight, rec.timestamp)
-            except ItemNotFound:
-                skipped += 1  # the item was accepted by an older catalog: keep the log, skip
+            # False: the item was accepted by an older catalog: keep the log, skip
+            skipped += not apply_record(retriever, rec)
             interactions_after = rec.seq
         if skipped:
             logger.warning("replay skipped interactions with unknown items",

@@ -36,11 +36,11 @@ from shortlist.retrieval.errors import (
     InvalidRequest,
     ItemNotFound,
     Lagging,
-    NotReady,
     StateUnavailable,
 )
-from shortlist.retrieval.eventlog import Interaction, interaction_entry, item_entry
+from shortlist.retrieval.eventlog import interaction_entry, item_entry
 from shortlist.retrieval.retriever import Retriever
+from shortlist.retrieval.state_base import ServingVersion, apply_record
 from shortlist.retrieval.stream import StreamError, StreamLog
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Prepared:
     applied: StreamId
 
 
-class SharedState:
+class SharedState(ServingVersion):
     """The serving version, kept current from the shared stream; see the module docstring.
 
     ``consistency_wait_s`` bounds how long a read waits for a write it must see.
@@ -79,17 +79,6 @@ class SharedState:
         self.committed_writes = 0
 
     @property
-    def retriever(self) -> Retriever:
-        r = self._retriever
-        if r is None:
-            raise NotReady("models are still loading")
-        return r
-
-    @property
-    def ready(self) -> bool:
-        return self._retriever is not None
-
-    @property
     def queued(self) -> int:
         return 0  # each write is one Redis call: nothing queues in this process
 
@@ -101,14 +90,7 @@ class SharedState:
     # -- versions ---------------------------------------------------------------------------
 
     def _apply(self, retriever: Retriever, record) -> None:
-        try:
-            if isinstance(record, Interaction):
-                retriever.apply_interaction(record.user_id, record.item_id, record.weight,
-                                            record.timestamp)
-            else:
-                retriever.apply_item(record.item_id, record.title, list(record.categories),
-                                     record.text)
-        except ItemNotFound:
+        if not apply_record(retriever, record):
             # The item was accepted against another replica's catalog (an older version, an
             # upsert this version predates): keep the stream, skip it here, as replay does.
             logger.warning("stream entry skipped: unknown item", extra={"fields": {

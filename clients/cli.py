@@ -295,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("recommend", help="recommendations for a user")
     rec.add_argument("--user", required=True)
     rec.add_argument("-k", type=int, default=10)
-    rec.add_argument("--recent", nargs="*", help="items the user just engaged with")
+    rec.add_argument("--recent", nargs="*",
+                     help="items the user just engaged with, oldest first (a session)")
     rec.add_argument("--exclude", nargs="*", help="item ids to exclude")
     rec.add_argument("--include-category", nargs="*", help="only these categories")
     rec.add_argument("--exclude-category", nargs="*", help="never these categories")

@@ -40,8 +40,10 @@ class RetrievalModels:
     config: RetrievalConfig
     hnsw: HnswParams
     now: int
-    # Seconds each generator took to fit (training reports only; not saved).
+    # Seconds each generator took to fit, and why each registered one that was not fitted
+    # was skipped (training reports only; not saved).
     fit_seconds: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def source(self) -> CandidateSource:
         return CandidateSource(self.generators, self.config)

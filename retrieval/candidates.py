@@ -43,9 +43,13 @@ def segment_for(n_history: int, n_recent: int, established_min: int) -> str:
 class CandidateSource:
     """The generators of one artifact version, asked in registry order and merged by RRF."""
 
-    def __init__(self, generators: Mapping[str, Generator], config: RetrievalConfig) -> None:
+    def __init__(self, generators: Mapping[str, Generator], config: RetrievalConfig,
+                 scale: float = 1.0) -> None:
         self.generators = dict(generators)
         self.config = config
+        # Every generator's count times this: evaluation's leave-one-out asks the others
+        # for more so that they fill the same candidate budget without the one left out.
+        self.scale = scale
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -62,9 +66,9 @@ class CandidateSource:
             cold = [n for n, g in self.generators.items() if g.serves_new_users]
             return {n: (self.config.max_candidates if n in cold else 0) for n in self.generators}
         if segment in (SEGMENT_ONBOARDING, SEGMENT_LIGHT):
-            return {n: int(g.config.candidates * g.config.light_factor)
+            return {n: int(g.config.candidates * g.config.light_factor * self.scale)
                     for n, g in self.generators.items()}
-        return {n: g.config.candidates for n, g in self.generators.items()}
+        return {n: round(g.config.candidates * self.scale) for n, g in self.generators.items()}
 
     def generate(self, user: UserState, banned: np.ndarray,
                  max_candidates: int = 0) -> Candidates:

@@ -137,6 +137,7 @@ def small_grid():
             "trending": [{"half_life_days": 30.0}, {"half_life_days": 3.0}],
             "ease": [{"lam": 30.0}, {"lam": 300.0}],
             "itemknn": [{"neighbours": 20}, {"neighbours": 50, "confidence": "log1p"}],
+            "sequence": [{"window": 1}, {"window": 3, "last_items": 3}],
         },
         candidate_scales=(1.0, 0.5), ranker_num_leaves=(15,), mmr_lambda=(1.0, 0.9, 0.8),
     )
@@ -148,7 +149,8 @@ def small_params():
     return FitParams(generators={"als": {"factors": 16, "iterations": 10, "candidates": 60},
                                  "content": {"dim": 16, "candidates": 40},
                                  "trending": {"candidates": 20},
-                                 "ease": {"candidates": 30}, "itemknn": {"candidates": 30}},
+                                 "ease": {"candidates": 30}, "itemknn": {"candidates": 30},
+                                 "sequence": {"candidates": 20}},
                      ranker_rounds=60, max_candidates=180, hnsw_ef=100,
                      # Pinned: the fixture exists to exercise the ranked path; the guard
                      # rail has tests of its own (tests/training/test_guard.py).

@@ -2,7 +2,8 @@
 
 Generic format (a directory):
   interactions.csv  header ``user_id,item_id[,weight][,timestamp]``; weight defaults to 1,
-                    timestamp (unix seconds) may be absent, in which case row order is used.
+                    timestamp (unix seconds) may be absent: then the data has no time (row
+                    order is read as time only with ``row_order_time``, an explicit opt-in).
   items.csv         optional, header ``item_id,title,categories[,text]``; categories are
                     ``|``-separated.
 Every loader returns the same ``Dataset`` so nothing downstream knows where data came from.

@@ -11,6 +11,7 @@ from shortlist.common.candidates import Candidates
 from shortlist.ranking.features import ItemStats
 from shortlist.ranking.pipeline import RANKER, RankingPipeline
 from shortlist.retrieval.bundle import RetrievalModels, banned_mask
+from shortlist.retrieval.candidates import CandidateSource
 from shortlist.retrieval.hnsw import exact_top_k
 from shortlist.training.metrics import (
     ap_at_k,
@@ -137,3 +138,38 @@ def evaluate(models: RetrievalModels, stats: ItemStats, pipeline: RankingPipelin
         out[UNION]["recall@candidates"] = union_recall / n
         out[UNION]["candidates"] = models.config.max_candidates
     return out
+
+
+def candidate_ablation(models: RetrievalModels, test: Events,
+                       progress: bool = True) -> list[dict]:
+    """Candidate recall at the served candidate count N with every generator, and with each
+    one left out while the others, asked for proportionally more, fill the same N.
+
+    This is what a generator adds to the pool the ranker chooses from, at equal cost: a
+    generator that only repeats the others' items scores no loss when removed, whatever its
+    own recall. Run with the serving code (``CandidateSource.generate``) on the test users.
+    """
+    relevant: dict[int, set[int]] = {}
+    for u, i in zip(test.users.tolist(), test.items.tolist(), strict=True):
+        relevant.setdefault(u, set()).add(i)
+    n = models.config.max_candidates
+    full = models.source()
+    sources: dict[str, CandidateSource] = {"(none)": full}
+    for name, gen in models.generators.items():
+        share = gen.config.candidates
+        if len(models.generators) < 2 or share >= n:
+            continue
+        others = {g: x for g, x in models.generators.items() if g != name}
+        sources[name] = CandidateSource(others, models.config, scale=n / (n - share))
+    sums = dict.fromkeys(sources, 0.0)
+    for user in tqdm(sorted(relevant), desc="candidate ablation", unit="user",
+                     disable=not progress, leave=False):
+        state = models.user_state(user)
+        banned = banned_mask(len(models.catalog), state.items)
+        for name, source in sources.items():
+            items = source.generate(state, banned, max_candidates=n).items
+            sums[name] += recall_at_k(items, relevant[user], n)
+    users = max(1, len(relevant))
+    base = sums["(none)"] / users
+    return [{"removed": name, "candidates": n, "recall": total / users,
+             "delta": total / users - base} for name, total in sums.items()]

@@ -41,7 +41,13 @@ from shortlist.ranking.pipeline import (
 )
 from shortlist.ranking.ranker import LambdaRanker
 from shortlist.retrieval.bundle import RetrievalModels, banned_mask
-from shortlist.retrieval.generators import Generator, Registry, config_of, default_registry
+from shortlist.retrieval.generators import (
+    Generator,
+    Registry,
+    config_of,
+    default_registry,
+    fit_or_skip,
+)
 from shortlist.training.datasets import load
 from shortlist.training.evaluation import UNION, evaluate
 from shortlist.training.eventlog_data import extend_dataset
@@ -249,7 +255,8 @@ def tune_generators(base: RetrievalModels, f_ev: Events, v_ev: Events, p: FitPar
         rows = []
         for values in tqdm(variants, desc=f"tune {cls.name}", unit="config",
                            disable=not progress, leave=False):
-            gen = cls.fit(data, config_of(cls, {**p.generator(cls.name), **values}), fitted)
+            gen, _ = fit_or_skip(cls, data, config_of(cls, {**p.generator(cls.name), **values}),
+                                 fitted)
             rows.append({**values, column: (generator_metric(base, gen, v_ev, sample, k,
                                                              cls.objective)
                                             if gen is not None else 0.0)})
@@ -683,6 +690,8 @@ def _publish(out: Path, trained: Trained, catalog: ItemCatalog, users: Vocabular
         "parameters": asdict(trained.params),
         "tuning": trained.tuning,
         "generators": list(final.generators),
+        # Registered generators the data could not support, and why.
+        "skipped_generators": final.skipped,
         "ranker": {"features": trained.spec.names,
                    "trees": trained.ranker.booster.num_trees(),
                    "importance_gain": trained.ranker.feature_importance()},

@@ -22,7 +22,7 @@ from shortlist.retrieval.als import AlsModel
 from shortlist.retrieval.generators import Registry, default_registry
 from shortlist.training import peers
 from shortlist.training.datasets import load
-from shortlist.training.evaluation import UNION, evaluate
+from shortlist.training.evaluation import UNION, candidate_ablation, evaluate
 from shortlist.training.fit import TuningGrid, score_examples, train_pipeline, train_ranker
 from shortlist.training.params import FitParams
 from shortlist.training.protocol import by_time, default_protocol, export_split, holdout_mask
@@ -126,7 +126,9 @@ def run(dataset: str, protocol: str | None = None, export_dir: Path | None = Non
     # Peers: tuned on the same validation items the pipeline was tuned on.
     vmask = holdout(train, 1, p.min_user_items, carve_by_time, p.seed)
     f_ev, v_ev = train.take(~vmask), train.take(vmask)
-    extra, tuning, skipped = {}, {}, {}
+    extra, tuning = {}, {}
+    skipped = {name: f"{name} generator skipped: {why}"
+               for name, why in trained.models.skipped.items()}
     t0 = time.perf_counter()
     # The peer gets its own, wider grid (peers.DEFAULT_ALS_GRID), not the pipeline's.
     best_als, tuning["peer_als"] = peers.tune_als(
@@ -175,6 +177,7 @@ def run(dataset: str, protocol: str | None = None, export_dir: Path | None = Non
     }
     if with_ablation:
         report["ablation"] = ablation(trained, trained.params)
+        report["candidate_ablation"] = candidate_ablation(trained.models, test, progress)
     return report
 
 
@@ -195,6 +198,9 @@ def format_leaderboard(report: dict) -> str:
     union = next((r for r in report["rows"] if r["model"] == UNION), None)
     if union:
         lines.append(f"candidate recall@{union['candidates']}: {union['recall@candidates']:.4f}")
+    for row in report.get("candidate_ablation", [])[1:]:
+        lines.append(f"  without {row['removed']:<12} {row['recall']:.4f} ({row['delta']:+.4f}, "
+                     "the others fill its share)")
     for why in report.get("skipped", {}).values():
         lines.append(why)
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from shortlist.retrieval.generators import (
     Registry,
     TrendingGenerator,
     config_of,
+    fit_or_skip,
 )
 from shortlist.retrieval.history import UserHistory
 from shortlist.retrieval.trending import TrendingModel
@@ -53,22 +54,24 @@ def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams
                  leave=False)
     data = fit_data(ev, users, catalog, p, build_index, progress)
     history = UserHistory.from_events(ev.users, ev.items, ev.timestamps, ev.weights, len(users))
-    generators, seconds = {}, {}
+    generators, seconds, skipped = {}, {}, {}
     for cls in registry:
         steps.set_postfix_str(cls.name)
         before = previous.generators.get(cls.name) if previous is not None else None
         t0 = time.perf_counter()
-        gen = cls.fit(data, config_of(cls, p.generator(cls.name)), before)
+        gen, why = fit_or_skip(cls, data, config_of(cls, p.generator(cls.name)), before)
         if gen is not None:
             generators[cls.name] = gen
             seconds[cls.name] = time.perf_counter() - t0
+        else:
+            skipped[cls.name] = why
         steps.update()
     steps.set_postfix_str("item statistics")
     models = RetrievalModels(
         catalog=catalog, users=users, history=history, generators=generators,
         config=RetrievalConfig(max_candidates=p.max_candidates,
                                established_min_items=p.min_user_items),
-        hnsw=data.hnsw, now=data.now, fit_seconds=seconds,
+        hnsw=data.hnsw, now=data.now, fit_seconds=seconds, skipped=skipped,
     )
     stats = item_stats(ev, models)
     steps.update()

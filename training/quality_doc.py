@@ -119,6 +119,13 @@ def render(reports: list[dict]) -> str:
         union = next(r for r in rep["rows"] if r["model"] == "candidates_union")
         out += ["", f"Candidate recall (union of generators, {union['candidates']} "
                     f"candidates): {union['recall@candidates']:.4f}."]
+        if len(rep.get("candidate_ablation", [])) > 1:
+            out += ["", "**Candidate ablation** (test candidate recall at the same "
+                        f"{union['candidates']} candidates without each generator; the others "
+                        "are asked for proportionally more to fill its share):", "",
+                    "| removed | candidate recall | change |", "|---|---|---|"]
+            out += [f"| {r['removed']} | {r['recall']:.4f} | {r['delta']:+.4f} |"
+                    for r in rep["candidate_ablation"]]
         for why in rep.get("skipped", {}).values():
             out += ["", why]
         out += ["", "**Targets**", "", "| target | measured | met |", "|---|---|---|"]

@@ -12,22 +12,26 @@ from shortlist.retrieval.generators.als import AlsGenerator
 from shortlist.retrieval.generators.base import (
     FitData,
     Generator,
+    GeneratorSkipped,
     HnswParams,
     Registry,
     UserState,
     config_of,
+    fit_or_skip,
 )
 from shortlist.retrieval.generators.content import ContentGenerator
 from shortlist.retrieval.generators.itemitem import EaseGenerator, ItemKnnGenerator
+from shortlist.retrieval.generators.sequence import SequenceGenerator
 from shortlist.retrieval.generators.trending import TrendingGenerator
 
 
 def default_registry() -> Registry:
     """The generators every fit and server uses unless told otherwise, in merge order."""
     return Registry((AlsGenerator, EaseGenerator, ItemKnnGenerator, ContentGenerator,
-                     TrendingGenerator))
+                     SequenceGenerator, TrendingGenerator))
 
 
 __all__ = ["AlsGenerator", "ContentGenerator", "EaseGenerator", "FitData", "Generator",
-           "HnswParams", "ItemKnnGenerator", "Registry", "TrendingGenerator", "UserState",
-           "config_of", "default_registry"]
+           "GeneratorSkipped", "HnswParams", "ItemKnnGenerator", "Registry",
+           "SequenceGenerator", "TrendingGenerator", "UserState", "config_of",
+           "default_registry", "fit_or_skip"]

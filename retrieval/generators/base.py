@@ -88,6 +88,11 @@ class UserState:
                    stored and len(recent) == 0)
 
 
+class GeneratorSkipped(Exception):
+    """Raised by ``Generator.fit`` when the data cannot support the generator; the message says
+    why, and training logs it and records it in the manifest."""
+
+
 class Generator:
     """Base class of candidate generators; subclasses set ``name`` and ``Config``.
 
@@ -117,7 +122,8 @@ class Generator:
     @classmethod
     def fit(cls, data: FitData, config: Any, previous: Generator | None = None
             ) -> Generator | None:
-        """A fitted generator, or None (with a log line) when the data cannot support it.
+        """A fitted generator; ``GeneratorSkipped`` (or None, with a log line) when the data
+        cannot support it.
 
         ``previous`` is the same generator fitted on a subset of these events, or with other
         config values: what does not depend on them may be reused (a content model depends
@@ -165,6 +171,17 @@ class Generator:
     def load(cls, directory: Path, config: Any, catalog: ItemCatalog,
              hnsw: HnswParams) -> Generator:
         raise NotImplementedError(f"{cls.__name__}.load")
+
+
+def fit_or_skip(cls: type[Generator], data: FitData, config: Any,
+                previous: Generator | None = None) -> tuple[Generator | None, str | None]:
+    """``cls.fit``, or None and the reason it was skipped (logged once here)."""
+    try:
+        gen = cls.fit(data, config, previous)
+    except GeneratorSkipped as exc:
+        logger.warning("%s generator skipped: %s", cls.name, exc)
+        return None, str(exc)
+    return gen, None if gen is not None else "the data cannot support it (see the log)"
 
 
 def config_of(cls: type[Generator], values: Mapping[str, Any] | None = None) -> Any:

@@ -78,15 +78,11 @@ class ItemItemGenerator(Generator):
         key = self.name
         if key not in user.memo:
             w = self.weights
-            known = user.items < w.shape[0]
-            items = user.items[known]
-            if len(items) == 0:
+            found = self.sources(user)
+            if found is None:
                 user.memo[key] = None
             else:
-                strength = confidence(user.weights[known], self.config.confidence)
-                # one strength per distinct item (the latest event of a repeated item counts)
-                uniq, last = np.unique(items[::-1], return_index=True)
-                strength = strength[::-1][last]
+                uniq, strength = found
                 starts = w.indptr[uniq]
                 lengths = w.indptr[uniq + 1] - starts
                 owner = np.repeat(np.arange(len(uniq)), lengths)
@@ -100,6 +96,18 @@ class ItemItemGenerator(Generator):
                 targets = np.flatnonzero(dense)  # no opinion is not a proposal
                 user.memo[key] = (targets, dense[targets])
         return user.memo[key]
+
+    def sources(self, user: UserState) -> tuple[np.ndarray, np.ndarray] | None:
+        """The user's distinct items that W has rows for, and how strongly each counts; None
+        when there are none. Here: every history item, by its event's confidence."""
+        known = user.items < self.weights.shape[0]
+        items = user.items[known]
+        if len(items) == 0:
+            return None
+        strength = confidence(user.weights[known], self.config.confidence)
+        # one strength per distinct item (the latest event of a repeated item counts)
+        uniq, last = np.unique(items[::-1], return_index=True)
+        return uniq, strength[::-1][last]
 
     def propose(self, user: UserState, k: int,
                 banned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -80,6 +80,42 @@ def test_onboarding_picks_steer_a_new_user(stub):
     assert share >= 0.5
 
 
+def test_an_anonymous_session_gets_what_follows_its_items_in_order(stack, trained):
+    """An unknown user with ``recent_item_ids`` (oldest first) gets the sequence generator's
+    candidates for that order, exactly as the published transitions say."""
+    from shortlist.common.artifacts import resolve
+    from shortlist.retrieval.bundle import RetrievalModels, banned_mask
+    from shortlist.v1 import retrieval_pb2, retrieval_pb2_grpc
+
+    models = RetrievalModels.load(resolve(trained))
+    seq = models.generators["sequence"]
+    k = int(seq.config.candidates * seq.config.light_factor)
+    vocab = models.catalog.vocab
+
+    def expected(picks):
+        state = models.user_state(-1, vocab.indices(picks))
+        ids, _ = seq.propose(state, k, banned_mask(len(models.catalog), state.items))
+        return vocab.ids(ids)
+
+    def served(picks):
+        with grpc.insecure_channel(stack.address("retrieval")) as channel:
+            resp = retrieval_pb2_grpc.RetrievalStub(channel).Retrieve(
+                retrieval_pb2.RetrieveRequest(user_id="anon-session", recent_item_ids=picks),
+                timeout=5)
+        c = resp.candidates
+        col, width = list(c.generators).index("sequence"), len(c.generators)
+        ranks = {c.item_ids[r]: c.generator_ranks[r * width + col]
+                 for r in range(len(c.item_ids)) if c.generator_ranks[r * width + col]}
+        assert resp.user.segment == common_pb2.USER_SEGMENT_ONBOARDING
+        return sorted(ranks, key=ranks.get)
+
+    session = ["i3", "i10", "i17", "i4"]
+    forward, backward = served(session), served(session[::-1])
+    assert forward and forward == expected(session)
+    assert backward == expected(session[::-1])
+    assert forward != backward  # the order of the session, not only its items, matters
+
+
 def test_filters(stub):
     base = stub.Recommend(gateway_pb2.RecommendRequest(user_id="u0", k=10), timeout=5)
     banned = [base.items[0].item_id, base.items[1].item_id]

@@ -64,7 +64,7 @@ def test_manifest_parameters(manifest, version):
     assert params["seed"] == 42
     # every generator's whole config is recorded, not only what was passed
     assert set(params["generators"]["als"]) >= {"candidates", "regularization", "alpha"}
-    assert manifest["generators"] == ["als", "ease", "itemknn", "content", "trending"]
+    assert manifest["generators"] == ["als", "ease", "itemknn", "content", "sequence", "trending"]
     assert manifest["ranker"]["features"] == RankingModels.load(version).config.features.names
     assert manifest["ranker"]["trees"] >= 1
 
@@ -236,6 +236,26 @@ def test_data_without_time_is_fitted_without_time(tmp_path):
     assert gens["content"]["taste_half_life_days"] == 0.0
     assert gens["trending"]["half_life_days"] == 0.0
     assert manifest["tuning"]["configuration"]["served"]
+
+
+def test_data_without_time_is_served_exactly_as_without_the_sequence_generator(tmp_path):
+    """Untimed data has no order: the sequence generator is skipped with its reason recorded,
+    and the artifact is the one a registry without it publishes (same candidates, same
+    ranker, same validation numbers)."""
+    from shortlist.retrieval.generators import default_registry
+    from tests.conftest import small_grid, small_params
+
+    data = write_synthetic(tmp_path / "untimed", n_users=80, n_items=120, per_user=15,
+                           timestamps=False)
+    with_it = fit(str(data), tmp_path / "a", small_params(), progress=False, grid=small_grid())
+    without = fit(str(data), tmp_path / "b", small_params(), progress=False, grid=small_grid(),
+                  registry=default_registry().without("sequence"))
+    a, b = (json.loads((v / MANIFEST).read_text()) for v in (with_it, without))
+    assert "no timestamps" in a["skipped_generators"]["sequence"]
+    assert "sequence" not in a["generators"] and a["generators"] == b["generators"]
+    assert a["metrics"] == b["metrics"]
+    assert ((with_it / "ranking/ranker.txt").read_text()
+            == (without / "ranking/ranker.txt").read_text())
 
 
 def test_tuning_runs_on_a_user_sample_of_large_data():

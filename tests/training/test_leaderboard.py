@@ -83,6 +83,18 @@ def test_ablation_covers_every_feature(report):
     assert report["ablation"][0]["removed"] == "(none)"
 
 
+def test_candidate_ablation_leaves_out_each_generator_at_the_same_budget(report):
+    union = next(r for r in report["rows"] if r["model"] == UNION)
+    rows = report["candidate_ablation"]
+    assert rows[0]["removed"] == "(none)"
+    # with nothing removed it is the served candidate list: the union's recall
+    assert rows[0]["recall"] == pytest.approx(union["recall@candidates"])
+    assert {r["removed"] for r in rows[1:]} == set(report["generators"])
+    assert all(r["candidates"] == union["candidates"] for r in rows)
+    assert "without sequence" in format_leaderboard(report)
+    assert "Candidate ablation" in render([report])
+
+
 def test_export_split_matches_the_protocol(report, synthetic_dir):
     split = report["_split"]
     with open(f"{split}/interactions.csv") as fh:

@@ -87,12 +87,20 @@ def _filters_used(args: argparse.Namespace) -> str:
     return " ".join(f"{flag} {' '.join(values)}" for flag, values in used)
 
 
+def attribute(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` from the command line (argparse reports a bad one in one line)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
 def cmd_recommend(client: Client, args: argparse.Namespace) -> int:
     resp = client.recommend(args.user, args.k, recent_item_ids=args.recent or [],
                             exclude_item_ids=args.exclude or [],
                             include_categories=args.include_category or [],
                             exclude_categories=args.exclude_category or [], debug=True,
-                            after_event_id=args.after)
+                            after_event_id=args.after, user_attributes=dict(args.attr))
     out = recommend_json(args.user, resp)
     if args.json:
         print(json.dumps(out, indent=2))
@@ -297,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--recent", nargs="*",
                      help="items the user just engaged with, oldest first (a session)")
+    rec.add_argument("--attr", action="append", type=attribute, default=[],
+                     metavar="NAME=VALUE",
+                     help="what is known of the user (repeatable: --attr age=25 --attr "
+                          "occupation=student); a new user gets what is popular among users "
+                          "like them")
     rec.add_argument("--exclude", nargs="*", help="item ids to exclude")
     rec.add_argument("--include-category", nargs="*", help="only these categories")
     rec.add_argument("--exclude-category", nargs="*", help="never these categories")

@@ -12,7 +12,7 @@ never echo more than 64 characters of what the caller sent.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sized
+from collections.abc import Collection, Mapping, Sized
 from typing import Protocol
 
 from shortlist.common.errors import InvalidArgument
@@ -62,6 +62,17 @@ def check_ids(name: str, values: Collection[str], max_items: int, max_length: in
     check_count(name, values, max_items)
     for value in values:
         check_id(name, value, max_length)
+
+
+def check_attributes(name: str, values: Mapping[str, str], max_items: int,
+                     max_length: int) -> dict[str, str]:
+    """Attribute names and values: at most ``max_items`` pairs, names valid ids, values
+    bounded (empty: unknown)."""
+    check_count(name, values, max_items)
+    for key, value in values.items():
+        check_id(f"{name} name", key, max_length)
+        _bounded(f"{name}[{key[:ECHO_CHARS]!r}]", value, max_length)
+    return dict(values)
 
 
 def check_filters(filters: FilterLists, max_items: int, max_length: int,

@@ -66,6 +66,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         validation.check_ids("recent_item_ids", request.recent_item_ids, s.max_list_items,
                              s.max_id_length)
         validation.check_filters(request.filters, s.max_list_items, s.max_id_length)
+        validation.check_attributes("user_attributes", request.user_attributes,
+                                    s.max_list_items, s.max_id_length)
         deadline = start + self._timeout(context, s.request_timeout_s)
         try:  # read your writes: the caller's token or the latest write forwarded here
             after = later(request.after_event_id, self.recent_writes.latest(request.user_id))
@@ -80,7 +82,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 retrieval_pb2.RetrieveRequest(
                     user_id=request.user_id, recent_item_ids=request.recent_item_ids,
                     filters=request.filters, max_candidates=n_candidates,
-                    request_id=rid, k=k, after_event_id=after),
+                    request_id=rid, k=k, after_event_id=after,
+                    user_attributes=request.user_attributes),
                 timeout=max(0.001, min(s.retrieval_timeout_s, deadline - t0)),
             )
         except grpc.RpcError as exc:

@@ -8,6 +8,7 @@ order) and one directory per generator under ``generators/``, written by the gen
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -48,12 +49,14 @@ class RetrievalModels:
     def source(self) -> CandidateSource:
         return CandidateSource(self.generators, self.config)
 
-    def user_state(self, user: int, recent: np.ndarray | None = None) -> UserState:
-        """What the generators need to know of user index ``user`` (-1: unknown)."""
+    def user_state(self, user: int, recent: np.ndarray | None = None,
+                   attributes: Mapping[str, str] | None = None) -> UserState:
+        """What the generators need to know of user index ``user`` (-1: unknown), with the
+        request's recent items and attributes."""
         items, stamps, weights = self.history.events(user)
         return UserState.of(user, items, stamps, weights,
                             np.zeros(0, np.int64) if recent is None else recent, self.now,
-                            stored=not self.history.has_overlay(user))
+                            stored=not self.history.has_overlay(user), attributes=attributes)
 
     def item_vectors(self) -> dict[str, np.ndarray]:
         """Each generator's item similarity space (what ranking's features compare in)."""

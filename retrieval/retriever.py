@@ -22,6 +22,9 @@ class RetrieveQuery:
     exclude_categories: list[str] = field(default_factory=list)
     max_candidates: int = 0  # 0: the version's tuned count
     k: int = 0  # the caller's list length: at least this many candidates when there are
+    # What the caller knows of the user (age, country...); unknown names and values are
+    # ignored, as the caller's data may be ahead of the model.
+    user_attributes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,7 +63,7 @@ class Retriever:
         # Unknown recent or excluded ids are ignored: the caller's list may be ahead of us.
         recent = m.catalog.vocab.indices(q.recent_item_ids)
         recent = recent[recent >= 0]
-        user = m.user_state(m.users.index(q.user_id), recent)
+        user = m.user_state(m.users.index(q.user_id), recent, q.user_attributes)
         excluded = m.catalog.vocab.indices(q.exclude_item_ids)
         banned = banned_mask(n_items, user.items, excluded)
         if q.exclude_categories:

@@ -72,6 +72,9 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         edge.annotate(user_id=request.user_id[:64])
         self._check_id("user_id", request.user_id)
         self._check_list("recent_item_ids", request.recent_item_ids)
+        attributes = validation.check_attributes(
+            "user_attributes", request.user_attributes, self.settings.max_list_items,
+            self.settings.max_id_length)
         f = request.filters
         validation.check_filters(f, self.settings.max_list_items, self.settings.max_id_length)
         query = RetrieveQuery(
@@ -80,6 +83,7 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
             include_categories=list(f.include_categories),
             exclude_categories=list(f.exclude_categories),
             max_candidates=request.max_candidates, k=self._k(request.k),
+            user_attributes=attributes,
         )
         start = time.perf_counter()
         if request.after_event_id:  # read your write: wait until it is applied here

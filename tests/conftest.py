@@ -25,11 +25,14 @@ WORDS = {
 
 
 def write_synthetic(directory: Path, n_users: int = 150, n_items: int = 240,
-                    per_user: int = 20, seed: int = 7, timestamps: bool = True) -> Path:
+                    per_user: int = 20, seed: int = 7, timestamps: bool = True,
+                    users: bool = True) -> Path:
     """Users each prefer one genre and mostly pick items of it: a dataset with a known answer.
 
     Item ``i`` has genre ``GENRES[i % 6]``; user ``u`` prefers ``GENRES[u % 6]`` and 85% of
-    their items come from it, with a popularity skew inside each genre.
+    their items come from it, with a popularity skew inside each genre. With ``users``, a
+    ``users.csv`` says so: ``club`` is the preferred genre (a planted attribute), ``age`` is
+    noise.
     """
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
@@ -57,6 +60,13 @@ def write_synthetic(directory: Path, n_users: int = 150, n_items: int = 240,
             for i in rng.permutation(sorted(picks)):
                 t += int(rng.integers(60, 3600))
                 w.writerow([f"u{u}", f"i{i}", 1, t] if timestamps else [f"u{u}", f"i{i}"])
+    if users:
+        ages = np.random.default_rng(seed + 1).integers(16, 80, n_users)
+        with open(directory / "users.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["user_id", "club", "age"])
+            for u in range(n_users):
+                w.writerow([f"u{u}", GENRES[u % len(GENRES)], int(ages[u])])
     return directory
 
 
@@ -138,6 +148,7 @@ def small_grid():
             "ease": [{"lam": 30.0}, {"lam": 300.0}],
             "itemknn": [{"neighbours": 20}, {"neighbours": 50, "confidence": "log1p"}],
             "sequence": [{"window": 1}, {"window": 3, "last_items": 3}],
+            "demographic": [{"smoothing": 10.0}, {"smoothing": 1000.0}],
         },
         candidate_scales=(1.0, 0.5), ranker_num_leaves=(15,), mmr_lambda=(1.0, 0.9, 0.8),
     )
@@ -150,7 +161,8 @@ def small_params():
                                  "content": {"dim": 16, "candidates": 40},
                                  "trending": {"candidates": 20},
                                  "ease": {"candidates": 30}, "itemknn": {"candidates": 30},
-                                 "sequence": {"candidates": 20}},
+                                 "sequence": {"candidates": 20},
+                                 "demographic": {"candidates": 20}},
                      ranker_rounds=60, max_candidates=180, hnsw_ef=100,
                      # Pinned: the fixture exists to exercise the ranked path; the guard
                      # rail has tests of its own (tests/training/test_guard.py).

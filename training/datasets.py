@@ -6,6 +6,8 @@ Generic format (a directory):
                     order is read as time only with ``row_order_time``, an explicit opt-in).
   items.csv         optional, header ``item_id,title,categories[,text]``; categories are
                     ``|``-separated.
+  users.csv         optional, header ``user_id`` then one column per user attribute (age,
+                    gender, country...): what cold start knows of a user before any event.
 Every loader returns the same ``Dataset`` so nothing downstream knows where data came from.
 """
 
@@ -66,6 +68,15 @@ class Items:
         return len(self.item_ids)
 
 
+@dataclass
+class Users:
+    """User attributes as the data gives them: one row of strings per user id."""
+
+    user_ids: list[str]
+    columns: list[str]
+    rows: list[list[str]]
+
+
 def encode_ids(strings) -> tuple[np.ndarray, list[str]]:
     """(codes, distinct values in first-seen order) of a sequence of string ids."""
     vocab, codes = Vocabulary.from_values(strings)
@@ -91,6 +102,7 @@ class Dataset:
     has_timestamps: bool = True
     fingerprint: str = ""
     extra: dict = field(default_factory=dict)
+    users: Users | None = None  # attributes, when the data has them
 
     @classmethod
     def from_ids(cls, name: str, user_ids, item_ids, weights, timestamps, items: Items,
@@ -300,6 +312,17 @@ def load(spec: str, row_order_time: bool = False) -> Dataset:
     return ds
 
 
+def load_users(spec: str) -> Users | None:
+    """Only the user attributes of a dataset (``u.user`` or ``users.csv``; None without):
+    the Spark engine reads the interactions itself but the attributes on the driver."""
+    path = resolve_path(spec.partition(VARIANT_SEP)[0])
+    if (path / "u.data").is_file() and (path / "u.user").is_file():
+        return read_ml100k_users(path / "u.user")
+    if (path / "interactions.csv").is_file() and (path / "users.csv").is_file():
+        return read_generic_users(path / "users.csv")
+    return None
+
+
 def _complete_items(items: Items, interaction_items: list[str]) -> Items:
     """Add catalog rows for interacted items the item file does not describe."""
     known = set(items.item_ids)
@@ -387,7 +410,28 @@ def load_movielens_100k(path: Path) -> Dataset:
                 catalog.titles.append(parts[1].strip())
                 catalog.categories.append([g for g in genres if g != "unknown"])
                 catalog.texts.append("")
-    return _build(path.name, users, items, weights, stamps, catalog, True, files)
+    ds = _build(path.name, users, items, weights, stamps, catalog, True, files)
+    if (path / "u.user").is_file():
+        ds.users = read_ml100k_users(path / "u.user")
+        ds.fingerprint = _fingerprint([*files, path / "u.user"])
+    return ds
+
+
+def read_ml100k_users(file: Path) -> Users:
+    """``u.user`` (id|age|gender|occupation|zip code). The zip code is left out: five digits
+    are nearly one value per user, nothing a segment can be learned from."""
+    users = Users([], ["age", "gender", "occupation"], [])
+    with open(file, encoding="latin-1") as fh:
+        for number, line in enumerate(fh, 1):
+            parts = line.rstrip("\n").split("|")
+            if not parts[0].strip().isdigit():
+                continue  # a header or a blank line
+            if len(parts) < 4:
+                raise DatasetError(f"{file}, line {number}: expected id|age|gender|occupation|"
+                                   f"zip, got {len(parts)} fields")
+            users.user_ids.append(parts[0].strip())
+            users.rows.append([p.strip() for p in parts[1:4]])
+    return users
 
 
 ML100K_COLUMNS = ("user id", "item id", "rating", "timestamp")
@@ -464,8 +508,38 @@ def load_generic(path: Path, row_order_time: bool = False) -> Dataset:
     else:
         stamps = np.zeros(n, np.int64)
     catalog, files = read_generic_items(path)
+    users = read_generic_users(path / "users.csv") if (path / "users.csv").is_file() else None
+    if users is not None:
+        files.append(path / "users.csv")
     return Dataset(path.name, u_codes, u_values, i_codes, i_values, weights, stamps,
-                   _complete_items(catalog, i_values), has_t, _fingerprint(files))
+                   _complete_items(catalog, i_values), has_t, _fingerprint(files), users=users)
+
+
+def read_generic_users(file: Path) -> Users:
+    """``users.csv``: ``user_id`` and at least one attribute column; empty cells are unknown.
+    A user listed twice is an error (which row would be true?)."""
+    try:
+        with open(file, newline="", encoding="utf-8") as fh:
+            reader = _dict_reader(fh, file, ("user_id",))
+            columns = [c for c in reader.fieldnames or [] if c != "user_id"]
+            if not columns:
+                raise DatasetError(f"{file}: no attribute column besides user_id")
+            users = Users([], columns, [])
+            seen: set[str] = set()
+            for row in reader:
+                uid = (row.get("user_id") or "").strip()
+                if not uid:
+                    raise DatasetError(f"{file}, line {reader.line_num}: empty user_id")
+                if uid in seen:
+                    raise DatasetError(f"{file}, line {reader.line_num}: user_id {uid[:64]!r} "
+                                       "is listed twice")
+                seen.add(uid)
+                users.user_ids.append(uid)
+                users.rows.append([(row.get(c) or "").strip() for c in columns])
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+                           ) from exc
+    return users
 
 
 def read_generic_items(path: Path) -> tuple[Items, list[Path]]:

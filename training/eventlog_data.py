@@ -135,6 +135,7 @@ def extend_dataset(ds: Dataset, log_path: Path | str) -> Dataset:
         has_timestamps=ds.has_timestamps,
         fingerprint=fingerprint,
         extra={**ds.extra, "events": events},
+        users=ds.users,
     )
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from shortlist.common.artifacts import new_version, publish
+from shortlist.common.attributes import UserAttributes
 from shortlist.common.candidates import Candidates
 from shortlist.common.catalog import ItemCatalog
 from shortlist.common.vocab import Vocabulary
@@ -48,14 +49,14 @@ from shortlist.retrieval.generators import (
     default_registry,
     fit_or_skip,
 )
-from shortlist.training.datasets import load
+from shortlist.training.datasets import load, load_users
 from shortlist.training.evaluation import UNION, evaluate
 from shortlist.training.eventlog_data import extend_dataset
 from shortlist.training.metrics import intra_list_distance, ndcg_at_k, recall_at_k
 from shortlist.training.models import fit_data, fit_models
 from shortlist.training.offline import candidates_for
 from shortlist.training.params import FitParams
-from shortlist.training.split import Events, encode, holdout
+from shortlist.training.split import Events, encode, holdout, user_attributes
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ def _sample_users(ev: Events, max_users: int, seed: int) -> np.ndarray:
 
 def tune_generators(base: RetrievalModels, f_ev: Events, v_ev: Events, p: FitParams,
                     grid: TuningGrid, registry: Registry, progress: bool,
-                    has_time: bool = True) -> dict:
+                    has_time: bool = True, attributes: UserAttributes | None = None) -> dict:
     """Each generator's config on its own objective, alone on validation; mutates p.
 
     ``base`` was fitted on ``f_ev`` with the current values (its history is what each user is
@@ -237,7 +238,8 @@ def tune_generators(base: RetrievalModels, f_ev: Events, v_ev: Events, p: FitPar
     """
     tables: dict = {}
     sample = _sample_users(v_ev, p.max_eval_users, p.seed)
-    data = fit_data(f_ev, base.users, base.catalog, p, build_index=False)
+    data = fit_data(f_ev, base.users, base.catalog, p, build_index=False,
+                    attributes=attributes)
     for cls in registry:
         fitted = base.generators.get(cls.name)
         if fitted is None:
@@ -486,7 +488,8 @@ def tuning_sample(f_ev: Events, v_ev: Events, max_users: int,
 def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams,
                    grid: TuningGrid | None, progress: bool = True, has_time: bool = True,
                    registry: Registry | None = None, by_time: bool | None = None,
-                   splits: tuple[np.ndarray, np.ndarray] | None = None) -> Trained:
+                   splits: tuple[np.ndarray, np.ndarray] | None = None,
+                   attributes: UserAttributes | None = None) -> Trained:
     """Tune, train the ranker and fit the final models on ``ev``.
 
     ``has_time``: the events carry real timestamps (else time-based features and decays are
@@ -494,7 +497,7 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
     leave-last-out test does; otherwise a seeded random draw, as a random holdout does
     (default: ``has_time``). The splits must be carved the way the test is. ``splits``: the
     validation mask over ``ev`` and the label mask over the rest, carved already (by the Spark
-    engine's data stage, the same way).
+    engine's data stage, the same way). ``attributes``: user attributes aligned to ``users``.
     """
     registry = registry or default_registry()
     by_time = has_time if by_time is None else by_time
@@ -523,9 +526,9 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
         # values that win on a large sample are the values that win.
         t_ev, tv_ev, sampled = tuning_sample(f_ev, v_ev, p.tune_max_users, p.seed)
         base, _ = fit_models(t_ev, users, catalog, p, registry, progress, "tuning models",
-                             build_index=False)
+                             build_index=False, attributes=attributes)
         tuning.update(tune_generators(base, t_ev, tv_ev, p, grid, registry, progress,
-                                      has_time))
+                                      has_time, attributes))
         tuning["tuning_users"] = sampled
         if not sampled["all"]:
             base = None  # fitted on a sample: nothing to reuse for the full fits
@@ -534,10 +537,12 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
 
     steps.set_postfix_str("ranker")
     models_g, stats_g = fit_models(g_ev, users, catalog, p, registry, progress,
-                                   "models for ranker labels", previous=base)
+                                   "models for ranker labels", previous=base,
+                                   attributes=attributes)
     clock.lap("models_for_labels")
     models_f, stats_f = fit_models(f_ev, users, catalog, p, registry, progress,
-                                   "models for validation", previous=models_g)
+                                   "models for validation", previous=models_g,
+                                   attributes=attributes)
     clock.lap("models_for_validation")
     spec = feature_spec(registry, models_g, models_f, time=has_time)
     base_counts = {name: config_of(registry.get(name), p.generator(name)).candidates
@@ -588,7 +593,7 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
 
     steps.set_postfix_str("final models")
     models, stats = fit_models(ev, users, catalog, p, registry, progress, "final models",
-                               previous=models_f)
+                               previous=models_f, attributes=attributes)
     clock.lap("final_models")
     steps.update()
     steps.close()
@@ -632,7 +637,7 @@ def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = Tr
     users, ev = encode(ds, catalog.vocab)
     clock.lap("encode")
     trained = train_pipeline(ev, users, catalog, p, grid, progress, ds.has_timestamps,
-                             registry)
+                             registry, attributes=user_attributes(ds, users))
     clock.skip()  # train_pipeline timed its own phases
     return _publish(out, trained, catalog, users, ev, ds.name, ds.fingerprint,
                     ds.has_timestamps, ds.extra.get("events") if events is not None else None,
@@ -665,10 +670,13 @@ def _fit_on_spark(dataset: str, out: Path, p: FitParams | None, progress: bool,
             clock.lap("spark_prepare")
             catalog = ItemCatalog(prep.catalog.item_ids, prep.catalog.titles,
                                   prep.catalog.categories, prep.catalog.texts)
+            table = extended.users if extended is not None else load_users(dataset)
+            attributes = (UserAttributes.align(table.user_ids, table.columns, table.rows,
+                                               prep.users) if table is not None else None)
             trained = train_pipeline(
                 prep.events, prep.users, catalog, p, grid, progress, prep.has_timestamps,
                 spark_registry(spark, Path(tmp) / "als", registry or default_registry()),
-                splits=(prep.valid, prep.labels))
+                splits=(prep.valid, prep.labels), attributes=attributes)
             clock.skip()
         finally:
             spark.stop()

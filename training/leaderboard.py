@@ -21,12 +21,13 @@ from shortlist.ranking.pipeline import RankingConfig, RankingPipeline
 from shortlist.retrieval.als import AlsModel
 from shortlist.retrieval.generators import Registry, default_registry
 from shortlist.training import peers
+from shortlist.training.coldstart import evaluate_cold_start
 from shortlist.training.datasets import load
 from shortlist.training.evaluation import UNION, candidate_ablation, evaluate
 from shortlist.training.fit import TuningGrid, score_examples, train_pipeline, train_ranker
 from shortlist.training.params import FitParams
 from shortlist.training.protocol import by_time, default_protocol, export_split, holdout_mask
-from shortlist.training.split import encode, holdout
+from shortlist.training.split import encode, holdout, user_attributes
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +116,9 @@ def run(dataset: str, protocol: str | None = None, export_dir: Path | None = Non
 
     fit_s: dict[str, float] = {}
     t0 = time.perf_counter()
+    attributes = user_attributes(ds, users)
     trained = train_pipeline(train, users, catalog, p, grid, progress, ds.has_timestamps,
-                             registry, by_time=carve_by_time)
+                             registry, by_time=carve_by_time, attributes=attributes)
     fit_s["pipeline"] = fit_s["ranker"] = fit_s["ranker_mmr"] = time.perf_counter() - t0
     fit_s.update(trained.models.fit_seconds)
     fit_s[UNION] = sum(trained.models.fit_seconds.values())
@@ -175,6 +177,9 @@ def run(dataset: str, protocol: str | None = None, export_dir: Path | None = Non
         # else who consumes them (ALS).
         "diversity_space": trained.stats.diversity_space,
     }
+    if attributes is not None:
+        report["cold_start"] = evaluate_cold_start(ev, users, catalog, attributes,
+                                                   trained.params, registry)
     if with_ablation:
         report["ablation"] = ablation(trained, trained.params)
         report["candidate_ablation"] = candidate_ablation(trained.models, test, progress)
@@ -201,6 +206,12 @@ def format_leaderboard(report: dict) -> str:
     for row in report.get("candidate_ablation", [])[1:]:
         lines.append(f"  without {row['removed']:<12} {row['recall']:.4f} ({row['delta']:+.4f}, "
                      "the others fill its share)")
+    cold = report.get("cold_start")
+    if cold:
+        metric = f"ndcg@{cold['k']}"
+        lines.append(f"cold start ({cold['users']} users held out entirely, served from "
+                     f"{', '.join(cold['attributes'])} alone), {metric}: "
+                     + ", ".join(f"{r['model']} {r[metric]:.4f}" for r in cold["rows"]))
     for why in report.get("skipped", {}).values():
         lines.append(why)
     return "\n".join(lines)

@@ -126,6 +126,21 @@ def render(reports: list[dict]) -> str:
                     "| removed | candidate recall | change |", "|---|---|---|"]
             out += [f"| {r['removed']} | {r['recall']:.4f} | {r['delta']:+.4f} |"
                     for r in rep["candidate_ablation"]]
+        cold = rep.get("cold_start")
+        if cold:
+            k = cold["k"]
+            out += ["", f"**Cold start** ({cold['users']} users held out entirely, "
+                        f"{cold['folds']} folds; each served as a new user giving only "
+                        f"{', '.join(cold['attributes'])}; relevant: everything they went on "
+                        "to interact with):", "", f"| model | ndcg@{k} | recall@{k} |",
+                    "|---|---|---|"]
+            out += [f"| {r['model']} | {r[f'ndcg@{k}']:.4f} | {r[f'recall@{k}']:.4f} |"
+                    for r in cold["rows"]]
+            m = cold.get("demographic_vs_trending")
+            if m:
+                z = "n/a" if m["z"] is None else f"{m['z']:.1f}"
+                out += ["", f"demographic − trending, paired per user: {m['diff']:+.4f} "
+                            f"({z} standard errors)."]
         for why in rep.get("skipped", {}).values():
             out += ["", why]
         out += ["", "**Targets**", "", "| target | measured | met |", "|---|---|---|"]

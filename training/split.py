@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shortlist.common.attributes import UserAttributes
 from shortlist.common.vocab import Vocabulary
 from shortlist.training.datasets import Dataset
 
@@ -37,6 +38,13 @@ def encode(ds: Dataset, item_vocab: Vocabulary) -> tuple[Vocabulary, Events]:
     i = item_vocab.indices(ds.item_values)[ds.item_codes]
     ev = Events(u, i, ds.timestamps.astype(np.int64), ds.weights.astype(np.float32))
     return users, dedupe(ev, aggregate=not ds.has_timestamps)
+
+
+def user_attributes(ds: Dataset, users: Vocabulary) -> UserAttributes | None:
+    """The dataset's user attributes aligned to the user vocabulary; None without any."""
+    if ds.users is None:
+        return None
+    return UserAttributes.align(ds.users.user_ids, ds.users.columns, ds.users.rows, users)
 
 
 def dedupe(ev: Events, aggregate: bool = False) -> Events:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from shortlist.common.attributes import UserAttributes
 from shortlist.common.catalog import ItemCatalog
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class FitData:
     # a configuration that is thrown away.
     build_index: bool = True
     progress: bool = False
+    # User attributes aligned to the user indices, when the data has them.
+    attributes: UserAttributes | None = None
 
 
 @dataclass
@@ -75,17 +78,20 @@ class UserState:
     now: int  # the reference time for this user: the model's, or their latest event if later
     stored: bool = True  # the fitted per-user state still describes them (no newer events)
     memo: dict[str, Any] = field(default_factory=dict)
+    # Attributes the request gave (age, country...); they override what training stored.
+    attributes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, user: int, items: np.ndarray, stamps: np.ndarray, weights: np.ndarray,
-           recent: np.ndarray, model_now: int, stored: bool = True) -> UserState:
+           recent: np.ndarray, model_now: int, stored: bool = True,
+           attributes: Mapping[str, str] | None = None) -> UserState:
         recent = np.asarray([r for r in dict.fromkeys(np.asarray(recent).tolist()) if r >= 0],
                             dtype=np.int64)
         ref = max(model_now, int(stamps.max()) if len(stamps) else model_now)
         return cls(user, np.concatenate([items, recent]).astype(np.int64),
                    np.concatenate([stamps, np.full(len(recent), ref, np.int64)]),
                    np.concatenate([weights, np.ones(len(recent), np.float32)]), recent, ref,
-                   stored and len(recent) == 0)
+                   stored and len(recent) == 0, attributes=dict(attributes or {}))
 
 
 class GeneratorSkipped(Exception):

@@ -161,9 +161,52 @@ def test_ml100k_tiny_fixture(tmp_path):
                                    ["Film-Noir", "Western"], [], []]  # "unknown" is dropped
 
 
+def test_ml100k_users_become_attributes_without_the_zip_code(tmp_path):
+    write(tmp_path / "u.data", "1\t10\t5\t881250949\n2\t10\t3\t891717742\n")
+    write(tmp_path / "u.user", "1|24|M|technician|85711\n2|53|F|other|94043\n")
+    ds = load(str(tmp_path))
+    assert ds.users.columns == ["age", "gender", "occupation"]
+    assert ds.users.user_ids == ["1", "2"]
+    assert ds.users.rows == [["24", "M", "technician"], ["53", "F", "other"]]
+    without = tmp_path / "no-users"
+    write(without / "u.data", "1\t10\t5\t881250949\n2\t10\t3\t891717742\n")
+    bare = load(str(without))
+    assert bare.users is None and bare.fingerprint != ds.fingerprint
+    write(tmp_path / "u.user", "1|24|M\n")
+    with pytest.raises(DatasetError, match=r"u.user, line 1: expected id\|age"):
+        load(str(tmp_path))
+
+
+def test_generic_users_csv(tmp_path):
+    write(tmp_path / "interactions.csv", "user_id,item_id\na,x\nb,y\n")
+    write(tmp_path / "users.csv", "user_id,age,country\na,31,FR\nb,,\nghost,40,DE\n")
+    ds = load(str(tmp_path))
+    assert ds.users.columns == ["age", "country"]
+    assert ds.users.rows == [["31", "FR"], ["", ""], ["40", "DE"]]
+    from shortlist.common.catalog import ItemCatalog
+    from shortlist.training.split import encode, user_attributes
+
+    catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories)
+    users, _ = encode(ds, catalog.vocab)
+    table = user_attributes(ds, users)
+    # aligned to the user vocabulary; "ghost" has no events, so no index
+    assert table.of(users.index("a")) == {"age": "31", "country": "FR"}
+    assert table.of(users.index("b")) == {} and len(table) == 2
+    write(tmp_path / "users.csv", "user_id,age\na,31\na,32\n")
+    with pytest.raises(DatasetError, match="line 3: user_id 'a' is listed twice"):
+        load(str(tmp_path))
+    write(tmp_path / "users.csv", "user_id\na\n")
+    with pytest.raises(DatasetError, match="no attribute column"):
+        load(str(tmp_path))
+    write(tmp_path / "users.csv", "age\n31\n")
+    with pytest.raises(DatasetError, match="user_id"):
+        load(str(tmp_path))
+
+
 def test_ml100k_real():
     path = shared_dataset("ml-100k")
     ds = load(str(path))
+    assert ds.users.columns == ["age", "gender", "occupation"] and len(ds.users.rows) == 943
     assert len(ds) == 100_000
     assert len(np.unique(ds.user_ids)) == 943
     assert len(ds.items) == 1682

@@ -64,7 +64,8 @@ def test_manifest_parameters(manifest, version):
     assert params["seed"] == 42
     # every generator's whole config is recorded, not only what was passed
     assert set(params["generators"]["als"]) >= {"candidates", "regularization", "alpha"}
-    assert manifest["generators"] == ["als", "ease", "itemknn", "content", "sequence", "trending"]
+    assert manifest["generators"] == ["als", "ease", "itemknn", "content", "sequence",
+                                      "demographic", "trending"]
     assert manifest["ranker"]["features"] == RankingModels.load(version).config.features.names
     assert manifest["ranker"]["trees"] >= 1
 

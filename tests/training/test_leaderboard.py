@@ -95,6 +95,18 @@ def test_candidate_ablation_leaves_out_each_generator_at_the_same_budget(report)
     assert "Candidate ablation" in render([report])
 
 
+def test_cold_start_serves_held_out_users_from_their_attributes(report):
+    cold = report["cold_start"]
+    rows = {r["model"]: r for r in cold["rows"]}
+    assert set(rows) == {"demographic", "trending", "popularity", "new_user_candidates"}
+    assert cold["users"] == 150 and cold["attributes"] == ["club", "age"]
+    # club is planted (each user's preferred genre): knowing it beats the crowd, clearly
+    assert rows["demographic"]["ndcg@10"] > 1.5 * rows["trending"]["ndcg@10"]
+    assert cold["demographic_vs_trending"]["z"] > 3
+    assert "cold start (150 users" in format_leaderboard(report)
+    assert "**Cold start**" in render([report])
+
+
 def test_export_split_matches_the_protocol(report, synthetic_dir):
     split = report["_split"]
     with open(f"{split}/interactions.csv") as fh:

@@ -43,7 +43,7 @@ def test_previous_models_give_the_content_model_and_warm_als(synthetic_dir):
 def test_registry_decides_which_generators_are_fitted(synthetic_dir):
     catalog, users, ev = _data(synthetic_dir)
     p = FitParams(generators={"als": {"factors": 8, "iterations": 2}, "content": {"dim": 8}})
-    registry = default_registry().without("ease", "itemknn")
+    registry = default_registry().without("ease", "itemknn", "sequence", "demographic")
     models, stats = fit_models(ev, users, catalog, p, registry.without("als"))
     assert list(models.generators) == ["content", "trending"]
     assert set(stats.spaces) == {"content"} and stats.diversity_space == "content"

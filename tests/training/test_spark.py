@@ -145,7 +145,7 @@ def test_a_spark_fitted_artifact_is_the_same_format_and_as_good(spark_fitted, tr
         ours, theirs = (m["metrics"]["models"][row]["ndcg@10"] for m in (manifest, reference))
         assert abs(ours - theirs) <= 0.05 * theirs, (row, ours, theirs)
     # generators that do not use ALS saw identical data: identical validation
-    for row in ("content", "ease", "itemknn", "sequence", "trending"):
+    for row in ("content", "ease", "itemknn", "sequence", "demographic", "trending"):
         assert manifest["metrics"]["models"][row] == reference["metrics"]["models"][row], row
 
 

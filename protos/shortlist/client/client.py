@@ -9,7 +9,7 @@ and what to check.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 import grpc
@@ -157,16 +157,18 @@ class Client:
     def recommend(self, user_id: str, k: int = 10, *, recent_item_ids: Sequence[str] = (),
                   exclude_item_ids: Sequence[str] = (), include_categories: Sequence[str] = (),
                   exclude_categories: Sequence[str] = (), debug: bool = False,
-                  after_event_id: str = "",
+                  after_event_id: str = "", user_attributes: Mapping[str, str] | None = None,
                   timeout: float | None = None) -> gateway_pb2.RecommendResponse:
         """Up to ``k`` items for ``user_id`` (an unknown user gets cold-start items).
 
+        ``recent_item_ids``: what the user just engaged with, oldest first (a session).
         ``after_event_id``: the ``event_id`` of the user's latest write, which the answer must
         reflect on replicated servers (the gateway remembers the writes it forwarded itself).
+        ``user_attributes``: what is known of the user (``{"age": "25"}``), for new users.
         """
         request = gateway_pb2.RecommendRequest(
             user_id=user_id, k=k, recent_item_ids=list(recent_item_ids), debug=debug,
-            after_event_id=after_event_id,
+            after_event_id=after_event_id, user_attributes=dict(user_attributes or {}),
             filters=common_pb2.Filters(exclude_item_ids=list(exclude_item_ids),
                                        include_categories=list(include_categories),
                                        exclude_categories=list(exclude_categories)))

@@ -10,20 +10,29 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("user_id", "k", "filters", "recent_item_ids", "debug", "after_event_id")
+    __slots__ = ("user_id", "k", "filters", "recent_item_ids", "debug", "after_event_id", "user_attributes")
+    class UserAttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     RECENT_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     DEBUG_FIELD_NUMBER: _ClassVar[int]
     AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     k: int
     filters: _common_pb2.Filters
     recent_item_ids: _containers.RepeatedScalarFieldContainer[str]
     debug: bool
     after_event_id: str
-    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., debug: _Optional[bool] = ..., after_event_id: _Optional[str] = ...) -> None: ...
+    user_attributes: _containers.ScalarMap[str, str]
+    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., debug: _Optional[bool] = ..., after_event_id: _Optional[str] = ..., user_attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RecommendedItem(_message.Message):
     __slots__ = ("item_id", "score", "title", "categories", "sources", "retrieval_rank", "ranking_rank")

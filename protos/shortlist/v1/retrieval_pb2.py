@@ -25,43 +25,47 @@ _sym_db = _symbol_database.Default()
 from shortlist.v1 import common_pb2 as shortlist_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshortlist/v1/retrieval.proto\x12\x0cshortlist.v1\x1a\x19shortlist/v1/common.proto\"\xb2\x01\n\x0fRetrieveRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0frecent_item_ids\x18\x02 \x03(\t\x12&\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x15.shortlist.v1.Filters\x12\x16\n\x0emax_candidates\x18\x04 \x01(\x05\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\t\n\x01k\x18\x06 \x01(\x05\x12\x16\n\x0e\x61\x66ter_event_id\x18\x07 \x01(\t\"\xc9\x01\n\x10\x43\x61ndidateColumns\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12\x18\n\x10retrieval_scores\x18\x02 \x03(\x02\x12\x12\n\ngenerators\x18\x05 \x03(\t\x12\x18\n\x10generator_scores\x18\x06 \x03(\x02\x12\x17\n\x0fgenerator_ranks\x18\x07 \x03(\x05\x12\x1c\n\x14generator_affinities\x18\x08 \x03(\x02J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05R\nals_scoresR\x0ctaste_scores\"\x93\x01\n\x0bUserContext\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0ehistory_length\x18\x02 \x01(\x05\x12\x17\n\x0frecent_item_ids\x18\x03 \x03(\t\x12*\n\x07segment\x18\x04 \x01(\x0e\x32\x19.shortlist.v1.UserSegment\x12\x16\n\x0elast_timestamp\x18\x05 \x01(\x03\"\x9e\x02\n\x10RetrieveResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.shortlist.v1.UserContext\x12\x32\n\ncandidates\x18\x05 \x01(\x0b\x32\x1e.shortlist.v1.CandidateColumns\x12!\n\x05items\x18\x06 \x03(\x0b\x32\x12.shortlist.v1.Item\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x41\n\ntimings_ms\x18\x04 \x03(\x0b\x32-.shortlist.v1.RetrieveResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x02\x10\x03\"E\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"=\n\nScoredItem\x12 \n\x04item\x18\x01 \x01(\x0b\x32\x12.shortlist.v1.Item\x12\r\n\x05score\x18\x02 \x01(\x02\"P\n\x14SimilarItemsResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.shortlist.v1.ScoredItem\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x8c\x01\n\x18RecordInteractionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x02\x12\x11\n\ttimestamp\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x17\n\x0f\x63lient_event_id\x18\x06 \x01(\t\"j\n\x19RecordInteractionResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x16\n\x0ehistory_length\x18\x02 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x11\n\tduplicate\x18\x04 \x01(\x08\"i\n\x11UpsertItemRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\ncategories\x18\x03 \x03(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"I\n\x12UpsertItemResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\"B\n\x12SearchItemsRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"^\n\x13SearchItemsResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.shortlist.v1.ScoredItem\x12\r\n\x05\x66uzzy\x18\x02 \x01(\x08\x12\x0f\n\x07version\x18\x03 \x01(\t2\xb8\x03\n\tRetrieval\x12I\n\x08Retrieve\x12\x1d.shortlist.v1.RetrieveRequest\x1a\x1e.shortlist.v1.RetrieveResponse\x12U\n\x0cSimilarItems\x12!.shortlist.v1.SimilarItemsRequest\x1a\".shortlist.v1.SimilarItemsResponse\x12\x64\n\x11RecordInteraction\x12&.shortlist.v1.RecordInteractionRequest\x1a\'.shortlist.v1.RecordInteractionResponse\x12O\n\nUpsertItem\x12\x1f.shortlist.v1.UpsertItemRequest\x1a .shortlist.v1.UpsertItemResponse\x12R\n\x0bSearchItems\x12 .shortlist.v1.SearchItemsRequest\x1a!.shortlist.v1.SearchItemsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshortlist/v1/retrieval.proto\x12\x0cshortlist.v1\x1a\x19shortlist/v1/common.proto\"\xb5\x02\n\x0fRetrieveRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0frecent_item_ids\x18\x02 \x03(\t\x12&\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x15.shortlist.v1.Filters\x12\x16\n\x0emax_candidates\x18\x04 \x01(\x05\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\t\n\x01k\x18\x06 \x01(\x05\x12\x16\n\x0e\x61\x66ter_event_id\x18\x07 \x01(\t\x12J\n\x0fuser_attributes\x18\x08 \x03(\x0b\x32\x31.shortlist.v1.RetrieveRequest.UserAttributesEntry\x1a\x35\n\x13UserAttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc9\x01\n\x10\x43\x61ndidateColumns\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12\x18\n\x10retrieval_scores\x18\x02 \x03(\x02\x12\x12\n\ngenerators\x18\x05 \x03(\t\x12\x18\n\x10generator_scores\x18\x06 \x03(\x02\x12\x17\n\x0fgenerator_ranks\x18\x07 \x03(\x05\x12\x1c\n\x14generator_affinities\x18\x08 \x03(\x02J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05R\nals_scoresR\x0ctaste_scores\"\x93\x01\n\x0bUserContext\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0ehistory_length\x18\x02 \x01(\x05\x12\x17\n\x0frecent_item_ids\x18\x03 \x03(\t\x12*\n\x07segment\x18\x04 \x01(\x0e\x32\x19.shortlist.v1.UserSegment\x12\x16\n\x0elast_timestamp\x18\x05 \x01(\x03\"\x9e\x02\n\x10RetrieveResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.shortlist.v1.UserContext\x12\x32\n\ncandidates\x18\x05 \x01(\x0b\x32\x1e.shortlist.v1.CandidateColumns\x12!\n\x05items\x18\x06 \x03(\x0b\x32\x12.shortlist.v1.Item\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x41\n\ntimings_ms\x18\x04 \x03(\x0b\x32-.shortlist.v1.RetrieveResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x02\x10\x03\"E\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"=\n\nScoredItem\x12 \n\x04item\x18\x01 \x01(\x0b\x32\x12.shortlist.v1.Item\x12\r\n\x05score\x18\x02 \x01(\x02\"P\n\x14SimilarItemsResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.shortlist.v1.ScoredItem\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x8c\x01\n\x18RecordInteractionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x02\x12\x11\n\ttimestamp\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x17\n\x0f\x63lient_event_id\x18\x06 \x01(\t\"j\n\x19RecordInteractionResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x16\n\x0ehistory_length\x18\x02 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x11\n\tduplicate\x18\x04 \x01(\x08\"i\n\x11UpsertItemRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\ncategories\x18\x03 \x03(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"I\n\x12UpsertItemResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\"B\n\x12SearchItemsRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"^\n\x13SearchItemsResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.shortlist.v1.ScoredItem\x12\r\n\x05\x66uzzy\x18\x02 \x01(\x08\x12\x0f\n\x07version\x18\x03 \x01(\t2\xb8\x03\n\tRetrieval\x12I\n\x08Retrieve\x12\x1d.shortlist.v1.RetrieveRequest\x1a\x1e.shortlist.v1.RetrieveResponse\x12U\n\x0cSimilarItems\x12!.shortlist.v1.SimilarItemsRequest\x1a\".shortlist.v1.SimilarItemsResponse\x12\x64\n\x11RecordInteraction\x12&.shortlist.v1.RecordInteractionRequest\x1a\'.shortlist.v1.RecordInteractionResponse\x12O\n\nUpsertItem\x12\x1f.shortlist.v1.UpsertItemRequest\x1a .shortlist.v1.UpsertItemResponse\x12R\n\x0bSearchItems\x12 .shortlist.v1.SearchItemsRequest\x1a!.shortlist.v1.SearchItemsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shortlist.v1.retrieval_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RETRIEVEREQUEST_USERATTRIBUTESENTRY']._loaded_options = None
+  _globals['_RETRIEVEREQUEST_USERATTRIBUTESENTRY']._serialized_options = b'8\001'
   _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._loaded_options = None
   _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._serialized_options = b'8\001'
   _globals['_RETRIEVEREQUEST']._serialized_start=74
-  _globals['_RETRIEVEREQUEST']._serialized_end=252
-  _globals['_CANDIDATECOLUMNS']._serialized_start=255
-  _globals['_CANDIDATECOLUMNS']._serialized_end=456
-  _globals['_USERCONTEXT']._serialized_start=459
-  _globals['_USERCONTEXT']._serialized_end=606
-  _globals['_RETRIEVERESPONSE']._serialized_start=609
-  _globals['_RETRIEVERESPONSE']._serialized_end=895
-  _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._serialized_start=841
-  _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._serialized_end=889
-  _globals['_SIMILARITEMSREQUEST']._serialized_start=897
-  _globals['_SIMILARITEMSREQUEST']._serialized_end=966
-  _globals['_SCOREDITEM']._serialized_start=968
-  _globals['_SCOREDITEM']._serialized_end=1029
-  _globals['_SIMILARITEMSRESPONSE']._serialized_start=1031
-  _globals['_SIMILARITEMSRESPONSE']._serialized_end=1111
-  _globals['_RECORDINTERACTIONREQUEST']._serialized_start=1114
-  _globals['_RECORDINTERACTIONREQUEST']._serialized_end=1254
-  _globals['_RECORDINTERACTIONRESPONSE']._serialized_start=1256
-  _globals['_RECORDINTERACTIONRESPONSE']._serialized_end=1362
-  _globals['_UPSERTITEMREQUEST']._serialized_start=1364
-  _globals['_UPSERTITEMREQUEST']._serialized_end=1469
-  _globals['_UPSERTITEMRESPONSE']._serialized_start=1471
-  _globals['_UPSERTITEMRESPONSE']._serialized_end=1544
-  _globals['_SEARCHITEMSREQUEST']._serialized_start=1546
-  _globals['_SEARCHITEMSREQUEST']._serialized_end=1612
-  _globals['_SEARCHITEMSRESPONSE']._serialized_start=1614
-  _globals['_SEARCHITEMSRESPONSE']._serialized_end=1708
-  _globals['_RETRIEVAL']._serialized_start=1711
-  _globals['_RETRIEVAL']._serialized_end=2151
+  _globals['_RETRIEVEREQUEST']._serialized_end=383
+  _globals['_RETRIEVEREQUEST_USERATTRIBUTESENTRY']._serialized_start=330
+  _globals['_RETRIEVEREQUEST_USERATTRIBUTESENTRY']._serialized_end=383
+  _globals['_CANDIDATECOLUMNS']._serialized_start=386
+  _globals['_CANDIDATECOLUMNS']._serialized_end=587
+  _globals['_USERCONTEXT']._serialized_start=590
+  _globals['_USERCONTEXT']._serialized_end=737
+  _globals['_RETRIEVERESPONSE']._serialized_start=740
+  _globals['_RETRIEVERESPONSE']._serialized_end=1026
+  _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._serialized_start=972
+  _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._serialized_end=1020
+  _globals['_SIMILARITEMSREQUEST']._serialized_start=1028
+  _globals['_SIMILARITEMSREQUEST']._serialized_end=1097
+  _globals['_SCOREDITEM']._serialized_start=1099
+  _globals['_SCOREDITEM']._serialized_end=1160
+  _globals['_SIMILARITEMSRESPONSE']._serialized_start=1162
+  _globals['_SIMILARITEMSRESPONSE']._serialized_end=1242
+  _globals['_RECORDINTERACTIONREQUEST']._serialized_start=1245
+  _globals['_RECORDINTERACTIONREQUEST']._serialized_end=1385
+  _globals['_RECORDINTERACTIONRESPONSE']._serialized_start=1387
+  _globals['_RECORDINTERACTIONRESPONSE']._serialized_end=1493
+  _globals['_UPSERTITEMREQUEST']._serialized_start=1495
+  _globals['_UPSERTITEMREQUEST']._serialized_end=1600
+  _globals['_UPSERTITEMRESPONSE']._serialized_start=1602
+  _globals['_UPSERTITEMRESPONSE']._serialized_end=1675
+  _globals['_SEARCHITEMSREQUEST']._serialized_start=1677
+  _globals['_SEARCHITEMSREQUEST']._serialized_end=1743
+  _globals['_SEARCHITEMSRESPONSE']._serialized_start=1745
+  _globals['_SEARCHITEMSRESPONSE']._serialized_end=1839
+  _globals['_RETRIEVAL']._serialized_start=1842
+  _globals['_RETRIEVAL']._serialized_end=2282
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RetrieveRequest(_message.Message):
-    __slots__ = ("user_id", "recent_item_ids", "filters", "max_candidates", "request_id", "k", "after_event_id")
+    __slots__ = ("user_id", "recent_item_ids", "filters", "max_candidates", "request_id", "k", "after_event_id", "user_attributes")
+    class UserAttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     RECENT_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +23,7 @@ class RetrieveRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     recent_item_ids: _containers.RepeatedScalarFieldContainer[str]
     filters: _common_pb2.Filters
@@ -23,7 +31,8 @@ class RetrieveRequest(_message.Message):
     request_id: str
     k: int
     after_event_id: str
-    def __init__(self, user_id: _Optional[str] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., max_candidates: _Optional[int] = ..., request_id: _Optional[str] = ..., k: _Optional[int] = ..., after_event_id: _Optional[str] = ...) -> None: ...
+    user_attributes: _containers.ScalarMap[str, str]
+    def __init__(self, user_id: _Optional[str] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., max_candidates: _Optional[int] = ..., request_id: _Optional[str] = ..., k: _Optional[int] = ..., after_event_id: _Optional[str] = ..., user_attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CandidateColumns(_message.Message):
     __slots__ = ("item_ids", "retrieval_scores", "generators", "generator_scores", "generator_ranks", "generator_affinities")

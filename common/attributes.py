@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from shortlist.common.vocab import Vocabulary
 
@@ -41,6 +42,15 @@ class UserAttributes:
         if not 0 <= user < len(self.values):
             return {}
         return {c: v for c, v in zip(self.columns, self.values[user].tolist(), strict=True) if v}
+
+
+@dataclass
+class UserData:
+    """What the data says about users besides their events, aligned to the user vocabulary:
+    attributes, and social ties (``friends[u, f]``: how strongly ``u`` is tied to ``f``)."""
+
+    attributes: UserAttributes | None = None
+    friends: sp.csr_matrix | None = None
 
 
 def merged(stored: Mapping[str, str], request: Mapping[str, str]) -> dict[str, str]:

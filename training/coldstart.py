@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shortlist.common.attributes import UserAttributes
+from shortlist.common.attributes import UserData
 from shortlist.common.catalog import ItemCatalog
 from shortlist.common.vocab import Vocabulary
 from shortlist.retrieval.bundle import banned_mask
@@ -36,11 +36,12 @@ def cold_folds(ev: Events, folds: int, min_items: int, seed: int) -> list[np.nda
 
 
 def evaluate_cold_start(ev: Events, users: Vocabulary, catalog: ItemCatalog,
-                        attributes: UserAttributes, p: FitParams, registry: Registry,
+                        about_users: UserData, p: FitParams, registry: Registry,
                         folds: int = 5, k: int = 10) -> dict:
     """Each new-user generator alone, plain popularity and their merged order, on every
     eligible user held out in turn (``folds`` fits of the cheap new-user generators, so each
     user is scored once, from a model that never saw them)."""
+    attributes = about_users.attributes
     cold_registry = Registry([cls for cls in registry if cls.serves_new_users])
     ndcg: dict[str, list[float]] = {}
     recall: dict[str, list[float]] = {}
@@ -48,7 +49,8 @@ def evaluate_cold_start(ev: Events, users: Vocabulary, catalog: ItemCatalog,
     for held in cold_folds(ev, folds, p.min_user_items, p.seed + 7):
         out = np.isin(ev.users, held)
         train = ev.take(~out)
-        models, _ = fit_models(train, users, catalog, p, cold_registry, attributes=attributes)
+        models, _ = fit_models(train, users, catalog, p, cold_registry,
+                               user_data=about_users)
         popular = exact_top_k(np.bincount(train.items, minlength=len(catalog)).astype(float),
                               k)
         source = models.source()

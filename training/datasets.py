@@ -8,6 +8,8 @@ Generic format (a directory):
                     ``|``-separated.
   users.csv         optional, header ``user_id`` then one column per user attribute (age,
                     gender, country...): what cold start knows of a user before any event.
+  social.csv        optional, header ``user_id,friend_id[,weight]``: who each user follows or
+                    is friends with, and how strongly (default 1).
 Every loader returns the same ``Dataset`` so nothing downstream knows where data came from.
 """
 
@@ -77,6 +79,15 @@ class Users:
     rows: list[list[str]]
 
 
+@dataclass
+class Social:
+    """Ties between users as the data gives them: ``user_id`` follows ``friend_id``."""
+
+    user_ids: list[str]
+    friend_ids: list[str]
+    weights: list[float]
+
+
 def encode_ids(strings) -> tuple[np.ndarray, list[str]]:
     """(codes, distinct values in first-seen order) of a sequence of string ids."""
     vocab, codes = Vocabulary.from_values(strings)
@@ -103,6 +114,16 @@ class Dataset:
     fingerprint: str = ""
     extra: dict = field(default_factory=dict)
     users: Users | None = None  # attributes, when the data has them
+    social: Social | None = None  # ties between users, when the data has them
+
+    def profile_user_ids(self) -> list[str]:
+        """Users the data describes besides those with events (attributes, ties)."""
+        ids: list[str] = []
+        if self.users is not None:
+            ids += self.users.user_ids
+        if self.social is not None:
+            ids += self.social.user_ids + self.social.friend_ids
+        return ids
 
     @classmethod
     def from_ids(cls, name: str, user_ids, item_ids, weights, timestamps, items: Items,
@@ -312,15 +333,19 @@ def load(spec: str, row_order_time: bool = False) -> Dataset:
     return ds
 
 
-def load_users(spec: str) -> Users | None:
-    """Only the user attributes of a dataset (``u.user`` or ``users.csv``; None without):
-    the Spark engine reads the interactions itself but the attributes on the driver."""
+def load_profiles(spec: str) -> tuple[Users | None, Social | None]:
+    """Only what a dataset says about users (``u.user`` or ``users.csv``, ``social.csv``; None
+    without): the Spark engine reads the interactions itself but these on the driver."""
     path = resolve_path(spec.partition(VARIANT_SEP)[0])
+    users = social = None
     if (path / "u.data").is_file() and (path / "u.user").is_file():
-        return read_ml100k_users(path / "u.user")
-    if (path / "interactions.csv").is_file() and (path / "users.csv").is_file():
-        return read_generic_users(path / "users.csv")
-    return None
+        users = read_ml100k_users(path / "u.user")
+    if (path / "interactions.csv").is_file():
+        if (path / "users.csv").is_file():
+            users = read_generic_users(path / "users.csv")
+        if (path / "social.csv").is_file():
+            social = read_generic_social(path / "social.csv")
+    return users, social
 
 
 def _complete_items(items: Items, interaction_items: list[str]) -> Items:
@@ -511,8 +536,45 @@ def load_generic(path: Path, row_order_time: bool = False) -> Dataset:
     users = read_generic_users(path / "users.csv") if (path / "users.csv").is_file() else None
     if users is not None:
         files.append(path / "users.csv")
+    social = (read_generic_social(path / "social.csv") if (path / "social.csv").is_file()
+              else None)
+    if social is not None:
+        files.append(path / "social.csv")
     return Dataset(path.name, u_codes, u_values, i_codes, i_values, weights, stamps,
-                   _complete_items(catalog, i_values), has_t, _fingerprint(files), users=users)
+                   _complete_items(catalog, i_values), has_t, _fingerprint(files), users=users,
+                   social=social)
+
+
+def read_generic_social(file: Path) -> Social:
+    """``social.csv``: ``user_id,friend_id[,weight]``; a tie to oneself is an error, a weight
+    must be a positive number."""
+    social = Social([], [], [])
+    try:
+        with open(file, newline="", encoding="utf-8") as fh:
+            reader = _dict_reader(fh, file, ("user_id", "friend_id"))
+            header = reader.fieldnames or []
+            for row in reader:
+                line = reader.line_num
+                uid, fid = (row.get("user_id") or "").strip(), (row.get("friend_id") or "").strip()
+                if not uid or not fid:
+                    raise DatasetError(f"{file}, line {line}: empty user_id or friend_id")
+                if uid == fid:
+                    raise DatasetError(f"{file}, line {line}: {uid[:64]!r} is tied to itself")
+                raw = (row.get("weight") or "").strip()
+                try:
+                    weight = float(raw) if raw else 1.0
+                except ValueError:
+                    weight = float("nan")
+                if not weight > 0 or weight == float("inf"):
+                    raise cell_error(file, line, header, header.index("weight"), raw,
+                                     "a positive number")
+                social.user_ids.append(uid)
+                social.friend_ids.append(fid)
+                social.weights.append(weight)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+                           ) from exc
+    return social
 
 
 def read_generic_users(file: Path) -> Users:

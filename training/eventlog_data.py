@@ -136,6 +136,7 @@ def extend_dataset(ds: Dataset, log_path: Path | str) -> Dataset:
         fingerprint=fingerprint,
         extra={**ds.extra, "events": events},
         users=ds.users,
+        social=ds.social,
     )
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from shortlist.common.artifacts import new_version, publish
-from shortlist.common.attributes import UserAttributes
+from shortlist.common.attributes import UserData
 from shortlist.common.candidates import Candidates
 from shortlist.common.catalog import ItemCatalog
 from shortlist.common.vocab import Vocabulary
@@ -49,14 +49,14 @@ from shortlist.retrieval.generators import (
     default_registry,
     fit_or_skip,
 )
-from shortlist.training.datasets import load, load_users
+from shortlist.training.datasets import load, load_profiles
 from shortlist.training.evaluation import UNION, evaluate
 from shortlist.training.eventlog_data import extend_dataset
 from shortlist.training.metrics import intra_list_distance, ndcg_at_k, recall_at_k
 from shortlist.training.models import fit_data, fit_models
 from shortlist.training.offline import candidates_for
 from shortlist.training.params import FitParams
-from shortlist.training.split import Events, encode, holdout, user_attributes
+from shortlist.training.split import Events, align_user_data, encode, holdout, user_data
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ def _sample_users(ev: Events, max_users: int, seed: int) -> np.ndarray:
 
 def tune_generators(base: RetrievalModels, f_ev: Events, v_ev: Events, p: FitParams,
                     grid: TuningGrid, registry: Registry, progress: bool,
-                    has_time: bool = True, attributes: UserAttributes | None = None) -> dict:
+                    has_time: bool = True, user_data: UserData | None = None) -> dict:
     """Each generator's config on its own objective, alone on validation; mutates p.
 
     ``base`` was fitted on ``f_ev`` with the current values (its history is what each user is
@@ -239,7 +239,7 @@ def tune_generators(base: RetrievalModels, f_ev: Events, v_ev: Events, p: FitPar
     tables: dict = {}
     sample = _sample_users(v_ev, p.max_eval_users, p.seed)
     data = fit_data(f_ev, base.users, base.catalog, p, build_index=False,
-                    attributes=attributes)
+                    user_data=user_data)
     for cls in registry:
         fitted = base.generators.get(cls.name)
         if fitted is None:
@@ -489,7 +489,7 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
                    grid: TuningGrid | None, progress: bool = True, has_time: bool = True,
                    registry: Registry | None = None, by_time: bool | None = None,
                    splits: tuple[np.ndarray, np.ndarray] | None = None,
-                   attributes: UserAttributes | None = None) -> Trained:
+                   user_data: UserData | None = None) -> Trained:
     """Tune, train the ranker and fit the final models on ``ev``.
 
     ``has_time``: the events carry real timestamps (else time-based features and decays are
@@ -497,7 +497,8 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
     leave-last-out test does; otherwise a seeded random draw, as a random holdout does
     (default: ``has_time``). The splits must be carved the way the test is. ``splits``: the
     validation mask over ``ev`` and the label mask over the rest, carved already (by the Spark
-    engine's data stage, the same way). ``attributes``: user attributes aligned to ``users``.
+    engine's data stage, the same way). ``user_data``: user attributes and social ties
+    aligned to ``users``.
     """
     registry = registry or default_registry()
     by_time = has_time if by_time is None else by_time
@@ -526,9 +527,9 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
         # values that win on a large sample are the values that win.
         t_ev, tv_ev, sampled = tuning_sample(f_ev, v_ev, p.tune_max_users, p.seed)
         base, _ = fit_models(t_ev, users, catalog, p, registry, progress, "tuning models",
-                             build_index=False, attributes=attributes)
+                             build_index=False, user_data=user_data)
         tuning.update(tune_generators(base, t_ev, tv_ev, p, grid, registry, progress,
-                                      has_time, attributes))
+                                      has_time, user_data))
         tuning["tuning_users"] = sampled
         if not sampled["all"]:
             base = None  # fitted on a sample: nothing to reuse for the full fits
@@ -538,11 +539,11 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
     steps.set_postfix_str("ranker")
     models_g, stats_g = fit_models(g_ev, users, catalog, p, registry, progress,
                                    "models for ranker labels", previous=base,
-                                   attributes=attributes)
+                                   user_data=user_data)
     clock.lap("models_for_labels")
     models_f, stats_f = fit_models(f_ev, users, catalog, p, registry, progress,
                                    "models for validation", previous=models_g,
-                                   attributes=attributes)
+                                   user_data=user_data)
     clock.lap("models_for_validation")
     spec = feature_spec(registry, models_g, models_f, time=has_time)
     base_counts = {name: config_of(registry.get(name), p.generator(name)).candidates
@@ -593,10 +594,12 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
 
     steps.set_postfix_str("final models")
     models, stats = fit_models(ev, users, catalog, p, registry, progress, "final models",
-                               previous=models_f, attributes=attributes)
+                               previous=models_f, user_data=user_data)
     clock.lap("final_models")
     steps.update()
     steps.close()
+    for name, why in models.skipped.items():
+        logger.info("%s generator skipped: %s", name, why)
     # The manifest records every generator's whole config, as served.
     p.generators = {name: dataclasses.asdict(gen.config)
                     for name, gen in models.generators.items()}
@@ -637,7 +640,7 @@ def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = Tr
     users, ev = encode(ds, catalog.vocab)
     clock.lap("encode")
     trained = train_pipeline(ev, users, catalog, p, grid, progress, ds.has_timestamps,
-                             registry, attributes=user_attributes(ds, users))
+                             registry, user_data=user_data(ds, users))
     clock.skip()  # train_pipeline timed its own phases
     return _publish(out, trained, catalog, users, ev, ds.name, ds.fingerprint,
                     ds.has_timestamps, ds.extra.get("events") if events is not None else None,
@@ -670,13 +673,15 @@ def _fit_on_spark(dataset: str, out: Path, p: FitParams | None, progress: bool,
             clock.lap("spark_prepare")
             catalog = ItemCatalog(prep.catalog.item_ids, prep.catalog.titles,
                                   prep.catalog.categories, prep.catalog.texts)
-            table = extended.users if extended is not None else load_users(dataset)
-            attributes = (UserAttributes.align(table.user_ids, table.columns, table.rows,
-                                               prep.users) if table is not None else None)
+            # Users without events are not in the Spark data stage's vocabulary: their
+            # attributes and ties are dropped here (the python engine indexes them).
+            profiles = ((extended.users, extended.social) if extended is not None
+                        else load_profiles(dataset))
             trained = train_pipeline(
                 prep.events, prep.users, catalog, p, grid, progress, prep.has_timestamps,
                 spark_registry(spark, Path(tmp) / "als", registry or default_registry()),
-                splits=(prep.valid, prep.labels), attributes=attributes)
+                splits=(prep.valid, prep.labels),
+                user_data=align_user_data(*profiles, prep.users))
             clock.skip()
         finally:
             spark.stop()

@@ -27,7 +27,7 @@ from shortlist.training.evaluation import UNION, candidate_ablation, evaluate
 from shortlist.training.fit import TuningGrid, score_examples, train_pipeline, train_ranker
 from shortlist.training.params import FitParams
 from shortlist.training.protocol import by_time, default_protocol, export_split, holdout_mask
-from shortlist.training.split import encode, holdout, user_attributes
+from shortlist.training.split import encode, holdout, user_data
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +116,9 @@ def run(dataset: str, protocol: str | None = None, export_dir: Path | None = Non
 
     fit_s: dict[str, float] = {}
     t0 = time.perf_counter()
-    attributes = user_attributes(ds, users)
+    about_users = user_data(ds, users)
     trained = train_pipeline(train, users, catalog, p, grid, progress, ds.has_timestamps,
-                             registry, by_time=carve_by_time, attributes=attributes)
+                             registry, by_time=carve_by_time, user_data=about_users)
     fit_s["pipeline"] = fit_s["ranker"] = fit_s["ranker_mmr"] = time.perf_counter() - t0
     fit_s.update(trained.models.fit_seconds)
     fit_s[UNION] = sum(trained.models.fit_seconds.values())
@@ -177,8 +177,8 @@ def run(dataset: str, protocol: str | None = None, export_dir: Path | None = Non
         # else who consumes them (ALS).
         "diversity_space": trained.stats.diversity_space,
     }
-    if attributes is not None:
-        report["cold_start"] = evaluate_cold_start(ev, users, catalog, attributes,
+    if about_users.attributes is not None:
+        report["cold_start"] = evaluate_cold_start(ev, users, catalog, about_users,
                                                    trained.params, registry)
     if with_ablation:
         report["ablation"] = ablation(trained, trained.params)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from shortlist.common.attributes import UserAttributes
+from shortlist.common.attributes import UserData
 from shortlist.common.catalog import ItemCatalog
 from shortlist.common.vocab import Vocabulary
 from shortlist.ranking.features import ItemStats
@@ -36,27 +36,28 @@ def hnsw_params(p: FitParams) -> HnswParams:
 
 def fit_data(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams,
              build_index: bool = True, progress: bool = False,
-             attributes: UserAttributes | None = None) -> FitData:
+             user_data: UserData | None = None) -> FitData:
+    user_data = user_data or UserData()
     return FitData(ev, len(users), catalog, int(ev.timestamps.max()), hnsw_params(p), p.seed,
-                   build_index, progress, attributes)
+                   build_index, progress, user_data.attributes, user_data.friends)
 
 
 def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams,
                registry: Registry, progress: bool = False, desc: str = "models",
                previous: RetrievalModels | None = None, build_index: bool = True,
-               attributes: UserAttributes | None = None,
+               user_data: UserData | None = None,
                ) -> tuple[RetrievalModels, ItemStats]:
     """Every generator of ``registry`` plus ranking's item statistics; minutes at a million
     users, so each generator shows on a progress bar.
 
     ``previous``: models fitted on a subset of ``ev`` (or with other values); each generator
     decides what it can reuse (a content model depends only on the catalog; ALS may start
-    from the earlier factors on large data). ``attributes``: user attributes aligned to
-    ``users``, for the generators that read them.
+    from the earlier factors on large data). ``user_data``: user attributes and social ties
+    aligned to ``users``, for the generators that read them.
     """
     steps = tqdm(total=len(registry) + 1, desc=desc, unit="step", disable=not progress,
                  leave=False)
-    data = fit_data(ev, users, catalog, p, build_index, progress, attributes)
+    data = fit_data(ev, users, catalog, p, build_index, progress, user_data)
     history = UserHistory.from_events(ev.users, ev.items, ev.timestamps, ev.weights, len(users))
     generators, seconds, skipped = {}, {}, {}
     for cls in registry:

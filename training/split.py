@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
-from shortlist.common.attributes import UserAttributes
+from shortlist.common.attributes import UserAttributes, UserData
 from shortlist.common.vocab import Vocabulary
-from shortlist.training.datasets import Dataset
+from shortlist.training.datasets import Dataset, Social, Users
 
 
 @dataclass
@@ -29,9 +30,16 @@ class Events:
 def encode(ds: Dataset, item_vocab: Vocabulary) -> tuple[Vocabulary, Events]:
     """Index users (sorted by id, so indices do not depend on row order) and items, and
     collapse duplicate (user, item) pairs: to the latest event when there is time, else to one
-    event with the summed weight (rows of plays or clicks without a clock)."""
+    event with the summed weight (rows of plays or clicks without a clock).
+
+    Users the data describes without events (a ``users.csv`` row, a tie in ``social.csv``)
+    get an index too, after those with events: served, they are known users with no history,
+    whom their attributes and friends can speak for."""
     order = np.argsort(np.asarray(ds.user_values, dtype=object), kind="stable")
-    users = Vocabulary([ds.user_values[j] for j in order.tolist()])
+    ids = [ds.user_values[j] for j in order.tolist()]
+    known = set(ids)
+    ids += sorted({u for u in ds.profile_user_ids() if u not in known})
+    users = Vocabulary(ids)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     u = rank[ds.user_codes.astype(np.int64)]
@@ -40,11 +48,25 @@ def encode(ds: Dataset, item_vocab: Vocabulary) -> tuple[Vocabulary, Events]:
     return users, dedupe(ev, aggregate=not ds.has_timestamps)
 
 
-def user_attributes(ds: Dataset, users: Vocabulary) -> UserAttributes | None:
-    """The dataset's user attributes aligned to the user vocabulary; None without any."""
-    if ds.users is None:
-        return None
-    return UserAttributes.align(ds.users.user_ids, ds.users.columns, ds.users.rows, users)
+def user_data(ds: Dataset, users: Vocabulary) -> UserData:
+    """The dataset's user attributes and ties aligned to the user vocabulary."""
+    return align_user_data(ds.users, ds.social, users)
+
+
+def align_user_data(table: Users | None, social: Social | None,
+                    users: Vocabulary) -> UserData:
+    """Attributes and ties aligned to ``users`` (None where the data has none); ties to users
+    outside the vocabulary are dropped, repeated ones added."""
+    attributes = (UserAttributes.align(table.user_ids, table.columns, table.rows, users)
+                  if table is not None else None)
+    friends = None
+    if social is not None:
+        a, b = users.indices(social.user_ids), users.indices(social.friend_ids)
+        ok = (a >= 0) & (b >= 0)
+        friends = sp.csr_matrix((np.asarray(social.weights, np.float32)[ok], (a[ok], b[ok])),
+                                shape=(len(users), len(users)), dtype=np.float32)
+        friends.sum_duplicates()
+    return UserData(attributes, friends)
 
 
 def dedupe(ev: Events, aggregate: bool = False) -> Events:

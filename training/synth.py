@@ -6,8 +6,13 @@ It is built to look like real interaction data, so that scale tests exercise eve
   * drift: each topic's appeal waxes and wanes over the time span (a slow sine with its own
     phase), and every user is active in a window of that span;
   * titles, categories and text built from per-topic vocabularies, for the content model;
-  * enough signal that a personalised model beats popularity (users stick to their topics).
-Users are generated in chunks and streamed to disk, so memory stays bounded by the chunk.
+  * enough signal that a personalised model beats popularity (users stick to their topics);
+  * optionally a social graph (``social.csv``): with ``influence`` > 0, friends share tastes
+    (most share the user's main topic) and that share of each user's events repeats a recent
+    event of a friend (tie-weighted), so friends' items predict the user's; with 0, ties are
+    drawn at random and carry no signal (the control).
+Users are generated in chunks and streamed to disk, so memory stays bounded by the chunk (with
+a social graph every event is held, since a user copies friends generated later).
 """
 
 from __future__ import annotations
@@ -32,13 +37,14 @@ def _word(rng: np.random.Generator) -> str:
 def generate(out: Path, n_users: int, n_items: int, n_interactions: int, n_topics: int = 40,
              seed: int = 42, chunk_users: int = 50_000, progress: bool = True,
              skew: float = 0.9, weights: str = "ratings", timestamps: bool = True,
-             item_text: str = "full") -> Path:
+             item_text: str = "full", friends: int = 0, influence: float = 0.0) -> Path:
     """Write ``interactions.csv``, ``items.csv`` and ``users.txt`` into ``out``.
 
     Shapes for testing on data unlike MovieLens: ``skew`` is the Zipf exponent of item
     popularity within a topic (higher: a longer tail); ``weights`` "ratings" (0.5 to 5) or
     "counts" (heavy-tailed play counts); ``timestamps`` False writes no timestamp column;
-    ``item_text`` "titles" writes titles only (no categories or text).
+    ``item_text`` "titles" writes titles only (no categories or text). ``friends`` ties per
+    user in ``social.csv`` (0: none) and the ``influence`` they carry (see the module).
     """
     if weights not in ("ratings", "counts") or item_text not in ("full", "titles"):
         raise ValueError(f"weights must be ratings or counts and item_text full or titles, "
@@ -77,6 +83,8 @@ def generate(out: Path, n_users: int, n_items: int, n_interactions: int, n_topic
     activity = rng.lognormal(0.0, 1.0, n_users)
     per_user = np.maximum(1, np.round(activity / activity.sum() * n_interactions)).astype(int)
     written = 0
+    held: list[tuple[np.ndarray, ...]] = []  # every chunk, when a social graph needs them
+    main_topic = np.zeros(n_users, np.int64)
     with open(out / "interactions.csv", "w", newline="") as fh:
         fh.write("user_id,item_id,weight,timestamp\n" if timestamps
                  else "user_id,item_id,weight\n")
@@ -88,6 +96,7 @@ def generate(out: Path, n_users: int, n_items: int, n_interactions: int, n_topic
             n = int(counts.sum())
             user = np.repeat(np.arange(lo, hi), counts)
             favs = rng.choice(n_topics, (hi - lo, 3), p=topic_share)
+            main_topic[lo:hi] = favs[:, 0]
             mix = rng.dirichlet(np.ones(3), hi - lo)
             start = rng.uniform(0, SPAN_S * 0.8, hi - lo)
             length = rng.uniform(0.02, 0.2, hi - lo) * SPAN_S
@@ -114,7 +123,9 @@ def generate(out: Path, n_users: int, n_items: int, n_interactions: int, n_topic
                 weight = np.clip(np.round(rng.normal(3.8, 0.9, n) * 2) / 2, 0.5, 5.0)
             else:  # play counts: most items once or twice, a few hundreds of times
                 weight = np.minimum(rng.zipf(1.7, n), 1000).astype(np.float64)
-            if timestamps:
+            if friends > 0:
+                held.append((user, items, weight, stamps))
+            elif timestamps:
                 fh.write("".join(f"u{u},i{i},{w:g},{s}\n" for u, i, w, s in
                                  zip(user.tolist(), items.tolist(), weight.tolist(),
                                      stamps.tolist(), strict=True)))
@@ -125,9 +136,58 @@ def generate(out: Path, n_users: int, n_items: int, n_interactions: int, n_topic
             written += n
             bar.update(n)
         bar.close()
+        if friends > 0:
+            user, items, weight, stamps = (np.concatenate(c) for c in zip(*held, strict=True))
+            items, stamps = _plant_friends(out, rng, n_users, main_topic, friends, influence,
+                                           user, items, stamps)
+            rows = zip(user.tolist(), items.tolist(), weight.tolist(), stamps.tolist(),
+                       strict=True)
+            fh.write("".join(f"u{u},i{i},{w:g},{s}\n" if timestamps else f"u{u},i{i},{w:g}\n"
+                             for u, i, w, s in rows))
     # The user ids, one per line: what `shortlist-bench --users` takes.
     (out / "users.txt").write_text("".join(f"u{u}\n" for u in range(n_users)))
     return out
+
+
+def _plant_friends(out: Path, rng: np.random.Generator, n_users: int, main_topic: np.ndarray,
+                   friends: int, influence: float, user: np.ndarray, items: np.ndarray,
+                   stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Write ``social.csv`` and return the events' items and timestamps with ``influence`` of
+    each user's events replaced by a copy of a friend's event, a little later."""
+    by_topic: dict[int, np.ndarray] = {int(t): np.flatnonzero(main_topic == t)
+                                       for t in np.unique(main_topic)}
+    ties = np.zeros((n_users, friends), np.int64)
+    for u in range(n_users):
+        pool = by_topic[int(main_topic[u])]
+        same = influence > 0 and len(pool) > 1
+        for j in range(friends):
+            if same and rng.random() < 0.8:
+                f = int(pool[rng.integers(len(pool))])
+            else:
+                f = int(rng.integers(n_users))
+            ties[u, j] = f if f != u else (u + 1) % n_users
+    strength = rng.integers(1, 4, (n_users, friends))
+    with open(out / "social.csv", "w", newline="") as fh:
+        fh.write("user_id,friend_id,weight\n")
+        fh.write("".join(f"u{u},u{f},{w}\n" for u in range(n_users)
+                         for f, w in zip(ties[u].tolist(), strength[u].tolist(), strict=True)))
+    if influence <= 0:
+        return items, stamps
+    order = np.argsort(user, kind="stable")
+    starts = np.searchsorted(user[order], np.arange(n_users + 1))
+    items, stamps = items.copy(), stamps.copy()
+    copy = np.flatnonzero(rng.random(len(user)) < influence)
+    p = strength / strength.sum(axis=1, keepdims=True)
+    for row in copy.tolist():
+        u = int(user[row])
+        f = int(ties[u, rng.choice(friends, p=p[u])])
+        lo, hi = starts[f], starts[f + 1]
+        if hi == lo:
+            continue
+        src = order[lo + int(rng.integers(hi - lo))]
+        items[row] = items[src]
+        stamps[row] = min(stamps[src] + int(rng.integers(3600, 7 * 86400)), START + SPAN_S)
+    return items, stamps
 
 
 def register(sub) -> None:
@@ -144,6 +204,11 @@ def register(sub) -> None:
     p.add_argument("--no-timestamps", action="store_true", help="write no timestamp column")
     p.add_argument("--titles-only", action="store_true",
                    help="items.csv with titles only (no categories or text)")
+    p.add_argument("--friends", type=int, default=0,
+                   help="write social.csv with this many ties per user (0: none)")
+    p.add_argument("--influence", type=float, default=0.0,
+                   help="with --friends: the share of each user's events that repeat a "
+                        "friend's (and friends share tastes); 0: random ties, no signal")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_run)
@@ -153,6 +218,7 @@ def _run(args: argparse.Namespace) -> int:
     generate(args.out, args.users, args.items, args.interactions, args.topics, args.seed,
              progress=not args.quiet, skew=args.skew, weights=args.weights,
              timestamps=not args.no_timestamps,
-             item_text="titles" if args.titles_only else "full")
+             item_text="titles" if args.titles_only else "full", friends=args.friends,
+             influence=args.influence)
     print(f"wrote {args.out}/interactions.csv and items.csv")
     return 0

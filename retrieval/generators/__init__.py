@@ -23,16 +23,18 @@ from shortlist.retrieval.generators.content import ContentGenerator
 from shortlist.retrieval.generators.demographic import DemographicGenerator
 from shortlist.retrieval.generators.itemitem import EaseGenerator, ItemKnnGenerator
 from shortlist.retrieval.generators.sequence import SequenceGenerator
+from shortlist.retrieval.generators.social import SocialGenerator
 from shortlist.retrieval.generators.trending import TrendingGenerator
 
 
 def default_registry() -> Registry:
     """The generators every fit and server uses unless told otherwise, in merge order."""
     return Registry((AlsGenerator, EaseGenerator, ItemKnnGenerator, ContentGenerator,
-                     SequenceGenerator, DemographicGenerator, TrendingGenerator))
+                     SequenceGenerator, SocialGenerator, DemographicGenerator,
+                     TrendingGenerator))
 
 
 __all__ = ["AlsGenerator", "ContentGenerator", "DemographicGenerator", "EaseGenerator",
            "FitData", "Generator", "GeneratorSkipped", "HnswParams", "ItemKnnGenerator",
-           "Registry", "SequenceGenerator", "TrendingGenerator", "UserState", "config_of",
-           "default_registry", "fit_or_skip"]
+           "Registry", "SequenceGenerator", "SocialGenerator", "TrendingGenerator", "UserState",
+           "config_of", "default_registry", "fit_or_skip"]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 from shortlist.common.attributes import UserAttributes
 from shortlist.common.catalog import ItemCatalog
@@ -56,8 +57,9 @@ class FitData:
     # a configuration that is thrown away.
     build_index: bool = True
     progress: bool = False
-    # User attributes aligned to the user indices, when the data has them.
+    # User attributes and social ties aligned to the user indices, when the data has them.
     attributes: UserAttributes | None = None
+    friends: sp.csr_matrix | None = None
 
 
 @dataclass
@@ -181,11 +183,12 @@ class Generator:
 
 def fit_or_skip(cls: type[Generator], data: FitData, config: Any,
                 previous: Generator | None = None) -> tuple[Generator | None, str | None]:
-    """``cls.fit``, or None and the reason it was skipped (logged once here)."""
+    """``cls.fit``, or None and the reason it was skipped (training reports the reasons once
+    per fit: a generator is fitted several times, and its inputs do not change)."""
     try:
         gen = cls.fit(data, config, previous)
     except GeneratorSkipped as exc:
-        logger.warning("%s generator skipped: %s", cls.name, exc)
+        logger.debug("%s generator skipped: %s", cls.name, exc)
         return None, str(exc)
     return gen, None if gen is not None else "the data cannot support it (see the log)"
 

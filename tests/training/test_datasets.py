@@ -184,14 +184,17 @@ def test_generic_users_csv(tmp_path):
     assert ds.users.columns == ["age", "country"]
     assert ds.users.rows == [["31", "FR"], ["", ""], ["40", "DE"]]
     from shortlist.common.catalog import ItemCatalog
-    from shortlist.training.split import encode, user_attributes
+    from shortlist.training.split import encode, user_data
 
     catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories)
-    users, _ = encode(ds, catalog.vocab)
-    table = user_attributes(ds, users)
-    # aligned to the user vocabulary; "ghost" has no events, so no index
+    users, ev = encode(ds, catalog.vocab)
+    table = user_data(ds, users).attributes
+    # aligned to the user vocabulary; "ghost" has no event but an index after those who do:
+    # a known user with no history, whom their attributes speak for
+    assert users.all_ids == ["a", "b", "ghost"] and set(ev.users.tolist()) == {0, 1}
     assert table.of(users.index("a")) == {"age": "31", "country": "FR"}
-    assert table.of(users.index("b")) == {} and len(table) == 2
+    assert table.of(users.index("b")) == {} and len(table) == 3
+    assert table.of(users.index("ghost")) == {"age": "40", "country": "DE"}
     write(tmp_path / "users.csv", "user_id,age\na,31\na,32\n")
     with pytest.raises(DatasetError, match="line 3: user_id 'a' is listed twice"):
         load(str(tmp_path))
@@ -201,6 +204,27 @@ def test_generic_users_csv(tmp_path):
     write(tmp_path / "users.csv", "age\n31\n")
     with pytest.raises(DatasetError, match="user_id"):
         load(str(tmp_path))
+
+
+def test_generic_social_csv(tmp_path):
+    write(tmp_path / "interactions.csv", "user_id,item_id\na,x\nb,y\n")
+    write(tmp_path / "social.csv", "user_id,friend_id,weight\na,b,2\nc,a,\na,b,1\n")
+    ds = load(str(tmp_path))
+    assert ds.social.user_ids == ["a", "c", "a"] and ds.social.weights == [2.0, 1.0, 1.0]
+    from shortlist.common.catalog import ItemCatalog
+    from shortlist.training.split import encode, user_data
+
+    catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories)
+    users, _ = encode(ds, catalog.vocab)
+    friends = user_data(ds, users).friends.toarray()
+    a, b, c = (users.index(x) for x in "abc")
+    assert c == 2  # known by a tie only
+    assert friends[a, b] == 3.0 and friends[c, a] == 1.0 and friends.sum() == 4.0
+    for bad, message in (("a,a,1\n", "tied to itself"), ("a,b,-1\n", "positive number"),
+                         ("a,b,x\n", r"column 3 \(weight\)"), (",b,1\n", "empty user_id")):
+        write(tmp_path / "social.csv", "user_id,friend_id,weight\n" + bad)
+        with pytest.raises(DatasetError, match=message):
+            load(str(tmp_path))
 
 
 def test_ml100k_real():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -239,7 +240,8 @@ def test_data_without_time_is_fitted_without_time(tmp_path):
     assert manifest["tuning"]["configuration"]["served"]
 
 
-def test_data_without_time_is_served_exactly_as_without_the_sequence_generator(tmp_path):
+def test_data_without_time_is_served_exactly_as_without_the_sequence_generator(tmp_path,
+                                                                              caplog):
     """Untimed data has no order: the sequence generator is skipped with its reason recorded,
     and the artifact is the one a registry without it publishes (same candidates, same
     ranker, same validation numbers)."""
@@ -248,7 +250,11 @@ def test_data_without_time_is_served_exactly_as_without_the_sequence_generator(t
 
     data = write_synthetic(tmp_path / "untimed", n_users=80, n_items=120, per_user=15,
                            timestamps=False)
-    with_it = fit(str(data), tmp_path / "a", small_params(), progress=False, grid=small_grid())
+    with caplog.at_level(logging.INFO):
+        with_it = fit(str(data), tmp_path / "a", small_params(), progress=False,
+                      grid=small_grid())
+    # said once per fit, however often the generator was tried
+    assert caplog.text.count("sequence generator skipped: the events have no timestamps") == 1
     without = fit(str(data), tmp_path / "b", small_params(), progress=False, grid=small_grid(),
                   registry=default_registry().without("sequence"))
     a, b = (json.loads((v / MANIFEST).read_text()) for v in (with_it, without))

@@ -35,3 +35,46 @@ def test_same_seed_same_data(tmp_path):
     b = generate(tmp_path / "b", 50, 40, 500, 4, seed=9, progress=False)
     for name in ("interactions.csv", "items.csv"):
         assert (a / name).read_bytes() == (b / name).read_bytes()
+
+
+def _friend_overlap(out) -> tuple[float, float]:
+    """Share of each user's items that one of their friends also has, and the same for
+    random pairs (the baseline)."""
+    ds = load(str(out))
+    items: dict[str, set[str]] = {}
+    for u, i in zip(ds.user_ids.tolist(), ds.item_ids.tolist(), strict=True):
+        items.setdefault(u, set()).add(i)
+    friends: dict[str, list[str]] = {}
+    for u, f in zip(ds.social.user_ids, ds.social.friend_ids, strict=True):
+        friends.setdefault(u, []).append(f)
+    rng = np.random.default_rng(0)
+    ids = sorted(items)
+    tied, random = [], []
+    for u, fs in friends.items():
+        if u not in items:
+            continue
+        mine = items[u]
+        theirs = set().union(*(items.get(f, set()) for f in fs))
+        others = set().union(*(items[ids[j]] for j in rng.integers(len(ids), size=len(fs))))
+        tied.append(len(mine & theirs) / len(mine))
+        random.append(len(mine & others) / len(mine))
+    return float(np.mean(tied)), float(np.mean(random))
+
+
+def test_planted_friends_share_items_and_random_ties_do_not(tmp_path):
+    planted = generate(tmp_path / "p", 300, 400, 9000, 6, seed=4, progress=False, friends=5,
+                       influence=0.3)
+    control = generate(tmp_path / "c", 300, 400, 9000, 6, seed=4, progress=False, friends=5,
+                       influence=0.0)
+    lines = (planted / "social.csv").read_text().splitlines()
+    assert lines[0] == "user_id,friend_id,weight" and len(lines) == 1 + 300 * 5
+    tied, random = _friend_overlap(planted)
+    assert tied > random + 0.08, (tied, random)
+    tied, random = _friend_overlap(control)
+    assert abs(tied - random) < 0.05, (tied, random)
+    # copies come after the friend's event, inside the time span
+    ds = load(str(planted))
+    assert ds.timestamps.max() <= START + SPAN_S
+    assert not (tmp_path / "none").exists()
+    plain = generate(tmp_path / "none", 50, 40, 500, 4, seed=9, progress=False)
+    assert not (plain / "social.csv").exists()

@@ -173,8 +173,9 @@ def prepare(spark, spec: str, workdir: Path, seed: int = 42, min_items: int = 5,
     if dataset is None and (path / "interactions.csv").is_file() and not variant:
         raw, has_t = _raw_generic(spark, path, row_order_time)
         catalog, files = read_generic_items(path)
-        if (path / "users.csv").is_file():  # part of the dataset, as the python loader has it
-            files.append(path / "users.csv")
+        for extra in ("users.csv", "social.csv"):  # the dataset's, as the python loader has it
+            if (path / extra).is_file():
+                files.append(path / extra)
         name, print_ = path.name, fingerprint(files)
     else:
         ds = dataset if dataset is not None else load(spec, row_order_time)

@@ -139,12 +139,17 @@ bench-scale: $(STAMP)
 # (timestamps: leave-last-out) and as untimed variants (timestamps removed, rows shuffled:
 # random holdout), and two synthetic shapes (a small dense catalog; a long-tail sparse one
 # with play counts, no timestamps and titles only), and InstEval (students rating lecturers;
-# no timestamps, no titles), which Debian ships in r-cran-lme4 (GPL >= 2). About an hour.
+# no timestamps, no titles), which Debian ships in r-cran-lme4 (GPL >= 2); and a synthetic
+# social graph twice, with planted ties (friends share tastes and items) and with random ones,
+# each also evaluated without the social generator (the on/off table). About 90 minutes.
+SYNTH_SOCIAL := reports/data/synth-social
+SYNTH_SOCIAL_RANDOM := reports/data/synth-social-random
+QUALITY_WITHOUT ?= $(SYNTH_SOCIAL):social $(SYNTH_SOCIAL_RANDOM):social
 SYNTH_DENSE := reports/data/synth-dense
 SYNTH_LONGTAIL := reports/data/synth-longtail
 INSTEVAL := reports/data/insteval
 QUALITY_DATASETS ?= ml-100k ml-latest-small ml-100k~untimed ml-latest-small~untimed \
-	$(SYNTH_DENSE) $(SYNTH_LONGTAIL) $(INSTEVAL)
+	$(SYNTH_DENSE) $(SYNTH_LONGTAIL) $(INSTEVAL) $(SYNTH_SOCIAL) $(SYNTH_SOCIAL_RANDOM)
 quality: $(STAMP)
 	$(PIP) -e '.[dev,report]'
 	@mkdir -p reports/data
@@ -153,6 +158,12 @@ quality: $(STAMP)
 	test -f $(SYNTH_LONGTAIL)/interactions.csv || $(BIN)/shortlist-train synth --users 8000 \
 		--items 30000 --interactions 70000 --topics 60 --skew 1.2 --weights counts \
 		--no-timestamps --titles-only --out $(SYNTH_LONGTAIL) --quiet
+	test -f $(SYNTH_SOCIAL)/interactions.csv || $(BIN)/shortlist-train synth --users 2000 \
+		--items 1500 --interactions 60000 --topics 20 --friends 10 --influence 0.3 \
+		--out $(SYNTH_SOCIAL) --quiet
+	test -f $(SYNTH_SOCIAL_RANDOM)/interactions.csv || $(BIN)/shortlist-train synth \
+		--users 2000 --items 1500 --interactions 60000 --topics 20 --friends 10 \
+		--influence 0 --out $(SYNTH_SOCIAL_RANDOM) --quiet
 	test -f $(INSTEVAL)/interactions.csv || { \
 		(cd reports/data && { ls r-cran-lme4_*.deb >/dev/null 2>&1 \
 			|| apt-get download r-cran-lme4 \
@@ -163,8 +174,14 @@ quality: $(STAMP)
 		$(BIN)/shortlist-train evaluate --dataset $$d --quiet \
 			--output reports/$$(basename $$d).json || exit 1; \
 	done
+	for w in $(QUALITY_WITHOUT); do d=$${w%%:*}; g=$${w##*:}; \
+		$(BIN)/shortlist-train evaluate --dataset $$d --quiet --without $$g \
+			--output reports/$$(basename $$d)--without-$$g.json || exit 1; \
+	done
 	$(BIN)/python -m shortlist.training.quality_doc \
-		$(foreach d,$(QUALITY_DATASETS),reports/$(notdir $(d)).json) --output docs/quality.md
+		$(foreach d,$(QUALITY_DATASETS),reports/$(notdir $(d)).json) \
+		$(foreach w,$(QUALITY_WITHOUT),reports/$(notdir $(firstword $(subst :, ,$(w))))--without-$(lastword $(subst :, ,$(w))).json) \
+		--output docs/quality.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from shortlist.training.cmd_fit import add_generator_options, chosen_registry
 from shortlist.training.protocol import PROTOCOLS
 
 
@@ -29,6 +30,7 @@ def register(sub) -> None:
                    help="generic format without a timestamp column: read the rows' order as "
                         "time (only for logs written in time order); by default such data "
                         "has no time, and splits are random")
+    add_generator_options(p)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(args.dataset, args.protocol, args.export_split, 10, not args.quiet,
                       FitParams(seed=args.seed, tune=not args.no_tune),
                       with_ablation=not args.no_ablation,
-                      row_order_time=args.row_order_is_time)
+                      row_order_time=args.row_order_is_time, registry=chosen_registry(args))
     print(format_leaderboard(report))
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,33 @@ from pathlib import Path
 from shortlist.common.artifacts import list_versions, read_manifest
 
 
+def add_generator_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--generators", default="", metavar="NAMES",
+                   help="comma-separated generators to fit, in merge order (default: every "
+                        "registered one; a generator whose input the data lacks is skipped)")
+    p.add_argument("--without", default="", metavar="NAMES",
+                   help="comma-separated generators to leave out (to measure what one adds)")
+
+
+def chosen_registry(args: argparse.Namespace):
+    """The registry ``--generators`` and ``--without`` describe; an unknown name is a
+    ``FitError`` naming the known ones."""
+    from shortlist.retrieval.generators import Registry, default_registry
+    from shortlist.training.fit import FitError
+
+    registry = default_registry()
+    try:
+        if args.generators:
+            registry = Registry(registry.get(n.strip()) for n in args.generators.split(",")
+                                if n.strip())
+        drop = [n.strip() for n in args.without.split(",") if n.strip()]
+        for name in drop:
+            default_registry().get(name)
+    except KeyError as exc:
+        raise FitError(f"--generators/--without: {exc.args[0]}") from exc
+    return registry.without(*drop)
+
+
 def register(sub) -> None:
     p = sub.add_parser("fit", help="fit all models and publish an artifact version")
     p.add_argument("--dataset", default="ml-latest-small",
@@ -24,9 +51,7 @@ def register(sub) -> None:
                    help="generic format without a timestamp column: read the rows' order as "
                         "time (only for logs written in time order); by default such data "
                         "has no time, and splits are random")
-    p.add_argument("--generators", default="", metavar="NAMES",
-                   help="comma-separated generators to fit, in merge order (default: every "
-                        "registered one: als,ease,itemknn,content,trending)")
+    add_generator_options(p)
     p.add_argument("--engine", choices=["python", "spark"], default="python",
                    help="python (default): one process; spark: the data stage in Spark SQL and "
                         "ALS in Spark MLlib (needs pyspark and Java 17), same artifact")
@@ -51,17 +76,10 @@ def run(args: argparse.Namespace) -> int:
         if present:
             print(f"artifacts present in {args.out} (newest {present[-1].name}); not fitting")
             return 0
-    from shortlist.retrieval.generators import Registry, default_registry
-    from shortlist.training.fit import FitError, fit
+    from shortlist.training.fit import fit
     from shortlist.training.params import FitParams
 
-    registry = default_registry()
-    if args.generators:
-        try:
-            registry = Registry(registry.get(n.strip()) for n in args.generators.split(",")
-                                if n.strip())
-        except KeyError as exc:
-            raise FitError(f"--generators: {exc.args[0]}") from exc
+    registry = chosen_registry(args)
     params = FitParams(seed=args.seed, tune=not args.no_tune)
     version = fit(args.dataset, Path(args.out), params, progress=not args.quiet,
                   events=args.events, registry=registry,

@@ -152,7 +152,9 @@ def run(dataset: str, protocol: str | None = None, export_dir: Path | None = Non
         logger.warning(reason)
 
     pipeline = RankingPipeline(trained.ranker, trained.stats, trained.ranking_config)
-    results = evaluate(trained.models, trained.stats, pipeline, test, k, progress, extra)
+    per_user: dict[str, np.ndarray] = {}
+    results = evaluate(trained.models, trained.stats, pipeline, test, k, progress, extra,
+                       per_user=per_user)
     rows = []
     for name in (*HEAD_ROWS, *trained.models.generators, *TAIL_ROWS):
         if name in results:
@@ -173,6 +175,11 @@ def run(dataset: str, protocol: str | None = None, export_dir: Path | None = Non
                          "ease_lambda": None if reason else lam},
         "tuning": {**trained.tuning, **tuning},
         "generators": list(trained.models.generators),
+        # Registered generators this run left out on purpose (evaluate --without), and the
+        # pipeline's NDCG per test user (sorted by user index): two runs on one split that
+        # differ by a generator are compared user by user (quality_doc.generator_on_off).
+        "generators_off": [n for n in default_registry().names if n not in registry],
+        "per_user_ndcg": {"pipeline": [round(float(x), 6) for x in per_user["pipeline"]]},
         # ILD is measured in this space: what items are (content) when the catalog says,
         # else who consumes them (ALS).
         "diversity_space": trained.stats.diversity_space,

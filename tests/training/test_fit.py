@@ -292,3 +292,12 @@ def test_cli_fit_with_a_subset_of_generators(synthetic_dir, tmp_path, capsys):
     assert main(["fit", "--dataset", str(synthetic_dir), "--out", str(out), "--quiet",
                  "--no-tune", "--generators", "nope"]) == 2
     assert "no generator named 'nope'" in capsys.readouterr().err
+    other = tmp_path / "without"
+    assert main(["fit", "--dataset", str(synthetic_dir), "--out", str(other), "--quiet",
+                 "--no-tune", "--generators", "trending,content,demographic",
+                 "--without", "demographic"]) == 0
+    manifest = json.loads((list_versions(other)[0] / MANIFEST).read_text())
+    assert manifest["generators"] == ["trending", "content"]
+    assert main(["evaluate", "--dataset", str(synthetic_dir), "--quiet", "--no-tune",
+                 "--without", "nope"]) == 2
+    assert "no generator named 'nope'" in capsys.readouterr().err

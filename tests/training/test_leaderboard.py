@@ -107,6 +107,26 @@ def test_cold_start_serves_held_out_users_from_their_attributes(report):
     assert "**Cold start**" in render([report])
 
 
+def test_a_run_without_a_generator_is_compared_user_by_user_with_its_twin(report):
+    per_user = np.asarray(report["per_user_ndcg"]["pipeline"])
+    assert len(per_user) == report["users"] and report["generators_off"] == []
+    rows = {r["model"]: r for r in report["rows"]}
+    assert per_user.mean() == pytest.approx(rows["pipeline"]["ndcg@10"], abs=1e-5)
+    rng = np.random.default_rng(0)
+    worse = np.clip(per_user - 0.05 - rng.normal(0, 0.02, len(per_user)), 0, 1)
+    twin = {**report, "generators_off": ["social"],
+            "per_user_ndcg": {"pipeline": worse.tolist()}}
+    same = {**report, "generators_off": ["sequence"]}
+    doc = render([report, twin, same])
+    assert "## Generators on and off" in doc
+    line = next(x for x in doc.splitlines() if x.startswith(f"| {report['dataset']} | social"))
+    assert line.endswith("| yes |")
+    line = next(x for x in doc.splitlines() if x.startswith(f"| {report['dataset']} | sequence"))
+    assert line.endswith("| no |") and "+0.0000" in line
+    # runs without a generator get no section of their own
+    assert doc.count(f"## {report['dataset']}") == 1
+
+
 def test_export_split_matches_the_protocol(report, synthetic_dir):
     split = report["_split"]
     with open(f"{split}/interactions.csv") as fh:

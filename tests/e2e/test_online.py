@@ -150,6 +150,17 @@ def test_acknowledged_events_survive_kill_9(stack, stub):
         assert resp.history_length == n
     stack.stop_one("retrieval", sig=signal.SIGKILL)
     stack.start_one("retrieval")
+    # The gateway fails fast until its channel has reconnected (backoff up to 1 s) and seen
+    # the new process's health: a client retries, as this read does, before writing again.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            recommend(stub, user)
+            break
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     resp = stub.RecordInteraction(retrieval_pb2.RecordInteractionRequest(
         user_id=user, item_id="i37"), timeout=5)
     assert resp.history_length == len(items) + 1

@@ -147,16 +147,22 @@ class ItemItemGenerator(Generator):
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        w = self.weights
-        np.savez(directory / "weights.npz", indptr=w.indptr, indices=w.indices, data=w.data,
-                 shape=np.asarray(w.shape))
+        save_csr(directory / "weights.npz", self.weights)
 
     @classmethod
     def load(cls, directory: Path, config: Any, catalog: ItemCatalog,
              hnsw: HnswParams) -> ItemItemGenerator:
-        with np.load(directory / "weights.npz", allow_pickle=False) as z:
-            w = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
-        return cls(w, config)
+        return cls(load_csr(directory / "weights.npz"), config)
+
+
+def save_csr(path: Path, m: sp.csr_matrix) -> None:
+    """A CSR matrix as plain arrays in one .npz (no pickle)."""
+    np.savez(path, indptr=m.indptr, indices=m.indices, data=m.data, shape=np.asarray(m.shape))
+
+
+def load_csr(path: Path) -> sp.csr_matrix:
+    with np.load(path, allow_pickle=False) as z:
+        return sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
 
 
 def user_item_matrix(data: FitData, transform: str) -> sp.csr_matrix:

@@ -29,6 +29,7 @@ from shortlist.retrieval.generators.base import (
     HnswParams,
     UserState,
 )
+from shortlist.retrieval.generators.itemitem import ItemItemGenerator, load_csr, save_csr
 from shortlist.retrieval.weights import confidence
 
 DAY_S = 86_400
@@ -47,16 +48,7 @@ class SocialConfig:
     confidence: str = "binary"
 
 
-def _load_csr(path: Path) -> sp.csr_matrix:
-    with np.load(path, allow_pickle=False) as z:
-        return sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
-
-
-def _save_csr(path: Path, m: sp.csr_matrix) -> None:
-    np.savez(path, data=m.data, indices=m.indices, indptr=m.indptr, shape=np.asarray(m.shape))
-
-
-class SocialGenerator(Generator):
+class SocialGenerator(ItemItemGenerator):
     """Items the user's friends engaged with lately, by tie strength."""
 
     name = "social"
@@ -64,6 +56,8 @@ class SocialGenerator(Generator):
     serves_new_users = True
     untimed = {"half_life_days": 0.0}
 
+    # Serving (propose, affinity) is the item-item generators': only ``scores`` differs, a
+    # user's friends' events rather than their own items' neighbours.
     def __init__(self, ties: sp.csr_matrix, engaged: sp.csr_matrix,
                  config: SocialConfig) -> None:
         self.ties = ties  # (users, users), rows sum to 1
@@ -116,29 +110,6 @@ class SocialGenerator(Generator):
             user.memo[self.name] = found
         return user.memo[self.name]
 
-    def propose(self, user: UserState, k: int,
-                banned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        found = self.scores(user)
-        if found is None:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        items, scores = found
-        ok = (items < len(banned)) & ~banned[np.minimum(items, len(banned) - 1)]
-        items, scores = items[ok], scores[ok]
-        top = np.lexsort((items, -scores))[:k]
-        return items[top], scores[top].astype(np.float32)
-
-    def affinity(self, user: UserState, items: np.ndarray) -> np.ndarray | None:
-        found = self.scores(user)
-        if found is None:
-            return None
-        targets, scores = found
-        out = np.zeros(len(items), np.float32)
-        if len(targets):
-            pos = np.minimum(np.searchsorted(targets, items), len(targets) - 1)
-            hit = targets[pos] == items
-            out[hit] = scores[pos[hit]]
-        return out
-
     def add_item(self, idx: int, document: str) -> None:
         if idx >= self.engaged.shape[1]:
             self.engaged = sp.csr_matrix(
@@ -147,11 +118,10 @@ class SocialGenerator(Generator):
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        _save_csr(directory / "ties.npz", self.ties)
-        _save_csr(directory / "engaged.npz", self.engaged)
+        save_csr(directory / "ties.npz", self.ties)
+        save_csr(directory / "engaged.npz", self.engaged)
 
     @classmethod
     def load(cls, directory: Path, config: SocialConfig, catalog: ItemCatalog,
              hnsw: HnswParams) -> SocialGenerator:
-        return cls(_load_csr(directory / "ties.npz"), _load_csr(directory / "engaged.npz"),
-                   config)
+        return cls(load_csr(directory / "ties.npz"), load_csr(directory / "engaged.npz"), config)

@@ -32,8 +32,7 @@ from shortlist.retrieval.generators.base import (
     UserState,
 )
 from shortlist.retrieval.hnsw import exact_top_k
-
-DAY_S = 86_400
+from shortlist.retrieval.trending import decay
 
 
 @dataclass
@@ -122,10 +121,8 @@ class DemographicGenerator(Generator):
         ev = data.events
         n_items = len(data.catalog)
         users, items = np.asarray(ev.users, np.int64), np.asarray(ev.items, np.int64)
-        weight = np.ones(len(users))
-        if config.half_life_days > 0:
-            age = np.maximum(data.now - np.asarray(ev.timestamps, np.int64), 0) / DAY_S
-            weight = np.exp2(-age / config.half_life_days)
+        weight = decay((data.now - np.asarray(ev.timestamps, np.int64)).astype(np.float64),
+                       config.half_life_days)
         item_w = np.bincount(items, weights=weight, minlength=n_items)
         log_p = np.log((item_w + 1.0) / (item_w.sum() + n_items))
         # Columns are read from the users with events (whom the data describes).

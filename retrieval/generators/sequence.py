@@ -24,8 +24,7 @@ import scipy.sparse as sp
 
 from shortlist.retrieval.generators.base import FitData, Generator, GeneratorSkipped, UserState
 from shortlist.retrieval.generators.itemitem import ItemItemGenerator
-
-DAY_S = 86_400
+from shortlist.retrieval.trending import decay
 
 
 @dataclass
@@ -95,11 +94,7 @@ class SequenceGenerator(ItemItemGenerator):
         ev = data.events
         n = len(data.catalog)
         stamps = np.asarray(ev.timestamps, dtype=np.int64)
-        if config.half_life_days > 0:
-            age_days = (data.now - stamps) / DAY_S
-            strength = np.exp2(-np.maximum(age_days, 0.0) / config.half_life_days)
-        else:
-            strength = np.ones(len(stamps))
+        strength = decay((data.now - stamps).astype(np.float64), config.half_life_days)
         counts = transition_counts(np.asarray(ev.users), np.asarray(ev.items), stamps,
                                    strength.astype(np.float32), n, max(1, config.window))
         if counts.nnz == 0:

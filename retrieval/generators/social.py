@@ -30,9 +30,8 @@ from shortlist.retrieval.generators.base import (
     UserState,
 )
 from shortlist.retrieval.generators.itemitem import ItemItemGenerator, load_csr, save_csr
+from shortlist.retrieval.trending import decay
 from shortlist.retrieval.weights import confidence
-
-DAY_S = 86_400
 
 
 @dataclass
@@ -81,10 +80,9 @@ class SocialGenerator(ItemItemGenerator):
         degree[degree == 0] = 1.0
         ties = (sp.diags((1.0 / degree).astype(np.float32)) @ ties).tocsr()
         ev = data.events
-        strength = confidence(np.asarray(ev.weights), config.confidence).astype(np.float64)
-        if config.half_life_days > 0:
-            age = np.maximum(data.now - np.asarray(ev.timestamps, np.int64), 0) / DAY_S
-            strength = strength * np.exp2(-age / config.half_life_days)
+        age_s = (data.now - np.asarray(ev.timestamps, np.int64)).astype(np.float64)
+        strength = (confidence(np.asarray(ev.weights), config.confidence).astype(np.float64)
+                    * decay(age_s, config.half_life_days))
         engaged = sp.csr_matrix((strength.astype(np.float32), (ev.users, ev.items)),
                                 shape=(ties.shape[0], len(data.catalog)), dtype=np.float32)
         engaged.sum_duplicates()

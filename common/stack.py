@@ -16,6 +16,7 @@ dies while the others keep serving, because the gateway is built to answer witho
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -68,10 +69,20 @@ class PortTakenError(RuntimeError):
     """The server answering health on a stack's port is not the process the stack started."""
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: the sockets stay bound until all are chosen, because the
+    kernel may hand a just-released port out again (two servers then collide on one port)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(n):
+            s = held.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+        return ports
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def dial_host(host: str) -> str:
@@ -193,20 +204,23 @@ class Stack:
         ``replicas`` > 1: that many retrieval and ranking servers on a redis of their own
         (in ``state_dir``)."""
         names = member_names(replicas)
+        # one call, so that no two of the stack's ports can be the same
+        ports = iter(free_ports(3 * len(names) + 1))
         if metrics:
-            kw.setdefault("metrics_ports", {name: free_port() for name in names})
+            kw.setdefault("metrics_ports", {name: next(ports) for name in names})
         if replicas > 1 and "redis" not in kw:
             state = kw.get("state_dir") or Path(artifacts).resolve().parent / "state"
-            kw["redis"] = RedisProcess(Path(state) / "redis", free_port())
-        return cls(artifacts, {name: free_port() for name in names}, **kw)
+            kw["redis"] = RedisProcess(Path(state) / "redis", next(ports))
+        return cls(artifacts, {name: next(ports) for name in names}, **kw)
 
     @classmethod
     def only(cls, name: str, artifacts: Path, metrics: bool = False, **kw) -> Stack:
         """Server ``name`` alone on a free port, e.g. to measure it with settings in ``env``
         (``start`` starts just it; several can run side by side); ``metrics``: /metrics too."""
+        port, metrics_port = free_ports(2)
         if metrics:
-            kw.setdefault("metrics_ports", {name: free_port()})
-        return cls(artifacts, {name: free_port()}, **kw)
+            kw.setdefault("metrics_ports", {name: metrics_port})
+        return cls(artifacts, {name: port}, **kw)
 
     @property
     def servers(self) -> list[str]:

@@ -8,7 +8,7 @@ import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from shortlist.common.metrics import Metrics
-from shortlist.common.stack import free_port
+from shortlist.common.stack import free_ports
 from shortlist.gateway.server import create_server as create_gateway
 from shortlist.gateway.settings import GatewaySettings
 from shortlist.ranking.server import create_server as create_ranking
@@ -48,7 +48,7 @@ def test_metrics_known_counts_and_buckets():
 
 
 def test_each_server_reports_its_stages(trained):
-    ports = {name: free_port() for name in ("retrieval", "ranking", "gateway")}
+    ports = dict(zip(("retrieval", "ranking", "gateway"), free_ports(3), strict=True))
     retrieval, rport = create_retrieval(RetrievalSettings(
         address="127.0.0.1:0", artifacts=trained, metrics_port=ports["retrieval"]))
     ranking, kport = create_ranking(RankingSettings(

@@ -22,6 +22,7 @@ from shortlist.common.stack import (
     UsageError,
     describe_exit,
     free_port,
+    free_ports,
     listening_socket_inodes,
     owns_listening_port,
     serve_addresses,
@@ -104,14 +105,21 @@ def test_bind_problem_names_a_port_in_use():
     assert bind_problem("127.0.0.1", free_port()) is None
 
 
+def test_free_ports_are_distinct_within_one_call():
+    # the kernel may return a just-released port again; one call must never repeat one
+    ports = free_ports(64)
+    assert len(set(ports)) == 64
+
+
 def test_serve_refuses_a_busy_gateway_port_with_one_line_before_starting_anything(tmp_path):
     with listener() as s:
         port = s.getsockname()[1]
         # no artifacts at all: the refusal comes before anything is loaded or started
+        retrieval, ranking = free_ports(2)
         proc = stack_cli("serve", "--artifacts", str(tmp_path / "none"),
                          "--gateway-address", f"127.0.0.1:{port}",
-                         "--retrieval-address", f"127.0.0.1:{free_port()}",
-                         "--ranking-address", f"127.0.0.1:{free_port()}")
+                         "--retrieval-address", f"127.0.0.1:{retrieval}",
+                         "--ranking-address", f"127.0.0.1:{ranking}")
     assert proc.returncode != 0
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [
@@ -121,15 +129,17 @@ def test_serve_refuses_a_busy_gateway_port_with_one_line_before_starting_anythin
 
 
 def test_serve_refuses_a_busy_metrics_port_and_check_passes_free_ones(tmp_path):
-    ports = [f"127.0.0.1:{free_port()}" for _ in range(3)]
-    addresses = [a for name, address in zip(("gateway", "retrieval", "ranking"), ports,
-                                            strict=True)
-                 for a in (f"--{name}-address", address)]
     with listener() as s:
         port = s.getsockname()[1]
+        # one call for all five free ports: separate calls may return the same port twice
+        *servers, gateway_metrics, retrieval_metrics = free_ports(5)
+        ports = [f"127.0.0.1:{p}" for p in servers]
+        addresses = [a for name, address in zip(("gateway", "retrieval", "ranking"), ports,
+                                                strict=True)
+                     for a in (f"--{name}-address", address)]
         proc = stack_cli("serve", "--artifacts", str(tmp_path), "--metrics", *addresses,
-                         "--gateway-metrics-port", str(free_port()),
-                         "--retrieval-metrics-port", str(free_port()),
+                         "--gateway-metrics-port", str(gateway_metrics),
+                         "--retrieval-metrics-port", str(retrieval_metrics),
                          "--ranking-metrics-port", str(port))
     assert proc.returncode != 0
     assert proc.stderr.splitlines() == [

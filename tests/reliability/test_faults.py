@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 from shortlist.common.artifacts import list_versions
-from shortlist.common.stack import Stack, free_port
+from shortlist.common.stack import Stack, free_port, free_ports
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc, retrieval_pb2
 
 pytestmark = pytest.mark.e2e
@@ -277,7 +277,7 @@ def alive(pid: int) -> bool:
 
 
 def test_serve_restarts_a_killed_ranking_server_while_the_gateway_degrades(root, tmp_path):
-    ports = {name: free_port() for name in ("gateway", "retrieval", "ranking")}
+    ports = dict(zip(("gateway", "retrieval", "ranking"), free_ports(3), strict=True))
     out = tmp_path / "serve.out"
     with open(out, "w") as fh:
         serve = subprocess.Popen(
@@ -352,8 +352,8 @@ def test_serve_replicated_restarts_a_killed_redis_and_loses_no_acknowledged_writ
         pytest.skip("redis-server is not installed (`make servers` as root installs it)")
     artifacts = tmp_path / "artifacts"
     shutil.copytree(root, artifacts)
-    base = {name: free_port() for name in ("gateway", "retrieval", "ranking")}
-    redis_port = free_port()
+    *ports, redis_port = free_ports(4)
+    base = dict(zip(("gateway", "retrieval", "ranking"), ports, strict=True))
     out = tmp_path / "serve.out"
     with open(out, "w") as fh:
         serve = subprocess.Popen(

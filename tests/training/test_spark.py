@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from shortlist.common.artifacts import MANIFEST, read_manifest, resolve, verify
-from shortlist.common.stack import free_port
+from shortlist.common.stack import free_ports
 from shortlist.training.datasets import load
 from shortlist.training.split import encode, holdout
 from tests.conftest import small_grid, small_params, write_synthetic
@@ -165,7 +165,7 @@ def _spark_class(*args: str, log: Path) -> subprocess.Popen:
 def spark_cluster(tmp_path):
     """A Spark standalone cluster on 127.0.0.1: one master and two one-core workers."""
     _need_spark()
-    port, ui = free_port(), free_port()
+    port, ui, *worker_ui = free_ports(4)
     procs = [_spark_class("org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                           "--port", str(port), "--webui-port", str(ui), log=tmp_path / "m.log")]
     try:
@@ -180,7 +180,7 @@ def spark_cluster(tmp_path):
         for n in range(2):
             procs.append(_spark_class(
                 "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "1",
-                "--memory", "1G", "--webui-port", str(free_port()),
+                "--memory", "1G", "--webui-port", str(worker_ui[n]),
                 "--work-dir", str(tmp_path / f"work-{n}"), f"spark://127.0.0.1:{port}",
                 log=tmp_path / f"w{n}.log"))
         while True:

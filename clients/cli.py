@@ -30,6 +30,9 @@ SEGMENTS = {v.number: v.name.removeprefix("USER_SEGMENT_").lower()
             for v in common_pb2.UserSegment.DESCRIPTOR.values}
 # What a shell reports for a process killed by SIGPIPE (128 + 13): `cmd | head` stays quiet.
 EXIT_BROKEN_PIPE = 141
+# The standard event types (shortlist.common.events.STANDARD, which the CLI may not import:
+# clients know only the contract; a test keeps the two equal). The server's model decides.
+STANDARD_EVENTS = ("view", "click", "rating", "like", "purchase", "skip", "dislike")
 MMR_NOTE = "order: ranker score, then re-ordered by MMR for diversity (scores are the ranker's)"
 DEGRADED_NOTE = ("order and scores are retrieval's: ranking was skipped (down, failed or late), "
                  "so this is not the ranked answer")
@@ -148,12 +151,13 @@ def _emit(args: argparse.Namespace, obj: dict, text: str) -> int:
 
 def cmd_feedback(client: Client, args: argparse.Namespace) -> int:
     resp = client.record_interaction(args.user, args.item, args.weight, args.timestamp,
-                                     client_event_id=args.event_id)
+                                     client_event_id=args.event_id, event=args.event)
     again = ", already recorded" if resp.duplicate else ""
-    return _emit(args, {"user_id": args.user, "item_id": args.item, "sequence": resp.sequence,
-                        "event_id": resp.event_id, "duplicate": resp.duplicate,
-                        "history_length": resp.history_length},
-                 f"recorded {args.user} -> {args.item} (event {_position(resp)}{again}, "
+    kind = f" ({args.event})" if args.event else ""
+    return _emit(args, {"user_id": args.user, "item_id": args.item, "event": args.event,
+                        "sequence": resp.sequence, "event_id": resp.event_id,
+                        "duplicate": resp.duplicate, "history_length": resp.history_length},
+                 f"recorded {args.user} -> {args.item}{kind} (event {_position(resp)}{again}, "
                  f"{resp.history_length} items in history)")
 
 
@@ -328,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     fb.add_argument("--event-id", default="", metavar="ID",
                     help="your unique id for this event: running the command again with it "
                          "records nothing twice")
+    fb.add_argument("--event", default="", metavar="TYPE",
+                    help="what kind of interaction: " + ", ".join(STANDARD_EVENTS)
+                         + ", or a type the model was trained with (case-insensitive; "
+                           "dislike and skip push recommendations away from the item); "
+                           "default: untyped")
     up = sub.add_parser("upsert-item", help="add or update an item; searchable at once")
     up.add_argument("--item", required=True)
     up.add_argument("--title", required=True)

@@ -16,6 +16,7 @@ import numpy as np
 
 from shortlist.common.artifacts import ArtifactError, read_json, write_json
 from shortlist.common.catalog import ItemCatalog
+from shortlist.common.events import EventTypes
 from shortlist.common.vocab import Vocabulary
 from shortlist.retrieval.candidates import CandidateSource, RetrievalConfig
 from shortlist.retrieval.generators import (
@@ -45,6 +46,8 @@ class RetrievalModels:
     # was skipped (training reports only; not saved).
     fit_seconds: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    # How much each event type counts (signed): applied to every write, saved in config.json.
+    event_types: EventTypes = field(default_factory=EventTypes.standard)
 
     def source(self) -> CandidateSource:
         return CandidateSource(self.generators, self.config)
@@ -85,6 +88,7 @@ class RetrievalModels:
             "merge": asdict(self.config), "hnsw": asdict(self.hnsw), "now": self.now,
             "generators": [{"name": n, "config": asdict(g.config)}
                            for n, g in self.generators.items()],
+            "event_types": self.event_types.to_json(),
         })
 
     @classmethod
@@ -113,6 +117,7 @@ class RetrievalModels:
             catalog=catalog, users=Vocabulary.load(d / "users.npy"),
             history=UserHistory.load(d / "history.npz"), generators=generators,
             config=RetrievalConfig(**cfg["merge"]), hnsw=hnsw, now=int(cfg["now"]),
+            event_types=EventTypes.from_json(cfg.get("event_types")),
         )
 
 

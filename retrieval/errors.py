@@ -1,6 +1,7 @@
 """Retrieval's typed errors; the gRPC edge maps each to the status its base class names."""
 
 from shortlist.common import errors
+from shortlist.common.events import UnknownEventType
 
 
 class RetrievalError(errors.ServiceError):
@@ -9,6 +10,12 @@ class RetrievalError(errors.ServiceError):
 
 class InvalidRequest(RetrievalError, errors.InvalidArgument):
     """The request is malformed."""
+
+
+class InvalidEventType(InvalidRequest, UnknownEventType):
+    """A write names an event type the serving version's table lacks, or a malformed one: the
+    caller's mistake (INVALID_ARGUMENT), refused before anything is logged. Still an
+    ``UnknownEventType`` for code that catches the model-level error."""
 
 
 class ItemNotFound(RetrievalError, errors.NotFound):

@@ -44,11 +44,18 @@ value SQLite cannot store exactly raises instead of being coerced: a non-``str``
 non-integral timestamp, categories given as one string (it would be split into characters).
 Those checks run when a write is built (``interaction_entry``, ``item_entry``), in the
 caller's thread, so a bad value is refused before it can join, and fail, a batch.
+
+Event types. An interaction carries its type (``event``: "dislike", "purchase", ...; "" for
+untyped), stored as the server checked and normalised it: the log records what happened, and
+whichever version replays it weighs it by its own table. Schema 1 (before types) lacked the
+column; opening such a log adds it (``ALTER TABLE``, every old row untyped) and records schema
+2, after which code of schema 1 refuses the file rather than replay a dislike as a like.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import numbers
 import operator
@@ -59,7 +66,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2  # 2: interactions.event
 INTERACTIONS = "interactions"
 ITEMS = "items"
 TABLES = (INTERACTIONS, ITEMS)
@@ -74,7 +83,8 @@ CREATE TABLE IF NOT EXISTS interactions (
     item_id TEXT,
     weight REAL,
     timestamp INTEGER,
-    received_at REAL
+    received_at REAL,
+    event TEXT NOT NULL DEFAULT ''
 );
 /* client event ids of logged interactions: a retried write is answered, not logged again */
 CREATE TABLE IF NOT EXISTS client_events (
@@ -105,6 +115,7 @@ class Interaction:
     weight: float
     timestamp: int
     received_at: float  # server clock (unix seconds) when the write was logged
+    event: str = ""  # its type, normalised; "" untyped (and every write logged before types)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +129,8 @@ class ItemRecord:
 
 
 _INSERT = {
-    INTERACTIONS: "INSERT INTO interactions (user_id, item_id, weight, timestamp, received_at) "
-                  "VALUES (?, ?, ?, ?, ?)",
+    INTERACTIONS: "INSERT INTO interactions (user_id, item_id, weight, timestamp, event, "
+                  "received_at) VALUES (?, ?, ?, ?, ?, ?)",
     ITEMS: "INSERT INTO items (item_id, title, categories, text, received_at) "
            "VALUES (?, ?, ?, ?, ?)",
 }
@@ -136,10 +147,15 @@ class Entry:
 
 
 def interaction_entry(user_id: str, item_id: str, weight: float, timestamp: int,
-                      client_event_id: str = "") -> Entry:
-    """An interaction as it will be logged; raises on a value SQLite cannot store exactly."""
+                      client_event_id: str = "", event: str = "") -> Entry:
+    """An interaction as it will be logged; raises on a value SQLite cannot store exactly.
+
+    ``event`` is stored as given: the server checks and normalises it against the serving
+    version's table first (``state_base.event_type``), since only it knows the table.
+    """
     return Entry(INTERACTIONS, (_text("user_id", user_id), _text("item_id", item_id),
-                                _weight(weight), operator.index(timestamp)),
+                                _weight(weight), operator.index(timestamp),
+                                _text("event", event)),
                  _text("client_event_id", client_event_id))
 
 
@@ -197,10 +213,24 @@ class EventLog:
             if found > SCHEMA_VERSION:
                 raise EventLogError(f"{self.path}: schema version {found} is newer than "
                                     f"this code's {SCHEMA_VERSION}")
+            if found < SCHEMA_VERSION:
+                self._migrate(found)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _migrate(self, found: int) -> None:
+        """Bring a log of an older schema up to this one, inside the opening transaction (so
+        two processes opening it at once migrate it once, and a failure changes nothing)."""
+        conn = self._conn
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(interactions)")}
+        if "event" not in columns:  # schema 1: written before event types
+            conn.execute("ALTER TABLE interactions ADD COLUMN event TEXT NOT NULL DEFAULT ''")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                     (str(SCHEMA_VERSION),))
+        logger.info("event log migrated", extra={"fields": {
+            "path": str(self.path), "from": found, "to": SCHEMA_VERSION}})
 
     # -- context manager / lifecycle -------------------------------------------------------
 
@@ -272,9 +302,10 @@ class EventLog:
                 pass
 
     def append_interaction(self, user_id: str, item_id: str, weight: float,
-                           timestamp: int) -> int:
+                           timestamp: int, event: str = "") -> int:
         """Log one interaction (a batch of one); returns its seq once the commit is durable."""
-        return self.append_batch([interaction_entry(user_id, item_id, weight, timestamp)])[0]
+        return self.append_batch([interaction_entry(user_id, item_id, weight, timestamp,
+                                                    event=event)])[0]
 
     def append_item(self, item_id: str, title: str, categories: Iterable[str],
                     text: str) -> int:
@@ -285,8 +316,8 @@ class EventLog:
 
     def interactions(self, after_seq: int = 0) -> Iterator[Interaction]:
         """Interactions with ``seq > after_seq``, in seq order (see the module docstring)."""
-        for row in self._rows("SELECT seq, user_id, item_id, weight, timestamp, received_at "
-                              "FROM interactions WHERE seq > ? ORDER BY seq LIMIT ?",
+        for row in self._rows("SELECT seq, user_id, item_id, weight, timestamp, received_at, "
+                              "event FROM interactions WHERE seq > ? ORDER BY seq LIMIT ?",
                               after_seq):
             yield Interaction(*row)
 

@@ -30,6 +30,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from shortlist.retrieval.errors import (
+    InvalidEventType,
     InvalidRequest,
     ItemNotFound,
     NotReady,
@@ -45,7 +46,7 @@ from shortlist.retrieval.eventlog import (
     item_entry,
 )
 from shortlist.retrieval.retriever import Retriever
-from shortlist.retrieval.state_base import ServingVersion, apply_record
+from shortlist.retrieval.state_base import ServingVersion, apply_record, event_type
 
 logger = logging.getLogger(__name__)
 
@@ -133,11 +134,12 @@ class RetrievalState(ServingVersion):
             items_after = rec.seq
         skipped = 0
         for rec in self.log.interactions(interactions_after):
-            # False: the item was accepted by an older catalog: keep the log, skip
+            # False: the item (or event type) was accepted by another version: keep the
+            # log, skip
             skipped += not apply_record(retriever, rec)
             interactions_after = rec.seq
         if skipped:
-            logger.warning("replay skipped interactions with unknown items",
+            logger.warning("replay skipped interactions with unknown items or event types",
                            extra={"fields": {"skipped": skipped, "version": retriever.version}})
         return items_after, interactions_after
 
@@ -177,19 +179,23 @@ class RetrievalState(ServingVersion):
                 raise InvalidRequest(f"after_event_id: {exc}") from exc
 
     def record_interaction(self, user_id: str, item_id: str, weight: float,
-                           timestamp: int, client_event_id: str = "") -> tuple[int, int, bool]:
+                           timestamp: int, client_event_id: str = "",
+                           event: str = "") -> tuple[int, int, bool]:
         """Durably log, then apply; returns (sequence, user's distinct-item count, whether it
         was a retry) once both are done. A write whose ``client_event_id`` was logged before is
-        answered with the first write's sequence and not logged or applied again. Raises
-        ItemNotFound, without logging, for an item the catalog lacks."""
-        # Early refusals, before taking a queue slot. The batch's leader checks the item again,
-        # in commit order: the version may change meanwhile, and an upsert queued ahead of this
-        # write may add it.
-        if item_id not in self.retriever.models.catalog.vocab:
+        answered with the first write's sequence and not logged or applied again. Raises,
+        without logging, ItemNotFound for an item the catalog lacks and InvalidEventType for
+        an event type the serving version's table lacks; the type is logged normalised."""
+        # Early refusals, before taking a queue slot. The batch's leader checks again, in
+        # commit order: the version may change meanwhile, and an upsert queued ahead of this
+        # write may add the item.
+        retriever = self.retriever
+        if item_id not in retriever.models.catalog.vocab:
             raise ItemNotFound(f"unknown item_id {item_id!r}")
+        event = event_type(retriever, event)
         return self._submit(interaction_entry(user_id, item_id, weight, timestamp,
-                                              client_event_id),
-                            (user_id, item_id, weight, timestamp))
+                                              client_event_id, event),
+                            (user_id, item_id, weight, timestamp, event))
 
     def upsert_item(self, item_id: str, title: str, categories: list[str],
                     text: str) -> tuple[int, bool]:
@@ -273,6 +279,11 @@ class RetrievalState(ServingVersion):
                 if write.item_id not in vocab and write.item_id not in upserted:
                     # refused before logging, as the caller's early check would have
                     answers.append((write, ItemNotFound(f"unknown item_id {write.item_id!r}")))
+                    continue
+                try:  # the version may have changed since the caller's check
+                    event_type(retriever, write.args[4])
+                except InvalidEventType as exc:
+                    answers.append((write, exc))
                     continue
                 cid = write.entry.client_event_id
                 if cid and (cid in retried or self._client_seq(cid) is not None):

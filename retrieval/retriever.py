@@ -92,14 +92,20 @@ class Retriever:
     # -- online writes: callers serialise them (RetrievalState holds the write lock) ---------
 
     def apply_interaction(self, user_id: str, item_id: str, weight: float,
-                          timestamp: int) -> int:
-        """Add one event to the user's online state; returns their distinct-item count."""
+                          timestamp: int, event: str = "") -> int:
+        """Add one event to the user's online state; returns their distinct-item count.
+
+        The history keeps the signed weight (the event's times its type's, by this version's
+        table), so a dislike excludes the item and pushes the user's picture away from it.
+        UnknownEventType when the table lacks ``event`` (checked before anything changes).
+        """
         m = self.models
+        signed = float(weight) * m.event_types.weight(event)
         item = m.catalog.vocab.index(item_id)
         if item < 0:
             raise ItemNotFound(f"unknown item_id {item_id!r}")
         user = m.users.add(user_id)
-        m.history.append(user, item, int(timestamp), float(weight))
+        m.history.append(user, item, int(timestamp), signed)
         return len(np.unique(m.history.events(user)[0]))
 
     def history_length(self, user_id: str) -> int:

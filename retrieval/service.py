@@ -126,8 +126,13 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         ts = request.timestamp or now
         if request.client_event_id:
             self._check_id("client_event_id", request.client_event_id)
+        if request.event:
+            edge.annotate(event_type=request.event[:64])
+        # The type is checked (against the serving version's table) and normalised by the
+        # state, before anything is logged: only it knows which version takes the write.
         seq, n, duplicate = self.state.record_interaction(
-            request.user_id, request.item_id, weight, ts, request.client_event_id)
+            request.user_id, request.item_id, weight, ts, request.client_event_id,
+            request.event)
         edge.annotate(event=str(seq), duplicate=duplicate)
         return retrieval_pb2.RecordInteractionResponse(history_length=n, duplicate=duplicate,
                                                        **_position(seq))

@@ -40,7 +40,7 @@ from shortlist.retrieval.errors import (
 )
 from shortlist.retrieval.eventlog import interaction_entry, item_entry
 from shortlist.retrieval.retriever import Retriever
-from shortlist.retrieval.state_base import ServingVersion, apply_record
+from shortlist.retrieval.state_base import ServingVersion, apply_record, event_type
 from shortlist.retrieval.stream import StreamError, StreamLog
 
 logger = logging.getLogger(__name__)
@@ -91,10 +91,12 @@ class SharedState(ServingVersion):
 
     def _apply(self, retriever: Retriever, record) -> None:
         if not apply_record(retriever, record):
-            # The item was accepted against another replica's catalog (an older version, an
-            # upsert this version predates): keep the stream, skip it here, as replay does.
-            logger.warning("stream entry skipped: unknown item", extra={"fields": {
-                "item_id": record.item_id, "version": retriever.version}})
+            # The item (or the event type) was accepted against another replica's version (an
+            # older one, an upsert this version predates, a type its table lacks): keep the
+            # stream, skip it here, as replay does.
+            logger.warning("stream entry skipped: unknown item or event type", extra={
+                "fields": {"item_id": record.item_id, "event": getattr(record, "event", ""),
+                           "version": retriever.version}})
 
     def _replay(self, retriever: Retriever, after: StreamId,
                 through: StreamId | None = None) -> StreamId:
@@ -210,15 +212,17 @@ class SharedState(ServingVersion):
         return entry_id, appended
 
     def record_interaction(self, user_id: str, item_id: str, weight: float, timestamp: int,
-                           client_event_id: str = "") -> tuple[str, int, bool]:
+                           client_event_id: str = "", event: str = "") -> tuple[str, int, bool]:
         """Append durably and apply here; (event id, the user's distinct-item count, whether
-        it was a retry of an acknowledged write). ItemNotFound, without appending, for an item
-        this replica's catalog lacks."""
+        it was a retry of an acknowledged write). Without appending: ItemNotFound for an item
+        this replica's catalog lacks, InvalidEventType for an event type its serving version's
+        table lacks. The type is appended normalised."""
         retriever = self.retriever
         if item_id not in retriever.models.catalog.vocab:
             raise ItemNotFound(f"unknown item_id {item_id!r}")
-        entry_id, appended = self._write(interaction_entry(user_id, item_id, weight, timestamp),
-                                         client_event_id)
+        event = event_type(retriever, event)
+        entry_id, appended = self._write(interaction_entry(user_id, item_id, weight, timestamp,
+                                                           event=event), client_event_id)
         return entry_id, self.retriever.history_length(user_id), not appended
 
     def upsert_item(self, item_id: str, title: str, categories: list[str],

@@ -57,8 +57,10 @@ class StreamError(Exception):
 
 def _fields(entry: Entry) -> list[str]:
     if entry.table == INTERACTIONS:
-        user_id, item_id, weight, timestamp = entry.values
-        return ["t", "i", "u", user_id, "it", item_id, "w", repr(weight), "ts", str(timestamp)]
+        user_id, item_id, weight, timestamp, event = entry.values
+        fields = ["t", "i", "u", user_id, "it", item_id, "w", repr(weight), "ts", str(timestamp)]
+        # Only when typed: an untyped entry stays exactly what it was before types existed.
+        return [*fields, "e", event] if event else fields
     item_id, title, categories, text = entry.values
     return ["t", "c", "it", item_id, "ti", title, "cat", categories, "tx", text]
 
@@ -67,7 +69,8 @@ def _record(entry_id: str, f: dict[str, str]) -> Interaction | ItemRecord:
     """The record of one stream entry; ``seq`` is the entry's id, ``received_at`` its time."""
     received_at = StreamId.parse(entry_id).ms / 1000
     if f["t"] == "i":
-        return Interaction(entry_id, f["u"], f["it"], float(f["w"]), int(f["ts"]), received_at)
+        return Interaction(entry_id, f["u"], f["it"], float(f["w"]), int(f["ts"]), received_at,
+                           f.get("e", ""))
     return ItemRecord(entry_id, f["it"], f["ti"], json.loads(f["cat"]), f["tx"], received_at)
 
 

@@ -13,6 +13,12 @@ folded in: ``interactions_through`` / ``items_through`` are the highest seqs rea
 and a server replaying only newer seqs neither misses nor repeats an event. Reading items
 after interactions means an item upserted just before its first interaction is normally
 included with its real title.
+
+Event types. A logged interaction keeps its type ("dislike", "purchase", ...; "" untyped).
+When the log or the base dataset has any type, the result types every row (``event_codes``
+into ``event_names``; a base row without one is ""), so training weighs a logged dislike as
+the server did. When neither has one, ``event_codes`` stays None and the fingerprint is what
+it was before types existed: untyped data trains exactly as before.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shortlist.common.events import UNTYPED, UnknownEventType, check_name
 from shortlist.retrieval.eventlog import EventLog, EventLogError, Interaction
 from shortlist.training.datasets import Dataset, DatasetError, Items
 
@@ -108,10 +115,13 @@ def extend_dataset(ds: Dataset, log_path: Path | str) -> Dataset:
             catalog.categories.append([])
             catalog.texts.append("")
 
+    event_codes, event_names = _event_codes(ds, interactions)
     digest = hashlib.sha256(ds.fingerprint.encode())
     for rec in interactions:
+        # The type only when there is one: an untyped record hashes as it did before types.
         digest.update(b"\ni" + json.dumps(
-            [rec.seq, rec.user_id, rec.item_id, rec.weight, rec.timestamp]).encode())
+            [rec.seq, rec.user_id, rec.item_id, rec.weight, rec.timestamp]
+            + ([rec.event] if rec.event else [])).encode())
     for rec in item_records:
         digest.update(b"\nc" + json.dumps(
             [rec.seq, rec.item_id, rec.title, rec.categories, rec.text]).encode())
@@ -137,7 +147,33 @@ def extend_dataset(ds: Dataset, log_path: Path | str) -> Dataset:
         extra={**ds.extra, "events": events},
         users=ds.users,
         social=ds.social,
+        event_codes=event_codes,
+        event_names=event_names,
     )
+
+
+def _event_codes(ds: Dataset, interactions: list[Interaction]
+                 ) -> tuple[np.ndarray | None, list[str]]:
+    """Codes and names for the base rows then the logged ones; (None, []) when neither names
+    a type, so untyped data stays untyped. A malformed logged type is a DatasetError (the
+    server never logs one; a log written by other means might)."""
+    if ds.event_codes is None and not any(rec.event for rec in interactions):
+        return None, []
+    if ds.event_codes is None:
+        names, base = [UNTYPED], np.zeros(len(ds.weights), dtype=np.int16)
+    else:
+        names, base = list(ds.event_names), np.asarray(ds.event_codes, dtype=np.int16)
+    index = {name: i for i, name in enumerate(names)}
+    logged = []
+    for rec in interactions:
+        try:
+            name = check_name(rec.event)
+        except UnknownEventType as exc:
+            raise DatasetError(f"event log record {rec.seq}: {exc}") from exc
+        logged.append(index.setdefault(name, len(index)))
+    if len(index) > np.iinfo(np.int16).max:
+        raise DatasetError(f"{len(index)} event types: more than int16 codes can hold")
+    return np.concatenate([base, np.asarray(logged, dtype=np.int16)]), list(index)
 
 
 def _append_ids(codes: np.ndarray, values: list[str],

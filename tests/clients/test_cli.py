@@ -3,7 +3,8 @@
 The session's real stack (three server processes, ``stack`` in tests/conftest.py) serves the
 module; it is only read. The note on scores reordered by diversity needs a low MMR lambda: a
 gateway and ranking server of its own (in this process) provide it, beside the stack's
-retrieval.
+retrieval. Feedback with an event type writes, so it goes through a gateway and retrieval
+server of its own, whose event log it reads back.
 """
 
 from __future__ import annotations
@@ -15,17 +16,22 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 import pytest
 
 from shortlist.client import TARGET_ENV, Client
 from shortlist.clients import cli
+from shortlist.common.events import STANDARD
 from shortlist.common.stack import free_port
 from shortlist.gateway.server import create_server as create_gateway
 from shortlist.gateway.settings import GatewaySettings
 from shortlist.ranking.server import create_server as create_ranking
 from shortlist.ranking.settings import RankingSettings
+from shortlist.retrieval.eventlog import EventLog
+from shortlist.retrieval.server import create_server as create_retrieval
+from shortlist.retrieval.settings import RetrievalSettings
 from shortlist.v1 import gateway_pb2, gateway_pb2_grpc, retrieval_pb2
 
 pytestmark = pytest.mark.e2e
@@ -302,3 +308,60 @@ def test_help_names_the_environment(capsys):
     out = capsys.readouterr().out
     assert f"${TARGET_ENV}" in out and f"{TARGET_ENV}  gateway host:port" in out
     assert "SHORTLIST_TOKEN" in out
+
+
+# ---- feedback with an event type ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def writable(stack, trained, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """A gateway over a retrieval server of its own (the session's stack is only read), and
+    that server's event log, to read back what a write recorded."""
+    log_path = tmp_path_factory.mktemp("cli-writes") / "events.db"
+    retrieval, rport = create_retrieval(RetrievalSettings(
+        address="127.0.0.1:0", artifacts=trained, event_log=log_path))
+    gateway, gport = create_gateway(GatewaySettings(
+        address="127.0.0.1:0", retrieval_target=f"127.0.0.1:{rport}",
+        ranking_target=stack.address("ranking")))
+    yield f"127.0.0.1:{gport}", log_path
+    gateway.stop(0)
+    retrieval.stop(0)
+
+
+def logged(log_path: Path, user: str) -> list[tuple[str, str]]:
+    with EventLog(log_path) as log:
+        return [(r.item_id, r.event) for r in log.interactions() if r.user_id == user]
+
+
+def test_feedback_passes_its_event_type_through(writable, capsys):
+    target, log_path = writable
+    code, out, _ = run(capsys, "--target", target, "--json", "feedback", "--user", "cli-typed",
+                       "--item", "i4", "--event", "Dislike")
+    assert code == 0 and json.loads(out)["event"] == "Dislike"
+    code, out, _ = run(capsys, "--target", target, "feedback", "--user", "cli-typed",
+                       "--item", "i5", "--event", "purchase")
+    assert code == 0 and out.startswith("recorded cli-typed -> i5 (purchase) (event #")
+    assert run(capsys, "--target", target, "feedback", "--user", "cli-typed",
+               "--item", "i6")[0] == 0
+    assert logged(log_path, "cli-typed") == [("i4", "dislike"), ("i5", "purchase"), ("i6", "")]
+
+
+def test_feedback_of_an_unknown_event_type_is_one_line_naming_the_known_ones(writable, capsys):
+    target, log_path = writable
+    code, out, err = run(capsys, "--target", target, "feedback", "--user", "cli-untyped",
+                         "--item", "i4", "--event", "teleport")
+    line = one_line_error(err)
+    assert code == 1 and out == ""
+    assert line.startswith(f"error: RecordInteraction to {target} failed: INVALID_ARGUMENT: "
+                           "unknown event type 'teleport'; this model knows: ")
+    assert all(name in line for name in STANDARD)
+    assert logged(log_path, "cli-untyped") == []
+
+
+def test_feedback_help_lists_the_standard_event_types(capsys):
+    # The CLI may import only the contract, so it keeps its own copy of the standard names.
+    assert cli.STANDARD_EVENTS == tuple(STANDARD)
+    with pytest.raises(SystemExit):
+        cli.main(["feedback", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--event TYPE" in help_text
+    assert ", ".join(STANDARD) in help_text

@@ -12,7 +12,17 @@ import pytest
 from shortlist.common.stack import free_port
 from shortlist.gateway.server import create_server as create_gateway
 from shortlist.gateway.settings import GatewaySettings
-from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, ranking_pb2, ranking_pb2_grpc
+from shortlist.retrieval.eventlog import EventLog
+from shortlist.retrieval.server import create_server as create_retrieval
+from shortlist.retrieval.settings import RetrievalSettings
+from shortlist.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    ranking_pb2,
+    ranking_pb2_grpc,
+    retrieval_pb2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +117,30 @@ def test_k_larger_than_candidates_returns_what_exists(backends):
     finally:
         channel.close()
         server.stop(0)
+
+
+def test_an_event_type_passes_through_and_an_unknown_one_is_invalid_argument(backends,
+                                                                             trained,
+                                                                             tmp_path):
+    """Writes go to a retrieval server of this test's own (the session's stack is only read),
+    so what the gateway forwarded can be read back from its event log."""
+    log_path = tmp_path / "events.db"
+    retrieval, rport = create_retrieval(RetrievalSettings(
+        address="127.0.0.1:0", artifacts=trained, event_log=log_path))
+    server, channel, stub = gateway((f"127.0.0.1:{rport}", backends[1]))
+    try:
+        resp = stub.RecordInteraction(retrieval_pb2.RecordInteractionRequest(
+            user_id="gw-typed", item_id="i4", event="PURCHASE"), timeout=5)
+        assert resp.sequence > 0 and resp.history_length == 1
+        with pytest.raises(grpc.RpcError) as err:
+            stub.RecordInteraction(retrieval_pb2.RecordInteractionRequest(
+                user_id="gw-typed", item_id="i5", event="teleport"), timeout=5)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "unknown event type 'teleport'; this model knows:" in err.value.details()
+        assert "dislike" in err.value.details()
+        with EventLog(log_path) as log:
+            assert [(r.item_id, r.event) for r in log.interactions()] == [("i4", "purchase")]
+    finally:
+        channel.close()
+        server.stop(0)
+        retrieval.stop(0)

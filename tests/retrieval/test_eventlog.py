@@ -138,6 +138,59 @@ def test_a_newer_schema_is_refused(path):
         EventLog(path)
 
 
+def test_an_interaction_keeps_its_event_type(path):
+    with EventLog(path) as log:
+        typed = log.append_interaction("u", "i", 2.0, 5, event="dislike")
+        untyped = log.append_interaction("u", "j", 1.0, 6)
+        seqs = log.append_batch([interaction_entry("v", "k", 1.0, 7, "evt-9", "purchase")])
+    with EventLog(path) as log:
+        got = {r.seq: r for r in log.interactions()}
+    assert got[typed].event == "dislike" and got[typed].weight == 2.0
+    assert got[untyped].event == ""
+    assert got[seqs[0]].event == "purchase"
+    with pytest.raises(TypeError, match="event must be str"):
+        interaction_entry("u", "i", 1.0, 0, event=None)
+
+
+# The schema before event types (schema 1), as a log written by that code has it.
+SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE interactions (seq INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT, item_id TEXT,
+                           weight REAL, timestamp INTEGER, received_at REAL);
+CREATE TABLE client_events (client_event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE items (seq INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT, title TEXT,
+                    categories TEXT, text TEXT, received_at REAL);
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO interactions (user_id, item_id, weight, timestamp, received_at)
+    VALUES ('old-user', 'i1', 3.0, 100, 1.5);
+INSERT INTO client_events VALUES ('old-evt', 1);
+INSERT INTO items (item_id, title, categories, text, received_at)
+    VALUES ('i1', 'One', '["a"]', 'x', 1.5);
+"""
+
+
+def test_a_log_written_before_event_types_opens_and_is_migrated(path):
+    with sqlite3.connect(path) as conn:
+        conn.executescript(SCHEMA_1)
+    conn.close()
+    with EventLog(path) as log:
+        [old] = list(log.interactions())
+        assert (old.seq, old.user_id, old.weight, old.timestamp, old.event) == (
+            1, "old-user", 3.0, 100, "")
+        assert [r.title for r in log.items()] == ["One"]
+        assert log.client_event_seq("old-evt") == 1
+        new = log.append_interaction("old-user", "i2", 1.0, 101, event="skip")
+        assert new == 2
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),)
+        assert conn.execute("SELECT seq, event FROM interactions ORDER BY seq").fetchall() == [
+            (1, ""), (2, "skip")]
+    conn.close()
+    with EventLog(path) as log:  # migrated once: opening again changes nothing
+        assert [r.event for r in log.interactions()] == ["", "skip"]
+
+
 def test_wal_and_synchronous_full_are_in_force(path):
     with EventLog(path) as log:
         pragmas = log.pragmas()

@@ -12,6 +12,7 @@ observable state, never sleeps whose length matters, and no test asserts a timin
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
@@ -28,8 +29,9 @@ import pytest
 
 from shortlist.common import artifacts
 from shortlist.common.errors import ServiceError
+from shortlist.common.events import EventTypes, UnknownEventType
 from shortlist.retrieval.bundle import RetrievalModels
-from shortlist.retrieval.errors import ItemNotFound, NotReady, WriteQueueFull
+from shortlist.retrieval.errors import InvalidEventType, ItemNotFound, NotReady, WriteQueueFull
 from shortlist.retrieval.eventlog import EventLog, EventLogError
 from shortlist.retrieval.online import RetrievalState
 from shortlist.retrieval.retriever import Retriever
@@ -143,6 +145,59 @@ def test_an_unknown_item_is_refused_before_logging(make_state, log_path):
         make_state().record_interaction("u1", "nope", 1.0, T0)
     with EventLog(log_path) as log:
         assert log.last_seq("interactions") == 0
+
+
+def user_weights(state: RetrievalState, user: str) -> dict[str, float]:
+    m = state.retriever.models
+    items, _, weights = m.history.events(m.users.index(user))
+    return {m.catalog.vocab.id(i): float(w) for i, w in zip(items, weights, strict=True)}
+
+
+def test_an_event_type_is_logged_normalised_and_weighed_by_the_version(make_state):
+    state = make_state()
+    table = state.retriever.models.event_types
+    state.record_interaction("typed-user", "i3", 2.0, T0, "", " DisLike ")
+    state.record_interaction("typed-user", "i4", 1.0, T0 + 1, "", "purchase")
+    state.record_interaction("typed-user", "i5", 1.0, T0 + 2)
+    assert [r.event for r in state.log.interactions()] == ["dislike", "purchase", ""]
+    assert user_weights(state, "typed-user") == {
+        "i3": 2.0 * table.weight("dislike"), "i4": table.weight("purchase"), "i5": 1.0}
+    assert table.weight("dislike") < 0
+
+
+@pytest.mark.parametrize("event", ["teleport", "not a name!"])
+def test_an_unknown_event_type_is_refused_before_logging(make_state, log_path, event):
+    with pytest.raises(InvalidEventType, match="dislike") as err:  # names the known types
+        make_state().record_interaction("u1", "i3", 1.0, T0, "", event)
+    assert err.value.status == "INVALID_ARGUMENT" and isinstance(err.value, UnknownEventType)
+    with EventLog(log_path) as log:
+        assert log.last_seq("interactions") == 0
+
+
+def test_a_version_swapped_in_while_a_write_waits_checks_its_type_again(make_state):
+    state = make_state()
+    with write_lock_held(state):
+        call = Call(state.record_interaction, "late-user", "i3", 1.0, T0, "", "dislike")
+        wait_until(lambda: state.queued == 1, "the write is queued")
+        # as a version whose table lacks the type would, once swapped in
+        state.retriever.models.event_types = EventTypes(("",), (1.0,))
+    assert isinstance(call.join().error, InvalidEventType)
+    assert state.log.last_seq("interactions") == 0
+
+
+def test_replay_skips_a_logged_type_the_version_does_not_know(trained, log_path, caplog):
+    with EventLog(log_path) as log:
+        log.append_interaction("replay-user", "i3", 1.0, T0, event="teleport")
+        log.append_interaction("replay-user", "i4", 1.0, T0 + 1, event="dislike")
+    caplog.set_level(logging.WARNING, logger="shortlist.retrieval.online")
+    state = load_state(trained, log_path)
+    try:
+        assert list(user_weights(state, "replay-user")) == ["i4"]
+        assert [r.event for r in state.log.interactions()] == ["teleport", "dislike"]  # kept
+        [warning] = [r for r in caplog.records if "skipped" in r.getMessage()]
+        assert warning.fields["skipped"] == 1
+    finally:
+        state.close()
 
 
 def test_before_a_version_is_loaded_writes_are_not_ready(log_path):

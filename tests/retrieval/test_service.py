@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 from shortlist.common import edge
+from shortlist.retrieval import server as retrieval_server
 from shortlist.retrieval.errors import NotReady
 from shortlist.retrieval.eventlog import EventLog
 from shortlist.retrieval.online import RetrievalState
@@ -33,6 +34,7 @@ R = retrieval_pb2
 class Served:
     stub: retrieval_pb2_grpc.RetrievalStub
     settings: RetrievalSettings
+    state: RetrievalState  # the server's own, to read what a write did to the user
 
     def refused(self, method: str, request) -> grpc.RpcError:
         with pytest.raises(grpc.RpcError) as err:
@@ -45,9 +47,14 @@ def served(trained, tmp_path_factory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("retrieval-service")
     settings = RetrievalSettings(address="127.0.0.1:0", artifacts=trained,
                                  event_log=tmp / "events.db")
-    server, port = create_server(settings)
+    opened: list[RetrievalState] = []
+    with pytest.MonkeyPatch.context() as mp:  # keep a handle on the state the server opens
+        mp.setattr(retrieval_server, "open_state",
+                   lambda s, real=retrieval_server.open_state: opened.append(real(s))
+                   or opened[-1])
+        server, port = create_server(settings)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield Served(retrieval_pb2_grpc.RetrievalStub(channel), settings)
+    yield Served(retrieval_pb2_grpc.RetrievalStub(channel), settings, opened[0])
     channel.close()
     server.stop(0)
 
@@ -140,6 +147,47 @@ def test_record_interaction_is_durable_and_counted(served, lines):
 def test_record_interaction_refusals(served, request_, code, message):
     err = served.refused("RecordInteraction", request_)
     assert err.code() == code and err.details() == message
+
+
+def test_a_dislike_is_logged_typed_and_pushes_the_user_away(served, lines):
+    resp = served.stub.RecordInteraction(R.RecordInteractionRequest(
+        user_id="svc-typed-1", item_id="i4", weight=1.5, timestamp=1_650_000_000,
+        event="Dislike"), timeout=10)
+    assert resp.history_length == 1
+    with EventLog(Path(served.settings.event_log)) as log:
+        [rec] = [r for r in log.interactions() if r.user_id == "svc-typed-1"]
+    assert (rec.item_id, rec.weight, rec.event, rec.seq) == ("i4", 1.5, "dislike",
+                                                             resp.sequence)
+    m = served.state.retriever.models
+    items, _, weights = m.history.events(m.users.index("svc-typed-1"))
+    assert m.catalog.vocab.id(int(items[0])) == "i4"
+    assert weights.tolist() == [1.5 * m.event_types.weight("dislike")] and weights[0] < 0
+    [line] = lines()
+    assert (line["event_type"], line["code"]) == ("Dislike", "OK")
+    got = served.stub.Retrieve(R.RetrieveRequest(user_id="svc-typed-1", k=20), timeout=10)
+    assert "i4" not in got.candidates.item_ids  # a disliked item is never recommended back
+
+
+@pytest.mark.parametrize(("event", "message"), [
+    ("teleport", "unknown event type 'teleport'; this model knows: "),
+    ("no spaces", "event type 'no spaces' is not a name"),
+    ("x" * 10_000, "is not a name"),
+])
+def test_an_unknown_event_type_is_invalid_argument_and_not_logged(served, lines, event,
+                                                                  message):
+    with EventLog(Path(served.settings.event_log)) as log:
+        before = log.last_seq("interactions")
+    err = served.refused("RecordInteraction", R.RecordInteractionRequest(
+        user_id="svc-typed-2", item_id="i4", event=event))
+    assert err.code() == C.INVALID_ARGUMENT and message in err.details()
+    known = served.state.retriever.models.event_types.names
+    assert all(name in err.details() for name in known)  # what to send instead
+    assert len(err.details()) < 500
+    with EventLog(Path(served.settings.event_log)) as log:
+        assert log.last_seq("interactions") == before
+    assert served.state.retriever.history_length("svc-typed-2") == 0
+    [line] = lines()
+    assert line["code"] == "INVALID_ARGUMENT"
 
 
 def test_upsert_item_creates_then_updates(served):

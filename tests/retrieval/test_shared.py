@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from shortlist.common import artifacts
 from shortlist.common.eventid import StreamId
 from shortlist.retrieval.bundle import RetrievalModels
-from shortlist.retrieval.errors import InvalidRequest, ItemNotFound, Lagging, StateUnavailable
+from shortlist.retrieval.errors import (
+    InvalidEventType,
+    InvalidRequest,
+    ItemNotFound,
+    Lagging,
+    StateUnavailable,
+)
 from shortlist.retrieval.eventlog import Interaction, ItemRecord, interaction_entry, item_entry
 from shortlist.retrieval.retriever import RetrieveQuery, Retriever
 from shortlist.retrieval.shared import SharedState
@@ -80,6 +86,56 @@ def test_the_stream_keeps_what_it_was_given_and_appends_a_client_event_once(redi
     assert list(log.entries(StreamId.parse(first))) == records[1:]
     assert log.durability() == {"appendonly": "yes", "appendfsync": "always"}
     log.close()
+
+
+def test_the_stream_keeps_an_event_type_and_reads_an_entry_without_one_as_untyped(
+        redis_server):
+    log = StreamLog(redis_server.url)
+    typed, _ = log.append(interaction_entry("u1", "i3", 2.0, T0, event="dislike"))
+    untyped, _ = log.append(interaction_entry("u1", "i4", 1.0, T0))
+    # an entry as code from before event types wrote it: no "e" field at all
+    legacy = log._redis.xadd(log.stream, {"t": "i", "u": "u2", "it": "i5", "w": "1.0",
+                                          "ts": str(T0)})
+    assert "e" not in log._redis.xrange(log.stream, untyped, untyped)[0][1]
+    records = {str(i): r for i, r in log.entries()}
+    assert records[typed].event == "dislike" and records[typed].weight == 2.0
+    assert records[untyped].event == "" and records[legacy].event == ""
+    assert records[legacy].user_id == "u2"
+    log.close()
+
+
+def test_a_typed_write_is_checked_normalised_and_weighed_on_every_replica(trained,
+                                                                          redis_server):
+    a, b = replica(trained, redis_server.url), replica(trained, redis_server.url)
+    try:
+        with pytest.raises(InvalidEventType, match="this model knows: .*dislike") as err:
+            a.record_interaction("typed-user", "i3", 1.0, T0, event="teleport")
+        assert err.value.status == "INVALID_ARGUMENT"
+        assert list(a.log.entries()) == []  # refused before appending
+        event_id, _, _ = a.record_interaction("typed-user", "i3", 2.0, T0, event="DisLike")
+        [(_, record)] = list(a.log.entries())
+        assert record.event == "dislike"
+        b.wait_applied(event_id)
+        dislike = b.retriever.models.event_types.weight("dislike")
+        for state in (a, b):
+            m = state.retriever.models
+            _, _, weights = m.history.events(m.users.index("typed-user"))
+            assert weights.tolist() == [2.0 * dislike] and dislike < 0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_an_entry_of_a_type_the_version_lacks_is_skipped_not_fatal(trained, redis_server):
+    log = StreamLog(redis_server.url)
+    log.append(interaction_entry("skip-user", "i3", 1.0, T0, event="teleport"))
+    log.append(interaction_entry("skip-user", "i4", 1.0, T0 + 1, event="like"))
+    log.close()
+    state = replica(trained, redis_server.url)  # replays both: one is skipped
+    try:
+        assert history(state, "skip-user") == ["i4"]
+    finally:
+        state.close()
 
 
 def test_a_write_through_one_replica_is_read_through_the_other(trained, redis_server):

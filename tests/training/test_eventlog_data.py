@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -103,6 +105,62 @@ def test_unknown_interacted_item_gets_a_placeholder(synthetic_dir, tmp_path):
     assert ds.items.item_ids[-1] == "ghost"
     assert (ds.items.titles[-1], ds.items.categories[-1], ds.items.texts[-1]) == (
         "ghost", [], "")
+
+
+def test_logged_event_types_type_every_row(synthetic_dir, tmp_path):
+    base = load(str(synthetic_dir))
+    assert base.event_codes is None
+    path = tmp_path / "events.sqlite"
+    with EventLog(path) as log:
+        log.append_interaction("u3", "i2", 1.0, 1_700_000_000, event="dislike")
+        log.append_interaction("u3", "i4", 1.0, 1_700_000_001)
+        log.append_interaction("u4", "i5", 2.0, 1_700_000_002, event="purchase")
+    ds = extend_dataset(base, path)
+    assert ds.event_codes is not None and ds.event_codes.dtype == np.int16
+    assert len(ds.event_codes) == len(ds) == len(base) + 3
+    names = np.asarray(ds.event_names, dtype=object)[ds.event_codes]
+    assert set(names[:len(base)].tolist()) == {""}  # the base rows name no type
+    assert names[len(base):].tolist() == ["dislike", "", "purchase"]
+
+
+def test_untyped_data_stays_untyped_with_the_fingerprint_it_had(synthetic_dir, tmp_path):
+    base = load(str(synthetic_dir))
+    path = tmp_path / "events.sqlite"
+    with EventLog(path) as log:
+        seq = log.append_interaction("u1", "i2", 1.0, 5)
+    ds = extend_dataset(base, path)
+    assert ds.event_codes is None and ds.event_names == []
+    # what the fingerprint was before event types existed
+    before = hashlib.sha256(base.fingerprint.encode())
+    before.update(b"\ni" + json.dumps([seq, "u1", "i2", 1.0, 5]).encode())
+    assert ds.fingerprint == before.hexdigest()
+    typed = tmp_path / "typed.sqlite"
+    with EventLog(typed) as log:
+        log.append_interaction("u1", "i2", 1.0, 5, event="like")
+    assert extend_dataset(base, typed).fingerprint != ds.fingerprint
+
+
+def test_a_typed_base_keeps_its_codes_and_untyped_logged_rows_are_untyped(synthetic_dir,
+                                                                          tmp_path):
+    plain = load(str(synthetic_dir))
+    codes = (np.arange(len(plain)) % 2).astype(np.int16)
+    base = dataclasses.replace(plain, event_codes=codes, event_names=["view", "like"])
+    path = tmp_path / "events.sqlite"
+    with EventLog(path) as log:
+        log.append_interaction("u1", "i2", 1.0, 5)
+        log.append_interaction("u1", "i3", 1.0, 6, event="like")
+    ds = extend_dataset(base, path)
+    assert ds.event_names == ["view", "like", ""]
+    assert ds.event_codes[:len(base)].tolist() == codes.tolist()
+    assert ds.event_codes[len(base):].tolist() == [2, 1]
+
+
+def test_a_malformed_logged_type_is_a_dataset_error(synthetic_dir, tmp_path):
+    path = tmp_path / "events.sqlite"
+    with EventLog(path) as log:  # the server refuses such a type; the log itself does not
+        log.append_interaction("u1", "i2", 1.0, 5, event="not a name")
+    with pytest.raises(DatasetError, match="event log record 1: .*not a name"):
+        extend_dataset(load(str(synthetic_dir)), path)
 
 
 def test_missing_or_corrupt_log_is_a_dataset_error(synthetic_dir, tmp_path):

@@ -185,17 +185,21 @@ class Client:
         return self._call("SearchItems", self.stub.SearchItems, request, timeout)
 
     def record_interaction(self, user_id: str, item_id: str, weight: float = 1.0,
-                           timestamp: int = 0, *, client_event_id: str = "",
+                           timestamp: int = 0, *, client_event_id: str = "", event: str = "",
                            timeout: float | None = None
                            ) -> retrieval_pb2.RecordInteractionResponse:
         """Durable before it returns; not retried (a timed-out call may have been applied).
 
         With ``client_event_id`` (unique per event, e.g. a UUID) calling again after a failure
         is safe: a write already recorded is answered (``duplicate``), not recorded twice.
+        ``event`` is the interaction's type ("view", "purchase", "dislike", ...; "" untyped):
+        the server's model weighs it, so it is passed as given and a type the model does not
+        know comes back as INVALID_ARGUMENT naming the ones it does.
         """
         request = retrieval_pb2.RecordInteractionRequest(user_id=user_id, item_id=item_id,
                                                          weight=weight, timestamp=timestamp,
-                                                         client_event_id=client_event_id)
+                                                         client_event_id=client_event_id,
+                                                         event=event)
         return self._call("RecordInteraction", self.stub.RecordInteraction, request, timeout)
 
     def upsert_item(self, item_id: str, title: str, categories: Sequence[str] = (),

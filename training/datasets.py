@@ -1,9 +1,13 @@
 """Dataset loaders: MovieLens latest-small (bundled), MovieLens 100K, and the generic format.
 
 Generic format (a directory):
-  interactions.csv  header ``user_id,item_id[,weight][,timestamp]``; weight defaults to 1,
-                    timestamp (unix seconds) may be absent: then the data has no time (row
-                    order is read as time only with ``row_order_time``, an explicit opt-in).
+  interactions.csv  header ``user_id,item_id[,weight][,timestamp][,event]``; weight defaults
+                    to 1, timestamp (unix seconds) may be absent: then the data has no time
+                    (row order is read as time only with ``row_order_time``, an explicit
+                    opt-in). ``event`` names the event's type (view, click, like, purchase,
+                    rating, dislike, skip or any other name: ``common.events``), compared
+                    case-insensitively without surrounding blanks; an empty cell names none.
+                    Without the column the data is untyped, exactly as before types existed.
   items.csv         optional, header ``item_id,title,categories[,text]``; categories are
                     ``|``-separated.
   users.csv         optional, header ``user_id`` then one column per user attribute (age,
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shortlist.common.events import UnknownEventType, check_name
 from shortlist.common.vocab import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -115,6 +120,10 @@ class Dataset:
     extra: dict = field(default_factory=dict)
     users: Users | None = None  # attributes, when the data has them
     social: Social | None = None  # ties between users, when the data has them
+    # Event type per interaction (an ``event`` column), as codes into ``event_names``
+    # (normalised by ``common.events.normalise``; "" for a row naming none). None: untyped.
+    event_codes: np.ndarray | None = None  # int16
+    event_names: list[str] = field(default_factory=list)
 
     def profile_user_ids(self) -> list[str]:
         """Users the data describes besides those with events (attributes, ties)."""
@@ -480,6 +489,8 @@ def untimed(ds: Dataset, seed: int = 42) -> Dataset:
     return dataclasses.replace(
         ds, name=f"{ds.name}{VARIANT_SEP}untimed", user_codes=ds.user_codes[order],
         item_codes=ds.item_codes[order], weights=ds.weights[order],
+        event_codes=None if ds.event_codes is None else ds.event_codes[order],
+        event_names=list(ds.event_names),
         timestamps=np.zeros(len(ds), np.int64), has_timestamps=False,
         fingerprint=hashlib.sha256(f"{ds.fingerprint}:untimed:{seed}".encode()).hexdigest())
 
@@ -500,11 +511,11 @@ def load_generic(path: Path, row_order_time: bool = False) -> Dataset:
         raise DatasetError(f"{file}, line 1 (the header): not UTF-8 text") from exc
     cols = set(header)
     _require_columns(file, header, ("user_id", "item_id"))
-    has_w, has_t = "weight" in cols, "timestamp" in cols
+    has_w, has_t, has_e = "weight" in cols, "timestamp" in cols, "event" in cols
     wanted = ["user_id", "item_id"] + (["weight"] if has_w else []) + (
-        ["timestamp"] if has_t else [])
+        ["timestamp"] if has_t else []) + (["event"] if has_e else [])
     types = {"user_id": pa.large_string(), "item_id": pa.large_string(),
-             "weight": pa.float32(), "timestamp": pa.float64()}
+             "weight": pa.float32(), "timestamp": pa.float64(), "event": pa.large_string()}
     try:
         table = pacsv.read_csv(file, convert_options=pacsv.ConvertOptions(
             column_types={c: types[c] for c in wanted}, include_columns=wanted,
@@ -532,6 +543,9 @@ def load_generic(path: Path, row_order_time: bool = False) -> Dataset:
         stamps, has_t = rows, True
     else:
         stamps = np.zeros(n, np.int64)
+    event_codes, event_names = None, []
+    if has_e:
+        event_codes, event_names = _event_types(file, header, *ids("event"))
     catalog, files = read_generic_items(path)
     users = read_generic_users(path / "users.csv") if (path / "users.csv").is_file() else None
     if users is not None:
@@ -542,7 +556,44 @@ def load_generic(path: Path, row_order_time: bool = False) -> Dataset:
         files.append(path / "social.csv")
     return Dataset(path.name, u_codes, u_values, i_codes, i_values, weights, stamps,
                    _complete_items(catalog, i_values), has_t, _fingerprint(files), users=users,
-                   social=social)
+                   social=social, event_codes=event_codes, event_names=event_names)
+
+
+def _event_types(file: Path, header: Sequence[str], codes: np.ndarray,
+                 raw: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(int16 code per row, normalised names) from the event column's dictionary encoding.
+
+    Names are checked once per distinct cell value, not per row; " Purchase" and "purchase"
+    are one type. A malformed one is only located in the file (by a scan) once found bad.
+    """
+    names: list[str] = []
+    index: dict[str, int] = {}
+    remap = np.empty(len(raw), np.int64)
+    for j, value in enumerate(raw):
+        try:
+            name = check_name(value)
+        except UnknownEventType:
+            raise _bad_event(file, header, value) from None
+        if name not in index:
+            index[name] = len(names)
+            names.append(name)
+        remap[j] = index[name]
+    if len(names) > np.iinfo(np.int16).max:
+        raise DatasetError(f"{file}: {len(names)} distinct event types; at most "
+                           f"{np.iinfo(np.int16).max} are supported")
+    return remap[codes].astype(np.int16), names
+
+
+EVENT_NAME = ("an event type (1-32 characters of a-z, 0-9, '_', '.' or '-', starting with a "
+              "letter or digit; case and surrounding blanks are ignored)")
+
+
+def _bad_event(file: Path, header: Sequence[str], value: str) -> DatasetError:
+    column = list(header).index("event")
+    for line, fields in _records(file):
+        if column < len(fields) and fields[column] == value:
+            return cell_error(file, line, header, column, value, EVENT_NAME)
+    return DatasetError(f"{file}, column {column + 1} (event): {value!r} is not {EVENT_NAME}")
 
 
 def read_generic_social(file: Path) -> Social:

@@ -458,3 +458,84 @@ def test_a_missing_name_lists_every_place_searched(tmp_path, monkeypatch):
         "no dataset 'my-data': not a directory, and not a known name (ml-latest-small, "
         "ml-100k); known names are looked up in $SHORTLIST_DATA_DIR (not set), "
         f"{tmp_path}/bundled (bundled), {tmp_path}/shared (shared)")
+
+
+# ---------------------------------------------------------------- event types
+
+def test_generic_event_column_is_read_as_normalised_type_codes(tmp_path):
+    write(tmp_path / "interactions.csv",
+          "user_id,item_id,weight,timestamp,event\n"
+          "alice,x,1,100,view\n"
+          "bob,y,2,200, Purchase \n"  # case and surrounding blanks do not make another type
+          "alice,z,1,300,\n"  # an empty cell names no type
+          "carol,x,1,400,VIEW\n"
+          "bob,x,5,500,dis_like.v2\n"
+          "carol,y,1,600,purchase\n")
+    ds = load(str(tmp_path))
+    assert ds.event_codes.dtype == np.int16
+    assert ds.event_names == ["view", "purchase", "", "dis_like.v2"]
+    assert [ds.event_names[c] for c in ds.event_codes] == [
+        "view", "purchase", "", "view", "dis_like.v2", "purchase"]
+    # the other columns are read as without the event column
+    np.testing.assert_array_equal(ds.weights, np.float32([1, 2, 1, 1, 5, 1]))
+    np.testing.assert_array_equal(ds.timestamps, [100, 200, 300, 400, 500, 600])
+
+
+def test_generic_event_column_without_a_named_type(tmp_path):
+    write(tmp_path / "interactions.csv", "user_id,item_id,event\nu1,a,\nu2,b,\"\"\n")
+    ds = load(str(tmp_path))
+    assert ds.event_names == [""]
+    np.testing.assert_array_equal(ds.event_codes, [0, 0])
+
+
+def test_generic_malformed_event_type_names_file_line_column_and_value(tmp_path):
+    write(tmp_path / "interactions.csv",
+          "user_id,item_id,event\nu1,a,view\nu2,b,\"add to cart\"\nu3,c,view\n")
+    with pytest.raises(DatasetError) as err:
+        load(str(tmp_path))
+    assert str(err.value).startswith(
+        f"{tmp_path / 'interactions.csv'}, line 3, column 3 (event): 'add to cart' is not an "
+        "event type (1-32 characters of a-z, 0-9")
+    write(tmp_path / "interactions.csv", "event,user_id,item_id\nview,u1,a\n-x,u2,b\n")
+    with pytest.raises(DatasetError, match=r"line 3, column 1 \(event\): '-x' is not"):
+        load(str(tmp_path))
+    write(tmp_path / "interactions.csv", f"user_id,item_id,event\nu1,a,{'v' * 33}\n")
+    with pytest.raises(DatasetError, match="line 2, column 3"):
+        load(str(tmp_path))
+
+
+def test_generic_without_an_event_column_is_untyped_and_fingerprinted_as_before(tmp_path):
+    import hashlib
+
+    plain, typed = tmp_path / "plain", tmp_path / "typed"
+    rows = ["u1,a,1,100", "u2,b,2,200", "u1,b,1,300"]
+    write(plain / "interactions.csv", "user_id,item_id,weight,timestamp\n" + "\n".join(rows))
+    write(typed / "interactions.csv", "user_id,item_id,weight,timestamp,event\n"
+          + "\n".join(f"{r},view" for r in rows))
+    ds, ts = load(str(plain)), load(str(typed))
+    assert ds.event_codes is None and ds.event_names == []
+    # the fingerprint is the files' own, computed as before types existed
+    digest = hashlib.sha256()
+    digest.update(b"interactions.csv")
+    digest.update((plain / "interactions.csv").read_bytes())
+    assert ds.fingerprint == digest.hexdigest()
+    assert ts.fingerprint != ds.fingerprint
+    for name in ("user_codes", "item_codes", "weights", "timestamps"):
+        np.testing.assert_array_equal(getattr(ds, name), getattr(ts, name))
+    assert load(f"{plain}~untimed").event_codes is None
+
+
+def test_untimed_variant_keeps_each_row_with_its_event_type(tmp_path):
+    lines = [f"u{k % 7},i{k},{k % 4 + 1},{1000 + k},{('view', 'purchase', 'skip')[k % 3]}"
+             for k in range(40)]
+    write(tmp_path / "interactions.csv",
+          "user_id,item_id,weight,timestamp,event\n" + "\n".join(lines) + "\n")
+    ds, shuffled = load(str(tmp_path)), load(f"{tmp_path}~untimed")
+
+    def rows(d):
+        return [(u, i, float(w), d.event_names[c]) for u, i, w, c in
+                zip(d.user_ids, d.item_ids, d.weights, d.event_codes, strict=True)]
+
+    assert rows(shuffled) != rows(ds)  # shuffled
+    assert sorted(rows(shuffled)) == sorted(rows(ds))  # every row keeps its type
+    assert shuffled.event_codes.dtype == np.int16

@@ -252,3 +252,20 @@ def test_the_data_stage_takes_data_extended_with_the_event_log(spark, tmp_path):
     assert "logged-user" in got.users and "fresh" in got.catalog.item_ids
     assert got.fingerprint == extended.fingerprint
     assert by_pair(got.events, got.valid) == by_pair(ev, valid)
+
+
+def test_typed_data_is_refused_before_any_spark_work(tmp_path):
+    """The Spark data stage carries no event type: typed data points at the python engine
+    (checked from the header, so it needs neither Spark nor Java)."""
+    from shortlist.training.datasets import DatasetError
+    from shortlist.training.spark.prepare import prepare
+
+    data = tmp_path / "typed"
+    data.mkdir()
+    (data / "interactions.csv").write_text("user_id,item_id,event\nu1,a,view\nu2,a,dislike\n")
+    for spec in (str(data), f"{data}~untimed"):
+        with pytest.raises(DatasetError, match="event types.*python engine"):
+            prepare(None, spec, tmp_path / "work")
+    with pytest.raises(DatasetError, match="event types.*python engine"):
+        prepare(None, str(data), tmp_path / "work", dataset=load(str(data)))
+    assert not (tmp_path / "work").exists()

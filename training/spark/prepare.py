@@ -63,6 +63,20 @@ class Prepared:
     parquet: Path
 
 
+def refuse_event_types(path: Path, dataset: Dataset | None = None) -> None:
+    """Typed data is refused: this stage carries no event type, so a dislike would be fitted
+    as a positive event just like a purchase. Checked before any Spark work (a header read)."""
+    typed = dataset is not None and dataset.event_codes is not None
+    file = path / "interactions.csv"
+    if not typed and file.is_file():
+        with open(file, encoding="utf-8-sig", newline="", errors="replace") as fh:
+            typed = "event" in next(csv.reader(fh), [])
+    if typed:
+        raise DatasetError(f"{path.name}: the data has event types (an event column), which "
+                           "the Spark engine does not support; fit it with the python engine "
+                           "(--engine python)")
+
+
 def _raw_generic(spark, path: Path, row_order_time: bool):
     """(rows: user_id, item_id, weight, timestamp, row; has time) read by Spark."""
     from pyspark.sql import functions as F
@@ -163,13 +177,14 @@ def prepare(spark, spec: str, workdir: Path, seed: int = 42, min_items: int = 5,
     """Run the data stage on ``spark``; parquet in ``workdir`` (which the executors must see:
     a local directory for local[N] or a one-machine cluster, shared storage otherwise).
     ``dataset``: already loaded (e.g. extended with the event log), instead of ``spec``."""
+    base, _, variant = spec.partition(VARIANT_SEP)
+    path = resolve_path(base)
+    refuse_event_types(path, dataset)
     import pyarrow.parquet as pq
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     workdir.mkdir(parents=True, exist_ok=True)
-    base, _, variant = spec.partition(VARIANT_SEP)
-    path = resolve_path(base)
     if dataset is None and (path / "interactions.csv").is_file() and not variant:
         raw, has_t = _raw_generic(spark, path, row_order_time)
         catalog, files = read_generic_items(path)

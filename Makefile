@@ -141,15 +141,19 @@ bench-scale: $(STAMP)
 # with play counts, no timestamps and titles only), and InstEval (students rating lecturers;
 # no timestamps, no titles), which Debian ships in r-cran-lme4 (GPL >= 2); and a synthetic
 # social graph twice, with planted ties (friends share tastes and items) and with random ones,
-# each also evaluated without the social generator (the on/off table). About 90 minutes.
+# each also evaluated without the social generator (the on/off table); and synthetic typed
+# events (views, purchases, dislikes, skips), also evaluated blind to the types. About 110
+# minutes.
 SYNTH_SOCIAL := reports/data/synth-social
 SYNTH_SOCIAL_RANDOM := reports/data/synth-social-random
-QUALITY_WITHOUT ?= $(SYNTH_SOCIAL):social $(SYNTH_SOCIAL_RANDOM):social
+SYNTH_TYPED := reports/data/synth-typed
+QUALITY_WITHOUT ?= $(SYNTH_SOCIAL):social $(SYNTH_SOCIAL_RANDOM):social $(SYNTH_TYPED):events
 SYNTH_DENSE := reports/data/synth-dense
 SYNTH_LONGTAIL := reports/data/synth-longtail
 INSTEVAL := reports/data/insteval
 QUALITY_DATASETS ?= ml-100k ml-latest-small ml-100k~untimed ml-latest-small~untimed \
-	$(SYNTH_DENSE) $(SYNTH_LONGTAIL) $(INSTEVAL) $(SYNTH_SOCIAL) $(SYNTH_SOCIAL_RANDOM)
+	$(SYNTH_DENSE) $(SYNTH_LONGTAIL) $(INSTEVAL) $(SYNTH_SOCIAL) $(SYNTH_SOCIAL_RANDOM) \
+	$(SYNTH_TYPED)
 quality: $(STAMP)
 	$(PIP) -e '.[dev,report]'
 	@mkdir -p reports/data
@@ -164,6 +168,8 @@ quality: $(STAMP)
 	test -f $(SYNTH_SOCIAL_RANDOM)/interactions.csv || $(BIN)/shortlist-train synth \
 		--users 2000 --items 1500 --interactions 60000 --topics 20 --friends 10 \
 		--influence 0 --out $(SYNTH_SOCIAL_RANDOM) --quiet
+	test -f $(SYNTH_TYPED)/interactions.csv || $(BIN)/shortlist-train synth --users 2000 \
+		--items 1500 --interactions 60000 --topics 20 --events --out $(SYNTH_TYPED) --quiet
 	test -f $(INSTEVAL)/interactions.csv || { \
 		(cd reports/data && { ls r-cran-lme4_*.deb >/dev/null 2>&1 \
 			|| apt-get download r-cran-lme4 \

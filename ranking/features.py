@@ -33,6 +33,9 @@ class FeatureSpec:
     generators: tuple[str, ...]
     spaces: tuple[str, ...]  # item similarity spaces (a generator's item vectors), by name
     time: bool = True  # the data has real timestamps
+    # Event types counted per item (typed data with two or more types; else none): how often
+    # an item is bought, or disliked, says what plain popularity cannot.
+    events: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -41,6 +44,7 @@ class FeatureSpec:
             "n_sources", "retrieval_rank", "retrieval_score",
             *(f"{s}_{kind}" for s in self.spaces for kind in self.similarity_kinds),
             *ITEM_FEATURES, *(TIME_FEATURES if self.time else ()), *USER_FEATURES,
+            *(f"events_{e}" for e in self.events),
         ]
 
     @property
@@ -51,12 +55,16 @@ class FeatureSpec:
                                                                     "history_sim_mean")
 
     def to_json(self) -> dict:
-        return {"generators": list(self.generators), "spaces": list(self.spaces),
-                "time": self.time}
+        out = {"generators": list(self.generators), "spaces": list(self.spaces),
+               "time": self.time}
+        if self.events:
+            out["events"] = list(self.events)
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> FeatureSpec:
-        return cls(tuple(data["generators"]), tuple(data["spaces"]), bool(data["time"]))
+        return cls(tuple(data["generators"]), tuple(data["spaces"]), bool(data["time"]),
+                   tuple(data.get("events", ())))
 
 
 _KEY_SPAN = np.int64(1) << 33  # > any unix time in seconds until the year 2242
@@ -107,6 +115,8 @@ class ItemStats:
     # item * 2**33 + time per event, sorted: what count_between searches (built on demand)
     time_keys: np.ndarray | None = field(default=None, repr=False)
     diversity_space: str = ""  # "" when there is none: MMR then keeps relevance order
+    # Typed data: events of each type per item, by type name (FeatureSpec.events).
+    event_counts: dict[str, np.ndarray] = field(default_factory=dict)
 
     def category_shares(self, items: np.ndarray) -> np.ndarray:
         """(len(items), categories) dense rows, each an item's categories summing to 1 (0
@@ -147,6 +157,8 @@ class ItemStats:
         self.spaces = {name: np.vstack([v, np.zeros((1, v.shape[1]), v.dtype)])
                        for name, v in self.spaces.items()}
         self.times_indptr = np.append(self.times_indptr, self.times_indptr[-1])
+        self.event_counts = {name: np.append(c, np.float32(0))
+                             for name, c in self.event_counts.items()}
         return idx
 
     def count_between(self, items: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -197,7 +209,8 @@ class ItemStats:
                  trending=self.trending, first_seen=self.first_seen, now=np.int64(self.now),
                  genre_indptr=self.genres.indptr, genre_indices=self.genres.indices,
                  genre_shape=np.asarray(self.genres.shape), times_indptr=self.times_indptr,
-                 time_keys=self.time_keys)
+                 time_keys=self.time_keys,
+                 **{f"events_{name}": c for name, c in self.event_counts.items()})
         for name, vectors in self.spaces.items():
             np.save(directory / f"space_{name}.npy", vectors, allow_pickle=False)
 
@@ -216,6 +229,8 @@ class ItemStats:
                         int(z["now"]), z["times_indptr"], None,
                         diversity_space=diversity_space)
             stats.time_keys = z["time_keys"]
+            stats.event_counts = {key.removeprefix("events_"): z[key] for key in z.files
+                                  if key.startswith("events_")}
             return stats
 
 
@@ -292,4 +307,8 @@ def build_features(cands: Candidates, stats: ItemStats, spec: FeatureSpec) -> np
         cols.append((matched / n_genres).astype(np.float32))
     else:
         cols.append(np.full(n, np.nan, np.float32))
+    for name in spec.events:
+        counts = stats.event_counts.get(name)
+        cols.append(np.log1p(counts[items]).astype(np.float32) if counts is not None
+                    else np.full(n, np.nan, np.float32))
     return np.column_stack(cols).astype(np.float32)

@@ -71,14 +71,19 @@ class AlsModel:
         return self._gram
 
     def fold_in(self, item_idx: np.ndarray, strengths: np.ndarray) -> np.ndarray:
-        """User vector minimising implicit's weighted least-squares loss for these items."""
+        """User vector minimising implicit's weighted least-squares loss for these items.
+
+        A negative strength is implicit's negative feedback: preference 0 held with
+        confidence alpha * |strength| (instead of the 1 every unseen item gets), which pulls the
+        vector away from the item and from what resembles it."""
         if len(item_idx) == 0:
             return np.zeros(self.item_factors.shape[1], dtype=np.float32)
         y = self.item_factors[item_idx].astype(np.float64)
-        conf = self.alpha * np.asarray(strengths, dtype=np.float64)
+        s = np.asarray(strengths, dtype=np.float64)
+        conf = self.alpha * np.abs(s)
         a = self.gram + (y.T * (conf - 1.0)) @ y
         a[np.diag_indices_from(a)] += self.regularization
-        b = (conf[:, None] * y).sum(axis=0)
+        b = ((conf * (s > 0))[:, None] * y).sum(axis=0)
         return np.linalg.solve(a, b).astype(np.float32)
 
     def save(self, directory: Path) -> None:

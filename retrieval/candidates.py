@@ -102,7 +102,12 @@ class CandidateSource:
         with np.errstate(over="ignore"):
             tiebreak = user.items.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
         order = np.lexsort((tiebreak, user.stamps))[::-1]
-        newest = np.asarray(list(dict.fromkeys(user.items[order].tolist())), dtype=np.int64)
+        items = user.items[order]
+        _, first = np.unique(items, return_index=True)  # each item's newest event
+        first = np.sort(first)
+        # An item whose newest event is a dislike is no taste to match: the ranker's
+        # "similar to what they just had" features must not pull its likes up.
+        newest = items[first[user.weights[order][first] >= 0]].astype(np.int64)
         cands.segment = segment
         cands.history_length = len(np.unique(user.items))
         cands.recent_items = newest[: cfg.recent_items]

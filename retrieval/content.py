@@ -79,11 +79,15 @@ class ContentModel:
         return self._project(vec.transform(documents))
 
     def taste(self, item_idx: np.ndarray, ages_s: np.ndarray,
-              half_life_days: float) -> np.ndarray:
-        """The user's taste: time-decayed mean of their items' vectors, as a unit vector."""
+              half_life_days: float, signs: np.ndarray | None = None) -> np.ndarray:
+        """The user's taste: time-decayed mean of their items' vectors, as a unit vector.
+
+        ``signs`` (per item, default 1) lets a disliked item count against its direction."""
         if len(item_idx) == 0:
             return np.zeros(self.vectors.shape[1], dtype=np.float32)
         w = decay(np.asarray(ages_s, dtype=np.float64), half_life_days)
+        if signs is not None:
+            w = w * signs
         v = (w[:, None] * self.vectors[item_idx]).sum(axis=0)
         n = np.linalg.norm(v)
         return (v / n if n > 0 else v).astype(np.float32)

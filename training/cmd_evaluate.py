@@ -6,7 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from shortlist.training.cmd_fit import add_generator_options, chosen_registry
+from shortlist.training.cmd_fit import (
+    add_generator_options,
+    chosen_registry,
+    event_weights,
+    without_events,
+)
 from shortlist.training.protocol import PROTOCOLS
 
 
@@ -42,9 +47,11 @@ def run(args: argparse.Namespace) -> int:
     from shortlist.training.params import FitParams
 
     report = evaluate(args.dataset, args.protocol, args.export_split, 10, not args.quiet,
-                      FitParams(seed=args.seed, tune=not args.no_tune),
+                      FitParams(seed=args.seed, tune=not args.no_tune,
+                                event_weights=event_weights(args)),
                       with_ablation=not args.no_ablation,
-                      row_order_time=args.row_order_is_time, registry=chosen_registry(args))
+                      row_order_time=args.row_order_is_time, registry=chosen_registry(args),
+                      ignore_events=without_events(args))
     print(format_leaderboard(report))
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,42 @@ def add_generator_options(p: argparse.ArgumentParser) -> None:
                    help="comma-separated generators to fit, in merge order (default: every "
                         "registered one; a generator whose input the data lacks is skipped)")
     p.add_argument("--without", default="", metavar="NAMES",
-                   help="comma-separated generators to leave out (to measure what one adds)")
+                   help="comma-separated generators to leave out (to measure what one adds); "
+                        f"'{EVENTS}' ignores the data's event types (every event then counts "
+                        "by its own weight, a dislike like a view)")
+
+
+    p.add_argument("--event-weight", action="append", default=[], metavar="TYPE=WEIGHT",
+                   help="how much an event of TYPE counts (signed: negative for a dislike), "
+                        "over the standard table (view 1, click 1, rating 1, like 2, "
+                        "purchase 4, skip -0.5, dislike -2); repeatable. Tuning then scales "
+                        "the magnitudes of the types the data uses")
+
+
+EVENTS = "events"  # the --without name of the data's event types (not a generator)
+
+
+def without_events(args: argparse.Namespace) -> bool:
+    return EVENTS in {n.strip() for n in args.without.split(",")}
+
+
+def event_weights(args: argparse.Namespace) -> dict[str, float]:
+    """``--event-weight`` pairs; a malformed one is a FitError saying what was expected."""
+    from shortlist.common.events import UnknownEventType, check_name
+    from shortlist.training.fit import FitError
+
+    out: dict[str, float] = {}
+    for pair in args.event_weight:
+        name, _, value = pair.partition("=")
+        try:
+            weight = float(value)
+            if not (weight == weight and abs(weight) < float("inf")):
+                raise ValueError(value)
+            out[check_name(name)] = weight
+        except (ValueError, UnknownEventType) as exc:
+            raise FitError(f"--event-weight {pair!r}: expected TYPE=WEIGHT, e.g. purchase=8 "
+                           f"({exc})") from exc
+    return out
 
 
 def chosen_registry(args: argparse.Namespace):
@@ -27,7 +62,7 @@ def chosen_registry(args: argparse.Namespace):
         if args.generators:
             registry = Registry(registry.get(n.strip()) for n in args.generators.split(",")
                                 if n.strip())
-        drop = [n.strip() for n in args.without.split(",") if n.strip()]
+        drop = [n.strip() for n in args.without.split(",") if n.strip() and n.strip() != EVENTS]
         for name in drop:
             default_registry().get(name)
     except KeyError as exc:
@@ -80,9 +115,9 @@ def run(args: argparse.Namespace) -> int:
     from shortlist.training.params import FitParams
 
     registry = chosen_registry(args)
-    params = FitParams(seed=args.seed, tune=not args.no_tune)
+    params = FitParams(seed=args.seed, tune=not args.no_tune, event_weights=event_weights(args))
     version = fit(args.dataset, Path(args.out), params, progress=not args.quiet,
-                  events=args.events, registry=registry,
+                  events=args.events, registry=registry, ignore_events=without_events(args),
                   row_order_time=args.row_order_is_time, engine=args.engine,
                   spark_master=args.spark_master, workdir=args.spark_workdir)
     manifest = read_manifest(version)

@@ -140,6 +140,21 @@ def evaluate(models: RetrievalModels, stats: ItemStats, pipeline: RankingPipelin
     return out
 
 
+def candidate_recall(models: RetrievalModels, test: Events) -> float:
+    """Mean recall of the served candidate list (all generators, merged) on ``test``'s items:
+    the most the ranker could find."""
+    relevant: dict[int, set[int]] = {}
+    for u, i in zip(test.users.tolist(), test.items.tolist(), strict=True):
+        relevant.setdefault(u, set()).add(i)
+    n, source, total = models.config.max_candidates, models.source(), 0.0
+    for user in sorted(relevant):
+        state = models.user_state(user)
+        items = source.generate(state, banned_mask(len(models.catalog), state.items),
+                                max_candidates=n).items
+        total += recall_at_k(items, relevant[user], n)
+    return total / max(1, len(relevant))
+
+
 def candidate_ablation(models: RetrievalModels, test: Events,
                        progress: bool = True) -> list[dict]:
     """Candidate recall at the served candidate count N with every generator, and with each

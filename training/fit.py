@@ -49,11 +49,12 @@ from shortlist.retrieval.generators import (
     default_registry,
     fit_or_skip,
 )
-from shortlist.training.datasets import load, load_profiles
+from shortlist.training.datasets import VARIANT_SEP, load, load_profiles, resolve_path
 from shortlist.training.evaluation import UNION, evaluate
+from shortlist.training.event_weights import tune_event_weights, types_in_use
 from shortlist.training.eventlog_data import extend_dataset
 from shortlist.training.metrics import intra_list_distance, ndcg_at_k, recall_at_k
-from shortlist.training.models import fit_data, fit_models
+from shortlist.training.models import event_types_counted, fit_data, fit_models
 from shortlist.training.offline import candidates_for
 from shortlist.training.params import FitParams
 from shortlist.training.split import Events, align_user_data, encode, holdout, user_data
@@ -348,12 +349,13 @@ def _set_counts(p: FitParams, base: dict[str, int], scale: float,
     return counts
 
 
-def feature_spec(registry: Registry, *models: RetrievalModels, time: bool) -> FeatureSpec:
+def feature_spec(registry: Registry, *models: RetrievalModels, time: bool,
+                 events: tuple[str, ...] = ()) -> FeatureSpec:
     """The ranker's features for these models: every generator any of them has, in registry
-    order, and every similarity space."""
+    order, every similarity space, and a count per event type (``events``)."""
     present = [n for n in registry.names if any(n in m.generators for m in models)]
     spaces = [n for n in present if any(n in m.item_vectors() for m in models)]
-    return FeatureSpec(tuple(present), tuple(spaces), time)
+    return FeatureSpec(tuple(present), tuple(spaces), time, events)
 
 
 class PhaseClock:
@@ -533,6 +535,18 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
         tuning["tuning_users"] = sampled
         if not sampled["all"]:
             base = None  # fitted on a sample: nothing to reuse for the full fits
+        if types_in_use(ev)[1:]:
+            # after the generators' own values: the types are weighed for the models served
+            types, tuning["event_weights"] = tune_event_weights(
+                t_ev, tv_ev, users, catalog, p, registry, progress, user_data,
+                _sample_users(tv_ev, p.max_eval_users, p.seed))
+            if types != ev.types:
+                base = None  # fitted with other weights
+                ev = ev.reweighted(types)
+                f_ev, v_ev = ev.take(~vmask), ev.take(vmask)
+                g_ev, l_ev = f_ev.take(~lmask), f_ev.take(lmask)
+    if ev.types is not None:
+        p.event_weights = ev.types.to_json()
     clock.lap("tune_generators")
     steps.update()
 
@@ -545,7 +559,8 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
                                    "models for validation", previous=models_g,
                                    user_data=user_data)
     clock.lap("models_for_validation")
-    spec = feature_spec(registry, models_g, models_f, time=has_time)
+    spec = feature_spec(registry, models_g, models_f, time=has_time,
+                        events=event_types_counted(f_ev))
     base_counts = {name: config_of(registry.get(name), p.generator(name)).candidates
                    for name in spec.generators}
     scales = grid.candidate_scales if grid is not None else (1.0,)
@@ -611,7 +626,7 @@ def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = Tr
         grid: TuningGrid | None = None, events: Path | str | None = None,
         registry: Registry | None = None, row_order_time: bool = False,
         engine: str = "python", spark_master: str = "local[2]",
-        workdir: Path | None = None) -> Path:
+        workdir: Path | None = None, ignore_events: bool = False) -> Path:
     """Fit, validate and publish; returns the new version directory.
 
     ``grid`` defaults to the full ``TuningGrid``; pass ``p.tune = False`` to keep ``p`` as is.
@@ -619,7 +634,8 @@ def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = Tr
     manifest's ``events`` block says through which seqs, so the server replays only newer ones.
     ``engine="spark"``: the data stage runs in Spark SQL and ALS in Spark MLlib on
     ``spark_master`` (``training.spark``), parquet in ``workdir`` (default: a temporary
-    directory); the artifact is the same.
+    directory); the artifact is the same. ``ignore_events``: fit blind to the data's event
+    types (``fit --without events``), as a twin to measure them against.
     """
     if engine == "spark":
         return _fit_on_spark(dataset, out, p, progress, grid, events, registry,
@@ -634,10 +650,12 @@ def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = Tr
     ds = load(dataset, row_order_time)
     if events is not None:
         ds = extend_dataset(ds, events)
+    if ignore_events:
+        ds.event_codes, ds.event_names = None, []
     clock.lap("load")
     catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories,
                           ds.items.texts)
-    users, ev = encode(ds, catalog.vocab)
+    users, ev = encode(ds, catalog.vocab, p.event_weights)
     clock.lap("encode")
     trained = train_pipeline(ev, users, catalog, p, grid, progress, ds.has_timestamps,
                              registry, user_data=user_data(ds, users))
@@ -653,13 +671,15 @@ def _fit_on_spark(dataset: str, out: Path, p: FitParams | None, progress: bool,
     import tempfile
 
     from shortlist.training.spark.als import spark_registry
-    from shortlist.training.spark.prepare import prepare
+    from shortlist.training.spark.prepare import prepare, refuse_event_types
     from shortlist.training.spark.session import spark_session
 
     p = p or FitParams()
     # The event log (or stream) is folded in on the driver, as the python engine does, and
     # reaches Spark with the dataset as parquet.
     extended = extend_dataset(load(dataset, row_order_time), events) if events else None
+    # before a Spark session starts
+    refuse_event_types(resolve_path(dataset.partition(VARIANT_SEP)[0]), extended)
     if grid is None and p.tune:
         grid = TuningGrid()
     t_start = time.time()

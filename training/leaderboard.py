@@ -21,6 +21,7 @@ from shortlist.ranking.pipeline import RankingConfig, RankingPipeline
 from shortlist.retrieval.als import AlsModel
 from shortlist.retrieval.generators import Registry, default_registry
 from shortlist.training import peers
+from shortlist.training.cmd_fit import EVENTS
 from shortlist.training.coldstart import evaluate_cold_start
 from shortlist.training.datasets import load
 from shortlist.training.evaluation import UNION, candidate_ablation, evaluate
@@ -73,6 +74,8 @@ def feature_groups(spec: FeatureSpec) -> dict[str, list[str]]:
         groups["item age"] = ["item_age_days", "item_age_at_user_time"]
     groups["history length"] = ["history_length"]
     groups["genre affinity"] = ["genre_affinity"]
+    if spec.events:
+        groups["counts per event type"] = [f"events_{e}" for e in spec.events]
     return groups
 
 
@@ -98,7 +101,10 @@ def run(dataset: str, protocol: str | None = None, export_dir: Path | None = Non
         k: int = 10, progress: bool = True, p: FitParams | None = None,
         grid: TuningGrid | None = None, with_ablation: bool = True,
         peer_als_grid: list[dict] | None = None, registry: Registry | None = None,
-        row_order_time: bool = False) -> dict:
+        row_order_time: bool = False, ignore_events: bool = False) -> dict:
+    """Evaluate on one split; ``ignore_events``: the test is carved as for typed data (only
+    positive events are test items) but the pipeline is fitted blind to the types, so that
+    the twin runs measure what the types add on the same test."""
     p = p or FitParams()
     registry = registry or default_registry()
     grid = grid if grid is not None else (TuningGrid() if p.tune else None)
@@ -107,9 +113,11 @@ def run(dataset: str, protocol: str | None = None, export_dir: Path | None = Non
     carve_by_time = by_time(protocol, ds.has_timestamps)
     catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories,
                           ds.items.texts)
-    users, ev = encode(ds, catalog.vocab)
+    users, ev = encode(ds, catalog.vocab, p.event_weights)
     test_mask = holdout_mask(ev, protocol, ds.has_timestamps, p.min_user_items, p.seed)
     train, test = ev.take(~test_mask), ev.take(test_mask)
+    if ignore_events:
+        train = train.untyped()
     if export_dir is not None:
         export_split(export_dir, users, catalog, train, test, ds.has_timestamps)
     n_users, n_items = len(users), len(catalog)
@@ -127,7 +135,9 @@ def run(dataset: str, protocol: str | None = None, export_dir: Path | None = Non
 
     # Peers: tuned on the same validation items the pipeline was tuned on.
     vmask = holdout(train, 1, p.min_user_items, carve_by_time, p.seed)
-    f_ev, v_ev = train.take(~vmask), train.take(vmask)
+    # Peers learn from what says "more like this": typed data's dislikes are no interactions
+    # to them (as any user of EASE would drop them); untyped data is unchanged.
+    f_ev, v_ev = train.take(~vmask).positive(), train.take(vmask)
     extra, tuning = {}, {}
     skipped = {name: f"{name} generator skipped: {why}"
                for name, why in trained.models.skipped.items()}
@@ -135,7 +145,7 @@ def run(dataset: str, protocol: str | None = None, export_dir: Path | None = Non
     # The peer gets its own, wider grid (peers.DEFAULT_ALS_GRID), not the pipeline's.
     best_als, tuning["peer_als"] = peers.tune_als(
         f_ev, v_ev, n_users, n_items, peer_als_grid, seed=p.seed)
-    matrix = peers.interaction_matrix(train, n_users, n_items)
+    matrix = peers.interaction_matrix(train.positive(), n_users, n_items)
     als_model = AlsModel(**best_als, seed=p.seed).fit(matrix)
     fit_s["peer_als"] = time.perf_counter() - t0
     als_rec = peers.als_recommender(als_model)
@@ -178,7 +188,10 @@ def run(dataset: str, protocol: str | None = None, export_dir: Path | None = Non
         # Registered generators this run left out on purpose (evaluate --without), and the
         # pipeline's NDCG per test user (sorted by user index): two runs on one split that
         # differ by a generator are compared user by user (quality_doc.generator_on_off).
-        "generators_off": [n for n in default_registry().names if n not in registry],
+        "generators_off": [n for n in default_registry().names if n not in registry]
+        + ([EVENTS] if ignore_events and ds.event_codes is not None else []),
+        # how much each event type counted (typed data; tuned on validation)
+        "event_weights": trained.params.event_weights,
         "per_user_ndcg": {"pipeline": [round(float(x), 6) for x in per_user["pipeline"]]},
         # ILD is measured in this space: what items are (content) when the catalog says,
         # else who consumes them (ALS).

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from shortlist.common.attributes import UserData
 from shortlist.common.catalog import ItemCatalog
+from shortlist.common.events import UNTYPED, EventTypes
 from shortlist.common.vocab import Vocabulary
 from shortlist.ranking.features import ItemStats
 from shortlist.retrieval.bundle import RetrievalModels
@@ -38,8 +39,11 @@ def fit_data(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams,
              build_index: bool = True, progress: bool = False,
              user_data: UserData | None = None) -> FitData:
     user_data = user_data or UserData()
-    return FitData(ev, len(users), catalog, int(ev.timestamps.max()), hnsw_params(p), p.seed,
-                   build_index, progress, user_data.attributes, user_data.friends)
+    negative = ev.negative
+    return FitData(ev.take(~negative) if negative.any() else ev, len(users), catalog,
+                   int(ev.timestamps.max()), hnsw_params(p), p.seed, build_index, progress,
+                   user_data.attributes, user_data.friends,
+                   ev.take(negative) if negative.any() else None)
 
 
 def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams,
@@ -77,6 +81,7 @@ def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams
         config=RetrievalConfig(max_candidates=p.max_candidates,
                                established_min_items=p.min_user_items),
         hnsw=data.hnsw, now=data.now, fit_seconds=seconds, skipped=skipped,
+        event_types=ev.types or EventTypes.standard(),
     )
     stats = item_stats(ev, models)
     steps.update()
@@ -88,6 +93,8 @@ def item_stats(ev: Events, models: RetrievalModels) -> ItemStats:
     """Ranking's view of the items: popularity then and now, age, categories, and each
     generator's similarity space."""
     n_items, now = len(models.catalog), models.now
+    typed = ev
+    ev = ev.positive()  # a dislike makes nothing popular
     counts = np.bincount(ev.items, minlength=n_items)
     first_seen = np.full(n_items, now, dtype=np.int64)
     np.minimum.at(first_seen, ev.items, ev.timestamps)
@@ -105,4 +112,22 @@ def item_stats(ev: Events, models: RetrievalModels) -> ItemStats:
         popularity=np.log1p(counts).astype(np.float32), trending=trending,
         first_seen=first_seen, genres=models.catalog.category_matrix, spaces=spaces, now=now,
         times_indptr=times_indptr, times=times, diversity_space=diversity,
+        event_counts=event_counts(typed, n_items),
     )
+
+
+def event_types_counted(ev: Events) -> tuple[str, ...]:
+    """Types the ranker counts per item: those of typed data with two or more named types."""
+    if ev.kinds is None or ev.types is None:
+        return ()
+    names = [ev.types.names[k] for k in np.unique(ev.kinds).tolist()]
+    names = [n for n in names if n != UNTYPED]
+    return tuple(names) if len(names) >= 2 else ()
+
+
+def event_counts(ev: Events, n_items: int) -> dict[str, np.ndarray]:
+    if ev.kinds is None or ev.types is None:
+        return {}
+    return {name: np.bincount(ev.items[ev.kinds == ev.types.names.index(name)],
+                              minlength=n_items).astype(np.float32)
+            for name in event_types_counted(ev)}

@@ -19,6 +19,9 @@ class FitParams:
     # Above this many users, each generator's values are tuned on a sample of this many
     # (training.fit.tuning_sample); 0: always on everyone.
     tune_max_users: int = 50_000
+    # Typed data: weight per event type over the standard table (common.events), e.g.
+    # {"purchase": 8}; tuning then scales the magnitudes it finds in the data (signs stay).
+    event_weights: dict[str, float] = field(default_factory=dict)
     # Per-generator config values by generator name, e.g. {"als": {"factors": 128}}; the
     # generator's defaults fill the rest.
     generators: dict[str, dict[str, Any]] = field(default_factory=dict)

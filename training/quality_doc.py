@@ -105,8 +105,9 @@ def generator_on_off(reports: list[dict]) -> list[str]:
         return []
     return ["## Generators on and off", "",
             "The same split evaluated with every generator and without one (`shortlist-train "
-            "evaluate --without NAME`): the served pipeline's test NDCG@10 both ways and the "
-            "paired per-user difference in standard errors.", "",
+            "evaluate --without NAME`; `events`: fitted blind to the data's event types, "
+            "every event counting by its own weight): the served pipeline's test NDCG@10 both "
+            "ways and the paired per-user difference in standard errors.", "",
             "| dataset | left out | ndcg@10 with | ndcg@10 without | difference | z | beyond "
             "noise |", "|---|---|---|---|---|---|---|", *out, ""]
 

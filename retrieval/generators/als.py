@@ -63,6 +63,12 @@ class AlsGenerator(Generator):
             return None
         matrix = sp.csr_matrix((np.ones(len(ev.users), np.float32), (ev.users, ev.items)),
                                shape=(data.n_users, n_items))
+        if data.negatives is not None and len(data.negatives.users):
+            # implicit reads a negative entry as "disliked, with this confidence"
+            neg = data.negatives
+            matrix = matrix + sp.csr_matrix(
+                (-np.abs(np.asarray(neg.weights, np.float32)), (neg.users, neg.items)),
+                shape=(data.n_users, n_items))
         warm = (previous.model if isinstance(previous, AlsGenerator)
                 and previous.config.factors == config.factors
                 and previous.model.user_factors.shape == (data.n_users, config.factors)
@@ -96,11 +102,15 @@ class AlsGenerator(Generator):
             if user.stored and 0 <= user.user < len(factors):
                 vec = factors[user.user]
             else:
-                known = user.items[user.items < len(self.model.item_factors)]
+                known = user.items < len(self.model.item_factors)
                 vec = None
-                if len(known):
-                    known = np.unique(known)
-                    vec = self.model.fold_in(known, np.ones(len(known), dtype=np.float32))
+                if known.any():
+                    # per distinct item its latest event: 1 if it says "more like this", the
+                    # event's own (negative) weight if it was a dislike (see AlsModel.fold_in)
+                    items, weights = user.items[known][::-1], user.weights[known][::-1]
+                    items, last = np.unique(items, return_index=True)
+                    signed = weights[last]
+                    vec = self.model.fold_in(items, np.where(signed < 0, signed, 1.0))
             user.memo["als"] = vec
         return user.memo["als"]
 

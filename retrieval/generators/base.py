@@ -60,6 +60,9 @@ class FitData:
     # User attributes and social ties aligned to the user indices, when the data has them.
     attributes: UserAttributes | None = None
     friends: sp.csr_matrix | None = None
+    # Typed data's negative events (dislikes, skips; weights below zero), kept out of
+    # ``events``: a generator that can learn "not this" (ALS) reads them, the others need not.
+    negatives: EventArrays | None = None
 
 
 @dataclass

@@ -26,6 +26,9 @@ class ContentConfig:
     light_factor: float = 2.0
     dim: int = 64
     taste_half_life_days: float = 365.0
+    # How much a disliked item (a negative event) counts against its direction, relative to
+    # a liked one for it: less, since one dislike says less about a whole genre than a like.
+    dislike_weight: float = 0.5
 
 
 def documents(catalog: ItemCatalog) -> list[str] | None:
@@ -83,9 +86,11 @@ class ContentGenerator(Generator):
 
     def taste(self, user: UserState) -> np.ndarray | None:
         if "content" not in user.memo:
+            signs = (np.where(user.weights < 0, -self.config.dislike_weight, 1.0)
+                     if (user.weights < 0).any() else None)
             user.memo["content"] = (
                 self.model.taste(user.items, user.now - user.stamps,
-                                 self.config.taste_half_life_days)
+                                 self.config.taste_half_life_days, signs)
                 if len(user.items) else None)
         return user.memo["content"]
 

@@ -104,7 +104,10 @@ class ItemItemGenerator(Generator):
         items = user.items[known]
         if len(items) == 0:
             return None
-        strength = confidence(user.weights[known], self.config.confidence)
+        # a negative event (a dislike) subtracts its neighbours' similarity
+        weights = user.weights[known]
+        strength = confidence(np.abs(weights), self.config.confidence) * np.where(
+            weights < 0, -1.0, 1.0)
         # one strength per distinct item (the latest event of a repeated item counts)
         uniq, last = np.unique(items[::-1], return_index=True)
         return uniq, strength[::-1][last]

@@ -111,7 +111,9 @@ class SequenceGenerator(ItemItemGenerator):
 
     def sources(self, user: UserState) -> tuple[np.ndarray, np.ndarray] | None:
         """The user's latest distinct items, newest first, and their position weights."""
-        known = (user.items >= 0) & (user.items < self.weights.shape[0])
+        # what follows a dislike is no lead
+        known = ((user.items >= 0) & (user.items < self.weights.shape[0])
+                 & (user.weights >= 0))
         if not known.any():
             return None
         items, stamps = user.items[known], user.stamps[known]

@@ -253,3 +253,23 @@ def test_count_between_matches_a_brute_force_count(data):
     lo, hi = sorted(data.draw(st.tuples(st.integers(-5, 55), st.integers(-5, 55)), label="lo,hi"))
     expected = [sum(1 for i, t in events if i == q and lo < t <= hi) for q in query.tolist()]
     assert s.count_between(query, lo, hi).tolist() == expected
+
+
+def test_counts_per_event_type_are_columns_of_typed_data_and_survive_save_load(stats,
+                                                                                tmp_path):
+    stats.event_counts = {"purchase": np.array([0, 1, 3, 0, 0], np.float32),
+                          "dislike": np.array([2, 0, 0, 7, 0], np.float32)}
+    spec = FeatureSpec(GENERATORS, ("content", "als"), events=("purchase", "dislike", "skip"))
+    assert spec.names[:len(FEATURE_NAMES)] == FEATURE_NAMES  # untyped columns unchanged
+    assert FeatureSpec.from_json(spec.to_json()) == spec
+    assert "events" not in SPEC.to_json()  # an untyped spec is written as before
+    x = build_features(make_input(), stats, spec)  # items 2, 3, 4
+    at = {n: spec.names.index(f"events_{n}") for n in spec.events}
+    np.testing.assert_allclose(x[:, at["purchase"]], np.log1p([3, 0, 0]))
+    np.testing.assert_allclose(x[:, at["dislike"]], np.log1p([0, 7, 0]))
+    assert np.isnan(x[:, at["skip"]]).all()  # a type without counts is "not available"
+    stats.save(tmp_path)
+    loaded = ItemStats.load(tmp_path, ["content", "als"], "content")
+    np.testing.assert_array_equal(build_features(make_input(), loaded, spec), x)
+    new = loaded.append_item([0])
+    assert loaded.event_counts["purchase"][new] == 0

@@ -124,3 +124,15 @@ def test_warm_start_refuses_another_shape(matrix, model):
     small = AlsModel(factors=4, iterations=1).fit(matrix[:10])
     with pytest.raises(ValueError, match="same shape"):
         AlsModel(factors=4, iterations=1).fit(matrix, init=small)
+
+
+def test_a_negative_strength_pushes_the_folded_in_vector_away_from_the_item_and_its_block(
+        model):
+    liked = np.array([0, 1, 2])  # block 0
+    plain = model.fold_in(liked, np.ones(3))
+    disliked = 5  # also block 0
+    pushed = model.fold_in(np.append(liked, disliked), np.array([1.0, 1.0, 1.0, -3.0]))
+    scores_plain, scores_pushed = model.item_factors @ plain, model.item_factors @ pushed
+    assert scores_pushed[disliked] < scores_plain[disliked]
+    others = np.setdiff1d(np.arange(PER_BLOCK), np.append(liked, disliked))
+    assert scores_pushed[others].mean() < scores_plain[others].mean()

@@ -139,6 +139,19 @@ def test_max_candidates_override(models, source):
     np.testing.assert_array_equal(c.items, full.items[:7])
 
 
+def test_an_item_whose_latest_event_is_a_dislike_is_not_among_the_recent_items(models, source):
+    # 1 liked, then 7 liked, then 7 disliked, then 2 disliked: what the ranker compares with
+    # ("similar to what they just had") is 1 alone; both disliked items stay banned.
+    items = np.array([1, 7, 7, 2], dtype=np.int64)
+    stamps = models.now - np.array([400, 300, 200, 100], dtype=np.int64)
+    state = UserState.of(-1, items, stamps, np.float32([1, 1, -2, -2]),
+                         np.zeros(0, np.int64), models.now)
+    banned = banned_mask(len(models.catalog), state.items)
+    c = source.generate(state, banned)
+    np.testing.assert_array_equal(c.recent_items, [1])
+    assert c.history_length == 3 and not np.isin(c.items, [1, 2, 7]).any()
+
+
 def test_light_user_with_recent_items(models, source):
     n = len(models.catalog)
     items = np.array([1, 7], dtype=np.int64)  # two Comedy items

@@ -103,6 +103,17 @@ def test_taste_weights_recent_items_more(model_and_labels):
     assert even @ va == pytest.approx(even @ vb, abs=1e-5)
 
 
+def test_a_disliked_item_counts_against_its_direction(model_and_labels):
+    model, labels, _ = model_and_labels
+    a, b = int(np.flatnonzero(labels == "space")[0]), int(np.flatnonzero(labels == "cooking")[0])
+    va, vb = model.vectors[a], model.vectors[b]
+    liked = model.taste(np.array([a]), np.zeros(1), 0.0)
+    pushed = model.taste(np.array([a, b]), np.zeros(2), 0.0, signs=np.array([1.0, -0.5]))
+    expected = va - vb / 2
+    np.testing.assert_allclose(pushed, expected / np.linalg.norm(expected), atol=1e-5)
+    assert pushed @ vb < liked @ vb
+
+
 def test_taste_of_nothing_is_zero(model_and_labels):
     model, _, _ = model_and_labels
     taste = model.taste(np.zeros(0, np.int64), np.zeros(0), 30.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from shortlist.common.events import EventTypes
 from shortlist.common.vocab import Vocabulary
 from shortlist.training.datasets import Dataset, Items
 from shortlist.training.split import Events, dedupe, encode, holdout_last, user_order
@@ -157,3 +158,68 @@ def test_random_holdout_draws_per_user_and_ignores_row_order():
     # the latest items when there is time, whatever the seed
     timed = Events(ev.users, ev.items, np.tile(np.arange(8), 6), ev.weights)
     assert (timed.timestamps[holdout(timed, 1, 5, by_time=True, seed=9)] == 7).all()
+
+
+def typed_dataset(events: list[str], has_timestamps: bool = True) -> Dataset:
+    n = len(events)
+    names = sorted(set(events))
+    return Dataset.from_ids(
+        name="t", user_ids=np.array(["bob"] * n), item_ids=np.array([f"i{k % 3}" for k in
+                                                                     range(n)]),
+        weights=np.ones(n, np.float32), timestamps=np.arange(n) * (1 if has_timestamps else 0),
+        items=Items(["i0", "i1", "i2"], ["", "", ""], [[], [], []], []),
+        has_timestamps=has_timestamps,
+        event_codes=np.asarray([names.index(e) for e in events], np.int16), event_names=names)
+
+
+def test_typed_events_are_weighed_by_their_type_and_the_latest_type_of_a_pair_wins():
+    # i0: view then dislike -> a dislike; i1: purchase; i2: view
+    _, ev = encode(typed_dataset(["view", "purchase", "view", "dislike"]),
+                   Vocabulary(["i0", "i1", "i2"]))
+    got = {int(i): (float(w), ev.types.names[k]) for i, w, k in
+           zip(ev.items, ev.weights, ev.kinds, strict=True)}
+    assert got == {0: (-2.0, "dislike"), 1: (4.0, "purchase"), 2: (1.0, "view")}
+    assert ev.negative.tolist() == [ev.types.names[k] == "dislike" for k in ev.kinds]
+    assert len(ev.positive()) == 2
+
+
+def test_without_time_a_pair_keeps_its_strongest_type_with_the_summed_weight():
+    _, ev = encode(typed_dataset(["dislike", "view", "view", "view"], has_timestamps=False),
+                   Vocabulary(["i0", "i1", "i2"]))
+    got = {int(i): float(w) for i, w in zip(ev.items, ev.weights, strict=True)}
+    assert got == {0: -4.0, 1: 1.0, 2: 1.0}  # i0: a dislike outranks a view; raw 1 + 1
+
+
+def test_configured_weights_and_reweighting_keep_the_codes():
+    _, ev = encode(typed_dataset(["view", "purchase", "skip"]), Vocabulary(["i0", "i1", "i2"]),
+                   {"purchase": 10})
+    assert sorted(ev.weights.tolist()) == [-0.5, 1.0, 10.0]
+    again = ev.reweighted(ev.types.replace(purchase=2.0))
+    assert sorted(again.weights.tolist()) == [-0.5, 1.0, 2.0]
+    assert again.kinds is ev.kinds
+
+
+def test_holdout_never_holds_out_a_negative_event_and_counts_only_positive_ones():
+    from shortlist.training.split import holdout
+
+    # user 0: six events, the latest a dislike -> the latest positive is held out
+    # user 1: five events, two of them dislikes -> three positives: too few to hold out
+    types = EventTypes.standard()
+    view, dislike = types.code("view"), types.code("dislike")
+    kinds = np.array([view] * 5 + [dislike] + [view] * 3 + [dislike] * 2, np.int16)
+    users = np.array([0] * 6 + [1] * 5)
+    items = np.arange(11)
+    raw = np.ones(11, np.float32)
+    ev = Events(users, items, np.arange(11), types.apply(raw, kinds), kinds, raw, types)
+    for by_time in (True, False):
+        mask = holdout(ev, 1, 5, by_time)
+        assert mask.sum() == 1 and not ev.negative[mask].any() and users[mask].tolist() == [0]
+    assert np.flatnonzero(holdout(ev, 1, 5, True)).tolist() == [4]
+
+
+def test_untyped_data_has_no_types_and_nothing_negative():
+    ds = typed_dataset(["view", "view"])
+    ds.event_codes, ds.event_names = None, []
+    _, ev = encode(ds, Vocabulary(["i0", "i1", "i2"]))
+    assert ev.kinds is None and ev.types is None and ev.raw is None
+    assert not ev.negative.any() and ev.positive() is ev

@@ -100,3 +100,16 @@ def test_save_load_round_trip_and_new_items(tmp_path):
     assert loaded.weights.shape == (8, 8)
     ids, _ = loaded.propose(state([0, 7]), 5, np.zeros(8, bool))
     assert 7 not in ids.tolist() and 1 in ids.tolist()
+
+
+def test_a_disliked_item_subtracts_its_neighbours_instead_of_adding_them():
+    gen = ItemKnnGenerator.fit(data(PAIRS, 6, 5), ItemKnnConfig(neighbours=2, shrinkage=0.0))
+    w = gen.weights.toarray()
+    # liked 0 (neighbour 1), disliked 2 (neighbours 3 and 4): they now score below zero
+    user = state([0, 2], weights=[1.0, -2.0])
+    np.testing.assert_allclose(gen.affinity(user, np.array([1, 3, 4])),
+                               [w[0, 1], -w[2, 3], -w[2, 4]])
+    banned = np.zeros(5, bool)
+    banned[[0, 2]] = True
+    ids, _ = gen.propose(user, 1, banned)
+    assert ids.tolist() == [1]

@@ -203,6 +203,11 @@ def render(reports: list[dict]) -> str:
         als = rep["peers_chosen"]["peer_als"]
         out.append(f"| peer ALS | {', '.join(f'{k}={v}' for k, v in als.items())} |")
         out.append(f"| peer EASE lambda | {rep['peers_chosen']['ease_lambda']} |")
+        tried = rep["tuning"].get("event_weights") or []
+        if tried:  # typed data: the weights of the types it uses, as chosen
+            names = [n for n in tried[0] if n not in ("changed", "recall")]
+            out.append("| event weights | " + ", ".join(
+                f"{n}={rep['event_weights'][n]:g}" for n in names) + " |")
         frontier = rep["tuning"].get("diversity", [])
         if frontier:
             out += ["", "Diversity on validation: each method's accuracy/diversity frontier "

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 
 # gRPC's C core logs a failed TLS handshake to stderr at INFO level, which would add a second
 # line to the CLI's one-line errors; set before grpc loads, and an explicit setting still wins.
@@ -50,7 +51,8 @@ def recommend_json(user_id: str, resp: gateway_pb2.RecommendResponse) -> dict:
         "user_id": user_id,
         "items": [{"item_id": i.item_id, "score": round(i.score, 6), "title": i.title,
                    "sources": [s.generator for s in i.sources],
-                   "retrieval_rank": i.retrieval_rank, "ranking_rank": i.ranking_rank}
+                   "retrieval_rank": i.retrieval_rank, "ranking_rank": i.ranking_rank,
+                   "rules": list(i.rules)}
                   for i in resp.items],
         "degraded": resp.degraded,
         "timings_ms": {k: round(v, 3) for k, v in sorted(resp.timings_ms.items())},
@@ -98,12 +100,77 @@ def attribute(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+# A rule's target on the command line, and the Rule field it sets.
+TARGET_FIELDS = {"item:": "item_id", "category:": "category"}
+TARGETS = tuple(TARGET_FIELDS)
+Rule = common_pb2.Rule
+
+
+def _target(text: str) -> dict[str, str]:
+    """``item:ID`` or ``category:NAME`` as Rule fields (argparse names the flag in front)."""
+    for prefix, field in TARGET_FIELDS.items():
+        if text.startswith(prefix):
+            value = text.removeprefix(prefix)
+            if not value:
+                raise argparse.ArgumentTypeError(f"nothing after {prefix!r} in {text!r}")
+            return {field: value}
+    raise argparse.ArgumentTypeError(f"the target must be item:ID or category:NAME, got "
+                                     f"{text!r}")
+
+
+def _weighted(action: int) -> Callable[[str], common_pb2.Rule]:
+    """A parser of ``TARGET=FACTOR`` (the factor's range is the server's to check)."""
+    def parse(text: str) -> common_pb2.Rule:
+        target, sep, factor = text.rpartition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected TARGET=FACTOR, got {text!r}")
+        try:
+            value = float(factor)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"the factor must be a number, got {factor!r} "
+                                             f"in {text!r}") from None
+        return Rule(action=action, factor=value, **_target(target))
+    return parse
+
+
+def pin_rule(text: str) -> common_pb2.Rule:
+    """``ITEM@POSITION`` (``item:ID@POSITION`` too): a pin names one item, never a category."""
+    item, sep, position = text.rpartition("@")
+    item = item.removeprefix("item:")
+    if not sep or not item:
+        raise argparse.ArgumentTypeError(f"expected ITEM@POSITION, got {text!r}")
+    if item.startswith("category:"):
+        raise argparse.ArgumentTypeError(f"a pin names one item, not a category: {text!r}")
+    try:
+        return Rule(action=Rule.PIN, item_id=item, position=int(position))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the position must be a whole number, got "
+                                         f"{position!r} in {text!r}") from None
+
+
+def exclusion(text: str) -> str:
+    """An ``--exclude`` value: a bare item id (a filter, as before rules existed) or an
+    ``item:ID`` / ``category:NAME`` target (an EXCLUDE rule), checked here."""
+    if text.startswith(TARGETS):
+        _target(text)
+    return text
+
+
+def recommend_rules(args: argparse.Namespace) -> list[common_pb2.Rule]:
+    """The business rules of the recommend flags: --boost, --bury, --pin in command-line
+    order, then the --exclude values written as targets."""
+    return [*args.rules, *(Rule(action=Rule.EXCLUDE, **_target(text))
+                           for text in args.exclude or [] if text.startswith(TARGETS))]
+
+
 def cmd_recommend(client: Client, args: argparse.Namespace) -> int:
     resp = client.recommend(args.user, args.k, recent_item_ids=args.recent or [],
-                            exclude_item_ids=args.exclude or [],
+                            exclude_item_ids=[e for e in args.exclude or []
+                                              if not e.startswith(TARGETS)],
                             include_categories=args.include_category or [],
                             exclude_categories=args.exclude_category or [], debug=True,
-                            after_event_id=args.after, user_attributes=dict(args.attr))
+                            after_event_id=args.after, user_attributes=dict(args.attr),
+                            rules=recommend_rules(args))
     out = recommend_json(args.user, resp)
     if args.json:
         print(json.dumps(out, indent=2))
@@ -117,9 +184,11 @@ def cmd_recommend(client: Client, args: argparse.Namespace) -> int:
                  "(no candidates left: has the user seen every item, or is the catalog "
                  "empty?)"))
     else:
+        ruled = any(i["rules"] for i in out["items"])  # a column only when rules acted
         print_table([(n + 1, i["item_id"], f"{i['score']:.4f}", i["title"],
-                      ",".join(i["sources"])) for n, i in enumerate(out["items"])],
-                    ("#", "item", "score", "title", "sources"))
+                      ",".join(i["sources"]), *(["; ".join(i["rules"])] if ruled else []))
+                     for n, i in enumerate(out["items"])],
+                    ("#", "item", "score", "title", "sources", *(["rules"] if ruled else [])))
         note = order_note(resp)
         if note:
             print(note)
@@ -314,7 +383,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="what is known of the user (repeatable: --attr age=25 --attr "
                           "occupation=student); a new user gets what is popular among users "
                           "like them")
-    rec.add_argument("--exclude", nargs="*", help="item ids to exclude")
+    rec.add_argument("--exclude", nargs="*", action="extend", type=exclusion,
+                     metavar="ID|TARGET",
+                     help="item ids to exclude (a filter); a TARGET (item:ID, "
+                          "category:NAME) is an exclusion rule instead (repeatable)")
+    rules = rec.add_argument_group(
+        "business rules", "repeatable, applied in order, with --exclude TARGET; TARGET is "
+        "item:ID or category:NAME; the server checks them (a FACTOR above 1, a POSITION from "
+        "1 to 1000). A pin wins over a category exclusion; the item's rules column says what "
+        "touched it")
+    rules.add_argument("--boost", dest="rules", action="append", default=[],
+                       type=_weighted(Rule.BOOST), metavar="TARGET=FACTOR",
+                       help="multiply the target's odds of being chosen by FACTOR")
+    rules.add_argument("--bury", dest="rules", action="append",
+                       type=_weighted(Rule.BURY), metavar="TARGET=FACTOR",
+                       help="divide them by FACTOR")
+    rules.add_argument("--pin", dest="rules", action="append", type=pin_rule,
+                       metavar="ITEM@POSITION",
+                       help="put the item at the 1-based position, even if it was no "
+                            "candidate")
     rec.add_argument("--include-category", nargs="*", help="only these categories")
     rec.add_argument("--exclude-category", nargs="*", help="never these categories")
     rec.add_argument("--after", default="", metavar="EVENT_ID",

@@ -2,6 +2,8 @@
 
 If ranking is down, fails or is late, retrieval's order is served and flagged ``degraded``.
 If retrieval fails, there is nothing sensible to serve: the call fails fast with its status.
+Business rules (``common.rules``) are checked here before any upstream call, applied by ranking
+on the ranked path and here on the degraded one, so a rule holds whichever path served.
 
 Protobuf <-> upstream calls only: the request id, the log line, metrics and the mapping of
 typed errors to status codes are the gRPC edge's (``shortlist.common.edge``).
@@ -10,11 +12,20 @@ typed errors to status codes are the gRPC edge's (``shortlist.common.edge``).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import grpc
+import numpy as np
 
 from shortlist.common import edge, validation
 from shortlist.common.eventid import later
+from shortlist.common.rules import (
+    Rule,
+    pins,
+    place_pins,
+    read_rules,
+    score_rules,
+)
 from shortlist.gateway.errors import InvalidRequest, UpstreamFailed
 from shortlist.gateway.settings import GatewaySettings
 from shortlist.gateway.upstream import Upstream
@@ -27,6 +38,10 @@ _PASS_THROUGH = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
 # SetVersion also passes FAILED_PRECONDITION through (a fixed *_VERSION setting, a version that
 # fails verification): retrying cannot help, so it must not look like UNAVAILABLE.
 _ADMIN_PASS_THROUGH = _PASS_THROUGH | {grpc.StatusCode.FAILED_PRECONDITION}
+# Ranking's log-odds base for an order that is not the ranker's (ranking.pipeline): the
+# reciprocal-rank constant of retrieval's merge. The degraded path uses the same, so a boost
+# moves an item as far whichever path serves the request.
+_RRF_K = 60.0
 
 
 class GatewayService(gateway_pb2_grpc.GatewayServicer):
@@ -68,6 +83,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         validation.check_filters(request.filters, s.max_list_items, s.max_id_length)
         validation.check_attributes("user_attributes", request.user_attributes,
                                     s.max_list_items, s.max_id_length)
+        rules = read_rules(request.rules)  # before any upstream call: nothing half-done
+        if rules:
+            edge.annotate(rules=len(rules))
         deadline = start + self._timeout(context, s.request_timeout_s)
         try:  # read your writes: the caller's token or the latest write forwarded here
             after = later(request.after_event_id, self.recent_writes.latest(request.user_id))
@@ -91,7 +109,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         retrieval_ms = (time.perf_counter() - t0) * 1e3
 
         ranked, ranking_ms, degrade_reason = None, 0.0, ""
-        if retrieved.candidates.item_ids:
+        # Ranking also places pins when nothing else is left, and describes the pinned items.
+        if retrieved.candidates.item_ids or pins(rules):
             t0 = time.perf_counter()
             left = deadline - t0
             if left <= 0.002:
@@ -103,14 +122,15 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                                                 candidates=retrieved.candidates,
                                                 items=retrieved.items,
                                                 k=k, request_id=rid,
-                                                version=retrieved.version),
+                                                version=retrieved.version,
+                                                rules=request.rules),
                         timeout=min(s.ranking_timeout_s, left),
                     )
                 except grpc.RpcError as exc:
                     degrade_reason = f"ranking {exc.code().name}: {exc.details()}"
             ranking_ms = (time.perf_counter() - t0) * 1e3
 
-        response = assemble(retrieved, ranked, k, request.debug)
+        response = assemble(retrieved, ranked, k, request.debug, rules)
         response.request_id = rid
         response.degraded = bool(degrade_reason)
         total_ms = (time.perf_counter() - start) * 1e3
@@ -190,12 +210,50 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                              pass_through=_ADMIN_PASS_THROUGH)
 
 
+def degraded_order(retrieved: retrieval_pb2.RetrieveResponse, rules: Sequence[Rule],
+                   k: int) -> list[tuple[int | None, str, list[str]]]:
+    """Retrieval's order under the business rules, as ranking would apply them to an order
+    that is not the ranker's: (candidate row, or None for a pinned item that was no
+    candidate; item id; the rules that touched it).
+
+    Retrieval describes (title, categories) only the first k candidates and those upserted
+    since the version was published, so a category rule can match only those. A boost or
+    burial of a category therefore moves only described items; a category exclusion also
+    drops every undescribed candidate, which cannot be shown to lie outside the category: a
+    shorter degraded list rather than an excluded item served.
+    """
+    ids = list(retrieved.candidates.item_ids)
+    if not rules:
+        return [(row, ids[row], []) for row in range(min(k, len(ids)))]
+    details = {it.item_id: it for it in retrieved.items}
+    scored = score_rules(rules, ids, [details[i].categories if i in details else ()
+                                      for i in ids])
+    keep = scored.keep
+    if any(r.action == "EXCLUDE" and r.category for r in rules):
+        keep = keep & np.fromiter((i in details for i in ids), bool, len(ids))
+    pinned = pins(rules)
+    rows = np.flatnonzero(keep)
+    # log-odds of the order left after exclusions, shifted by the boosts and burials
+    odds = -np.log(_RRF_K + np.arange(len(rows))) + scored.shift[rows]
+    rows = rows[np.argsort(-odds, kind="stable")][:k + len(pinned)].tolist()
+    notes = {ids[row]: list(scored.notes[row]) for row in rows if scored.notes[row]}
+    for rule in pinned:
+        notes.setdefault(rule.item_id, []).append(rule.describe())
+    order = place_pins([ids[row] for row in rows], [(r.item_id, r.position) for r in pinned],
+                       k)
+    row_of = {item_id: row for row, item_id in enumerate(ids)}  # a pin may be any candidate
+    return [(row_of.get(item), item, notes.get(item, [])) for item in order]
+
+
 def assemble(retrieved: retrieval_pb2.RetrieveResponse, ranked: ranking_pb2.RankResponse | None,
-             k: int, debug: bool) -> gateway_pb2.RecommendResponse:
-    """Join ranking's order with retrieval's signals; retrieval order if not ranked.
+             k: int, debug: bool, rules: Sequence[Rule] = ()) -> gateway_pb2.RecommendResponse:
+    """Join ranking's order with retrieval's signals; retrieval's order under ``rules`` if not
+    ranked (ranking applied them itself otherwise).
 
     Item details come from retrieval when it described the item (the first k, and anything
-    upserted since the version was published), else from ranking's catalog.
+    upserted since the version was published), else from ranking's catalog. A pinned item
+    that was no candidate has no retrieval rank nor sources; served degraded, nothing but its
+    id is known of it.
     """
     response = gateway_pb2.RecommendResponse(segment=retrieved.user.segment)
     cols = retrieved.candidates
@@ -205,23 +263,29 @@ def assemble(retrieved: retrieval_pb2.RetrieveResponse, ranked: ranking_pb2.Rank
     if ranked is not None:
         response.version = ranked.version
         response.configuration = ranked.configuration
-        rows = [(row_of[r.item_id], r.score, r.rank, r) for r in ranked.items
-                if r.item_id in row_of]
+        # Ranking returns candidates, and pinned items whether candidates or not.
+        pinned = {r.item_id for r in pins(rules)}
+        rows = [(row_of.get(r.item_id), r.item_id, r.score, r.rank, r, r.rules)
+                for r in ranked.items if r.item_id in row_of or r.item_id in pinned]
     else:
         response.version = retrieved.version
         response.configuration = "retrieval"
-        rows = [(row, cols.retrieval_scores[row], 0, None) for row in range(min(k, len(ids)))]
+        rows = [(row, item_id, cols.retrieval_scores[row] if row is not None else 0.0, 0,
+                 None, notes) for row, item_id, notes in degraded_order(retrieved, rules, k)]
     generators = list(cols.generators)
     n_gen = len(generators)
-    for row, score, rank, ranked_item in rows[:k]:
-        item_id = ids[row]
+    for row, item_id, score, rank, ranked_item, notes in rows[:k]:
         described = details.get(item_id) or ranked_item
         item = response.items.add(
             item_id=item_id, score=score,
             title=described.title if described is not None else "",
             categories=described.categories if described is not None else [],
-            retrieval_rank=row + 1, ranking_rank=rank,
+            retrieval_rank=row + 1 if row is not None else 0, ranking_rank=rank,
         )
+        if debug:
+            item.rules.extend(notes)
+        if row is None:
+            continue
         for g in range(n_gen):
             g_rank = cols.generator_ranks[row * n_gen + g]
             if g_rank > 0:

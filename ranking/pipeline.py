@@ -77,17 +77,34 @@ class RankingPipeline:
         return configuration_name(self.config.order, lam, self.config.diversity)
 
     def rank(self, cands: Candidates, k: int, mmr_lambda: float | None = None,
-             order: str | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+             order: str | None = None, shift: np.ndarray | None = None,
+             keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
         """(positions into ``cands.items`` in final order, their scores, timings).
 
         ``order`` overrides the configured one (evaluation compares them); scores are the
         ranker's, or the generator's own (0 where it did not propose), or the merged score.
+        Business rules (``common.rules``): ``keep`` drops candidates before anything looks at
+        them; ``shift`` adds log-odds to each candidate's score before diversity.
         """
+        if keep is not None and not keep.all():
+            rows = np.flatnonzero(keep)
+            picked, scores, timings = self.rank(cands.take(rows), k, mmr_lambda, order,
+                                                None if shift is None else shift[rows])
+            return rows[picked], scores, timings
+        if shift is not None and not shift.any():
+            shift = None
         order = order or self.config.order
         timings: dict[str, float] = {}
         if order != RANKER:
             t0 = time.perf_counter()
-            picked, scores = self._simple_order(cands, k, order)
+            if shift is None:
+                picked, scores = self._simple_order(cands, k, order)
+            else:
+                # the order as log-odds (reciprocal rank, as the merge weighs ranks) to shift
+                full, full_scores = self._simple_order(cands, len(cands), order)
+                odds = -np.log(60.0 + np.arange(len(full))) + shift[full]
+                best = np.argsort(-odds, kind="stable")[:k]
+                picked, scores = full[best], full_scores[best]
             timings["order"] = (time.perf_counter() - t0) * 1e3
             return picked, scores, timings
         t0 = time.perf_counter()
@@ -95,6 +112,8 @@ class RankingPipeline:
         timings["features"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         scores = self.ranker.predict(x)
+        if shift is not None:
+            scores = (scores + shift).astype(scores.dtype)
         timings["model"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         picked = self.diversify(cands.items, scores, k, mmr_lambda, cands.recent_items)

@@ -11,6 +11,7 @@ import time
 
 from shortlist.common import edge, validation
 from shortlist.common.candidates import Candidates, ContractError
+from shortlist.common.rules import read_rules
 from shortlist.ranking.errors import InvalidRequest
 from shortlist.ranking.settings import RankingSettings
 from shortlist.ranking.state import ItemDetails, RankingState
@@ -69,17 +70,21 @@ class RankingService(ranking_pb2_grpc.RankingServicer):
         cands = read_candidates(request, catalog.vocab, loaded.models.stats.now)
         details = {it.item_id: ItemDetails(it.title, tuple(it.categories))
                    for it in request.items}
+        rules = read_rules(request.rules)
         ranked = self.state.rank(loaded.version, cands, list(request.candidates.item_ids),
-                                 details, k, lam)
+                                 details, k, lam, rules)
         response = ranking_pb2.RankResponse(version=loaded.version,
                                             configuration=ranked.configuration)
         for r, (item, s) in enumerate(zip(ranked.items.tolist(), ranked.scores.tolist(),
                                           strict=True)):
             response.items.add(item_id=catalog.vocab.id(item), score=s, rank=r + 1,
-                               title=catalog.titles[item], categories=catalog.categories[item])
+                               title=catalog.titles[item], categories=catalog.categories[item],
+                               rules=ranked.rules.get(item, ()))
         for key, ms in ranked.timings_ms.items():
             response.timings_ms[key] = ms
         response.timings_ms["total"] = (time.perf_counter() - start) * 1e3
+        if rules:
+            edge.annotate(rules=len(rules))
         edge.annotate(returned=len(response.items), version=loaded.version,
                       configuration=ranked.configuration)
         if ranked.learned:

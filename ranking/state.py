@@ -9,12 +9,13 @@ from the details retrieval sends, under a lock, so they can be ranked.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from shortlist.common.candidates import Candidates
+from shortlist.common.rules import Rule, pins, place_pins, score_rules
 from shortlist.ranking.bundle import RankingModels
 from shortlist.ranking.errors import InvalidRequest, NotReady, VersionNotLoaded
 from shortlist.ranking.pipeline import RankingPipeline
@@ -33,6 +34,8 @@ class Ranked:
     timings_ms: dict[str, float]
     learned: int  # items this request taught the version
     configuration: str = ""  # what ordered them (see ranking.pipeline.configuration_name)
+    # Business rules that moved, added or pinned each returned item (by item index).
+    rules: dict[int, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,10 +71,30 @@ class LoadedVersion:
                 added += 1
         return added
 
-    def rank(self, cands: Candidates, k: int, mmr_lambda: float | None) -> Ranked:
-        pos, scores, timings = self.pipeline.rank(cands, k, mmr_lambda)
-        return Ranked(cands.items[pos], scores, timings, 0,
-                      self.pipeline.configuration(mmr_lambda))
+    def rank(self, cands: Candidates, k: int, mmr_lambda: float | None,
+             rules: Sequence[Rule] = ()) -> Ranked:
+        if not rules:
+            pos, scores, timings = self.pipeline.rank(cands, k, mmr_lambda)
+            return Ranked(cands.items[pos], scores, timings, 0,
+                          self.pipeline.configuration(mmr_lambda))
+        catalog = self.models.catalog
+        items = cands.items.tolist()
+        scored = score_rules(rules, [catalog.vocab.id(i) for i in items],
+                             [catalog.categories[i] for i in items])
+        pinned = [(catalog.vocab.index(r.item_id), r) for r in pins(rules)]
+        # room for the pins: what they push down must still fill k
+        pos, scores, timings = self.pipeline.rank(cands, k + len(pinned), mmr_lambda,
+                                                  shift=scored.shift, keep=scored.keep)
+        notes = {items[p]: scored.notes[p] for p in pos.tolist() if scored.notes[p]}
+        score_of = dict(zip(cands.items[pos].tolist(), scores.tolist(), strict=True))
+        known = [(item, r) for item, r in pinned if item >= 0]
+        for item, r in known:
+            notes.setdefault(item, []).append(r.describe())
+        order = place_pins(cands.items[pos].tolist(), [(i, r.position) for i, r in known], k)
+        return Ranked(np.asarray(order, np.int64),
+                      np.asarray([score_of.get(i, 0.0) for i in order], np.float32), timings, 0,
+                      self.pipeline.configuration(mmr_lambda),
+                      {i: notes[i] for i in order if i in notes})
 
 
 class RankingState:
@@ -121,9 +144,10 @@ class RankingState:
 
     def rank(self, version: str, cands: Candidates, item_ids: list[str],
              details: Mapping[str, ItemDetails], k: int,
-             mmr_lambda: float | None) -> Ranked:
+             mmr_lambda: float | None, rules: Sequence[Rule] = ()) -> Ranked:
         """Rank ``cands`` (items as indices of the named version; -1 for ids it has never
-        seen, which ``item_ids`` names) with that version."""
+        seen, which ``item_ids`` names) with that version, under the business ``rules``
+        (checked already). A pinned item this version does not know is left out."""
         loaded = self.pick(version)
         learned = 0
         if (cands.items < 0).any():
@@ -131,6 +155,6 @@ class RankingState:
             cands.items = loaded.models.catalog.vocab.indices(item_ids)
         if len(cands.items) and cands.items.max() >= len(loaded.models.stats):
             raise InvalidRequest("a candidate is not in this version's statistics")
-        ranked = loaded.rank(cands, k, mmr_lambda)
+        ranked = loaded.rank(cands, k, mmr_lambda, rules)
         ranked.learned = learned
         return ranked

@@ -32,7 +32,7 @@ from shortlist.ranking.settings import RankingSettings
 from shortlist.retrieval.eventlog import EventLog
 from shortlist.retrieval.server import create_server as create_retrieval
 from shortlist.retrieval.settings import RetrievalSettings
-from shortlist.v1 import gateway_pb2, gateway_pb2_grpc, retrieval_pb2
+from shortlist.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, retrieval_pb2
 
 pytestmark = pytest.mark.e2e
 
@@ -365,3 +365,74 @@ def test_feedback_help_lists_the_standard_event_types(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--event TYPE" in help_text
     assert ", ".join(STANDARD) in help_text
+
+
+# ---- business rules -------------------------------------------------------------------------
+
+R = common_pb2.Rule
+
+
+def test_rule_flags_parse_into_rules_in_order():
+    args = cli.build_parser().parse_args([
+        "recommend", "--user", "u1", "--boost", "category:Comedy=2", "--pin", "i5@1",
+        "--bury", "item:i3=1e3", "--exclude", "i1", "category:Drama", "--exclude", "item:i9",
+        "--pin", "item:i7@2", "--boost", "category:A=B=3"])
+    assert cli.recommend_rules(args) == [
+        R(action=R.BOOST, category="Comedy", factor=2), R(action=R.PIN, item_id="i5", position=1),
+        R(action=R.BURY, item_id="i3", factor=1000), R(action=R.PIN, item_id="i7", position=2),
+        R(action=R.BOOST, category="A=B", factor=3),
+        R(action=R.EXCLUDE, category="Drama"), R(action=R.EXCLUDE, item_id="i9")]
+    assert args.exclude == ["i1", "category:Drama", "item:i9"]  # i1 stays a filter
+    assert cli.recommend_rules(cli.build_parser().parse_args(["recommend", "--user", "u"])) == []
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--boost", "Comedy=2", "the target must be item:ID or category:NAME, got 'Comedy'"),
+    ("--boost", "category:Comedy", "expected TARGET=FACTOR, got 'category:Comedy'"),
+    ("--bury", "item:i1=lots", "the factor must be a number, got 'lots' in 'item:i1=lots'"),
+    ("--bury", "category:=2", "nothing after 'category:' in 'category:'"),
+    ("--pin", "i5", "expected ITEM@POSITION, got 'i5'"),
+    ("--pin", "i5@first", "the position must be a whole number, got 'first' in 'i5@first'"),
+    ("--pin", "category:Drama@1", "a pin names one item, not a category: 'category:Drama@1'"),
+    ("--exclude", "item:", "nothing after 'item:' in 'item:'"),
+])
+def test_a_malformed_rule_flag_is_a_usage_error_naming_it(capsys, flag, value, message):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--target", "127.0.0.1:1", "recommend", "--user", "u1", flag, value])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"shortlist recommend: error: argument {flag}: {message}")
+
+
+def test_rule_flags_reach_the_server(gateway, capsys):
+    from tests.conftest import GENRES
+
+    code, out, _ = run(capsys, "--target", gateway, "--json", "recommend", "--user", "u0")
+    plain = [i["item_id"] for i in json.loads(out)["items"]]
+    assert code == 0 and all(i["rules"] == [] for i in json.loads(out)["items"])
+    pinned = next(f"i{n}" for n in range(1, 240, 6) if f"i{n}" not in plain)
+    code, out, _ = run(capsys, "--target", gateway, "--json", "recommend", "--user", "u0",
+                       "--pin", f"{pinned}@1", "--exclude", f"category:{GENRES[0]}",
+                       "--boost", f"category:{GENRES[2]}=1000")
+    items = json.loads(out)["items"]
+    assert code == 0 and items[0]["item_id"] == pinned
+    assert items[0]["rules"] == [f"pin item={pinned} at 1"]
+    assert any(i["rules"] == [f"boost category={GENRES[2]} x1000"] for i in items)
+    assert not {i["item_id"] for i in items} & {f"i{n}" for n in range(0, 240, 6)}  # GENRES[0]
+    # the table grows a rules column, only when rules touched an item
+    code, out, _ = run(capsys, "--target", gateway, "recommend", "--user", "u0",
+                       "--pin", f"{pinned}@1")
+    header = out.splitlines()[1].split()
+    assert code == 0 and header[-1] == "rules" and f"pin item={pinned} at 1" in out
+    code, out, _ = run(capsys, "--target", gateway, "recommend", "--user", "u0")
+    assert "rules" not in out.splitlines()[1].split()
+
+
+def test_a_rule_the_server_refuses_is_one_line(gateway, capsys):
+    code, out, err = run(capsys, "--target", gateway, "recommend", "--user", "u0",
+                         "--boost", "category:Comedy=0.5")
+    line = one_line_error(err)
+    assert code == 1 and out == ""
+    assert line.startswith(f"error: Recommend to {gateway} failed: INVALID_ARGUMENT: rule 1 "
+                           "(BOOST): factor must be greater than 1")
+    assert "nothing was applied" in line

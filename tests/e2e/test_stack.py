@@ -157,6 +157,77 @@ def test_filters(stub):
     assert only.items and all(i.categories == ["SciFi"] for i in only.items)
 
 
+R = common_pb2.Rule
+
+
+def recommend(stub, user: str, *rules: common_pb2.Rule, k: int = 10, debug: bool = True):
+    return stub.Recommend(gateway_pb2.RecommendRequest(user_id=user, k=k, debug=debug,
+                                                       rules=rules), timeout=5)
+
+
+def test_a_pin_puts_its_item_first_and_says_so(stub):
+    plain = recommend(stub, "u0")
+    assert not any(i.rules for i in plain.items)
+    unpinned = [i.item_id for i in plain.items]
+    # an item of another genre that u0's top 10 lacks (u0 prefers GENRES[0]: i0, i6, ...)
+    pinned = next(f"i{n}" for n in range(1, 240, 6) if f"i{n}" not in unpinned)
+    resp = recommend(stub, "u0", R(action=R.PIN, item_id=pinned, position=1))
+    assert not resp.degraded
+    first = resp.items[0]
+    assert first.item_id == pinned and first.title and first.ranking_rank == 1
+    assert list(first.rules) == [f"pin item={pinned} at 1"]
+    assert [i.item_id for i in resp.items[1:]] == unpinned[:9]  # the rest moves down one
+    assert not any(i.rules for i in resp.items[1:])
+    # without debug the item is still first, without the note
+    quiet = recommend(stub, "u0", R(action=R.PIN, item_id=pinned, position=1), debug=False)
+    assert quiet.items[0].item_id == pinned and not quiet.items[0].rules
+
+
+def test_a_category_boost_raises_its_share(stub):
+    from tests.conftest import GENRES
+
+    other = GENRES[2]  # u0 prefers GENRES[0]
+    def share(resp):
+        return sum(other in i.categories for i in resp.items) / len(resp.items)
+
+    plain = recommend(stub, "u0")
+    boosted = recommend(stub, "u0", R(action=R.BOOST, category=other, factor=1000))
+    assert len(boosted.items) == 10
+    assert share(boosted) > share(plain) and share(boosted) >= 0.5, (share(plain),
+                                                                    share(boosted))
+    assert all(list(i.rules) == [f"boost category={other} x1000"]
+               for i in boosted.items if other in i.categories)
+    # a burial of the user's own genre works the other way
+    buried = recommend(stub, "u0", R(action=R.BURY, category=GENRES[0], factor=1000))
+    assert (sum(GENRES[0] in i.categories for i in buried.items)
+            < sum(GENRES[0] in i.categories for i in plain.items))
+
+
+def test_a_category_exclusion_removes_all_of_it(stub):
+    from tests.conftest import GENRES
+
+    fav = GENRES[0]  # u0's genre: most of the plain list
+    assert any(fav in i.categories for i in recommend(stub, "u0").items)
+    resp = recommend(stub, "u0", R(action=R.EXCLUDE, category=fav))
+    assert len(resp.items) == 10 and not resp.degraded
+    assert all(fav not in i.categories for i in resp.items)
+
+
+@pytest.mark.parametrize(("rule", "why"), [
+    (R(action=R.BOOST, category="Comedy", factor=0.5), "factor must be greater than 1"),
+    (R(action=R.PIN, item_id="i5"), "position must be 1 to 1000"),
+    (R(action=R.EXCLUDE, item_id="i5", category="Comedy"), "exactly one of item_id and category"),
+    (R(action=99, item_id="i5"), "action must be one of"),
+    (R(item_id="i5"), "action must be one of"),
+], ids=["boost below 1", "pin without position", "two targets", "unknown action",
+        "no action"])
+def test_a_malformed_rule_is_invalid_argument(stub, rule, why):
+    with pytest.raises(grpc.RpcError) as err:
+        recommend(stub, "u0", R(action=R.EXCLUDE, item_id="i1"), rule)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("rule 2 ") and why in err.value.details()
+
+
 def test_similar_items(stub):
     from shortlist.v1 import retrieval_pb2
 

@@ -186,3 +186,24 @@ def test_every_diversity_method_serves_k_distinct_candidates(stats, method):
     assert set(pos.tolist()) <= top  # only the pool is re-ranked
     assert pipe.configuration() == f"ranker+{method}"
     assert pos.tolist() != plain.tolist() or method == "calibration"
+
+
+def test_rule_shifts_add_log_odds_and_exclusions_drop_on_every_order(pipeline, stats):
+    inp = make_input(40)
+    all_scores = pipeline.ranker.predict(build_features(inp, pipeline.stats, SPEC))
+    shift = np.zeros(40)
+    shift[7] = 50.0  # far more than the ranker's spread: 7 comes first
+    keep = np.ones(40, bool)
+    keep[np.argsort(-all_scores)[0]] = False  # the best one is excluded
+    pos, scores, _ = pipeline.rank(inp, 10, 1.0, shift=shift, keep=keep)
+    expected = np.argsort(-(all_scores + shift + np.where(keep, 0, -np.inf)), kind="stable")
+    np.testing.assert_array_equal(pos, expected[:10])
+    assert pos[0] == 7 and scores[0] == pytest.approx(all_scores[7] + 50.0, rel=1e-5)
+    # on the merged order the base is -ln(60 + position), positions counted after exclusions:
+    # with 1 excluded, item 30 is at 29 and a factor just under 89/60 puts it second
+    retrieval = RankingPipeline(pipeline.ranker, stats, RankingConfig(1.0, 20, SPEC,
+                                                                      order="retrieval"))
+    shift = np.zeros(40)
+    shift[30] = np.log(89 / 60) - 1e-6
+    pos, _, _ = retrieval.rank(inp, 3, shift=shift, keep=np.arange(40) != 1)
+    assert pos.tolist() == [0, 30, 2]

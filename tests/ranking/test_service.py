@@ -101,6 +101,47 @@ def test_an_unknown_candidate_is_learned_with_the_details_sent(served, lines):
     assert "new_items" not in lines()[1]  # learned once
 
 
+def ranked(served: Served, *rules: common_pb2.Rule, k: int = 10) -> list:
+    req = served.request(k=k)
+    req.rules.extend(rules)
+    return list(served.stub.Rank(req, timeout=10).items)
+
+
+R = common_pb2.Rule
+
+
+def test_rules_pin_boost_bury_and_exclude_with_a_note_on_each_item_they_touch(served, lines):
+    plain = ranked(served)
+    ids = [i.item_id for i in plain]
+    # pin a candidate from below the top 10 at 1, and an item that is no candidate at 3
+    below = next(i for i in served.base.candidates.item_ids if i not in ids)
+    outside = "i239" if "i239" not in served.base.candidates.item_ids else "i238"
+    out = ranked(served, R(action=R.PIN, item_id=below, position=1),
+                 R(action=R.PIN, item_id=outside, position=3))
+    assert [i.item_id for i in out][0] == below and out[2].item_id == outside
+    assert list(out[0].rules) == [f"pin item={below} at 1"]
+    assert [i.rank for i in out] == list(range(1, 11)) and len({i.item_id for i in out}) == 10
+    assert [i.item_id for i in out if i.item_id not in (below, outside)] == ids[:8]
+    assert lines()[-1]["rules"] == 2
+    # exclude the top item's category: none of it is left
+    top_genre = plain[0].categories[0]
+    out = ranked(served, R(action=R.EXCLUDE, category=top_genre))
+    assert out and all(top_genre not in i.categories for i in out)
+    # bury the top item a lot: it leaves the top; boost the 10th: it rises
+    out = ranked(served, R(action=R.BURY, item_id=ids[0], factor=1e6),
+                 R(action=R.BOOST, item_id=ids[9], factor=1e6))
+    got = [i.item_id for i in out]
+    assert ids[0] not in got and got.index(ids[9]) < 9
+    assert list(out[got.index(ids[9])].rules) == [f"boost item={ids[9]} x1e+06"]
+
+
+def test_a_malformed_rule_is_invalid_argument(served):
+    req = served.request()
+    req.rules.append(R(action=R.BOOST, category="Comedy", factor=0.5))
+    err = served.refused(req)
+    assert err.code() == C.INVALID_ARGUMENT and "factor must be greater than 1" in err.details()
+
+
 def _edit(served: Served, edit) -> ranking_pb2.RankRequest:
     req = served.request()
     edit(req)

@@ -158,6 +158,7 @@ class Client:
                   exclude_item_ids: Sequence[str] = (), include_categories: Sequence[str] = (),
                   exclude_categories: Sequence[str] = (), debug: bool = False,
                   after_event_id: str = "", user_attributes: Mapping[str, str] | None = None,
+                  rules: Sequence[common_pb2.Rule] = (),
                   timeout: float | None = None) -> gateway_pb2.RecommendResponse:
         """Up to ``k`` items for ``user_id`` (an unknown user gets cold-start items).
 
@@ -165,13 +166,18 @@ class Client:
         ``after_event_id``: the ``event_id`` of the user's latest write, which the answer must
         reflect on replicated servers (the gateway remembers the writes it forwarded itself).
         ``user_attributes``: what is known of the user (``{"age": "25"}``), for new users.
+        ``rules``: business rules for this answer (boost, bury, pin, exclude), e.g.
+        ``common_pb2.Rule(action=common_pb2.Rule.PIN, item_id="296", position=1)``; the
+        server checks them (a malformed one is INVALID_ARGUMENT) and, with ``debug``, names
+        the rules that touched each item in its ``rules``.
         """
         request = gateway_pb2.RecommendRequest(
             user_id=user_id, k=k, recent_item_ids=list(recent_item_ids), debug=debug,
             after_event_id=after_event_id, user_attributes=dict(user_attributes or {}),
             filters=common_pb2.Filters(exclude_item_ids=list(exclude_item_ids),
                                        include_categories=list(include_categories),
-                                       exclude_categories=list(exclude_categories)))
+                                       exclude_categories=list(exclude_categories)),
+            rules=list(rules))
         return self._call("Recommend", self.stub.Recommend, request, timeout)
 
     def similar_items(self, item_id: str, k: int = 10, *,

@@ -3,7 +3,7 @@ from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -29,6 +29,32 @@ class Filters(_message.Message):
     include_categories: _containers.RepeatedScalarFieldContainer[str]
     exclude_categories: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, exclude_item_ids: _Optional[_Iterable[str]] = ..., include_categories: _Optional[_Iterable[str]] = ..., exclude_categories: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Rule(_message.Message):
+    __slots__ = ("action", "item_id", "category", "factor", "position")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ACTION_UNSPECIFIED: _ClassVar[Rule.Action]
+        BOOST: _ClassVar[Rule.Action]
+        BURY: _ClassVar[Rule.Action]
+        PIN: _ClassVar[Rule.Action]
+        EXCLUDE: _ClassVar[Rule.Action]
+    ACTION_UNSPECIFIED: Rule.Action
+    BOOST: Rule.Action
+    BURY: Rule.Action
+    PIN: Rule.Action
+    EXCLUDE: Rule.Action
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    FACTOR_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    action: Rule.Action
+    item_id: str
+    category: str
+    factor: float
+    position: int
+    def __init__(self, action: _Optional[_Union[Rule.Action, str]] = ..., item_id: _Optional[str] = ..., category: _Optional[str] = ..., factor: _Optional[float] = ..., position: _Optional[int] = ...) -> None: ...
 
 class GeneratorScore(_message.Message):
     __slots__ = ("generator", "score", "rank")

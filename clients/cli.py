@@ -52,7 +52,11 @@ def recommend_json(user_id: str, resp: gateway_pb2.RecommendResponse) -> dict:
         "items": [{"item_id": i.item_id, "score": round(i.score, 6), "title": i.title,
                    "sources": [s.generator for s in i.sources],
                    "retrieval_rank": i.retrieval_rank, "ranking_rank": i.ranking_rank,
-                   "rules": list(i.rules)}
+                   "rules": list(i.rules),
+                   "contributions": [{"feature": c.feature, "description": c.description,
+                                      "contribution": round(c.contribution, 6)}
+                                     for c in i.contributions],
+                   "because_of_item_id": i.because_of_item_id}
                   for i in resp.items],
         "degraded": resp.degraded,
         "timings_ms": {k: round(v, 3) for k, v in sorted(resp.timings_ms.items())},
@@ -63,9 +67,13 @@ def recommend_json(user_id: str, resp: gateway_pb2.RecommendResponse) -> dict:
     }
 
 
-def print_table(rows: list[tuple], headers: tuple[str, ...]) -> None:
+def print_table(rows: list[tuple], headers: tuple[str, ...], cap_last: bool = True) -> None:
+    """Columns of at most 60 characters, so a long title cannot push the rest off screen;
+    without ``cap_last`` the last column is shown whole (nothing follows it to push)."""
     cells = [headers, *[tuple(str(c) for c in r) for r in rows]]
     widths = [min(60, max(len(r[i]) for r in cells)) for i in range(len(headers))]
+    if not cap_last:
+        widths[-1] = max(len(r[-1]) for r in cells)
     for n, r in enumerate(cells):
         print("  ".join(c[:w].ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         if n == 0:
@@ -83,6 +91,19 @@ def order_note(resp: gateway_pb2.RecommendResponse) -> str:
         return DEGRADED_NOTE
     scores = [i.score for i in resp.items]
     return "" if all(a >= b for a, b in zip(scores, scores[1:], strict=False)) else MMR_NOTE
+
+
+def why(item: dict) -> str:
+    """An item's explanation in one cell: ``because i12; als_score +0.41, popularity -0.12``.
+
+    Feature names rather than their descriptions, which run to fifty characters each: three
+    of those would make the table unreadable (``--json`` carries the descriptions).
+    """
+    parts = [f"because {item['because_of_item_id']}"] if item["because_of_item_id"] else []
+    if item["contributions"]:
+        parts.append(", ".join(f"{c['feature']} {c['contribution']:+.2f}"
+                               for c in item["contributions"]))
+    return "; ".join(parts)
 
 
 def _filters_used(args: argparse.Namespace) -> str:
@@ -169,6 +190,7 @@ def cmd_recommend(client: Client, args: argparse.Namespace) -> int:
                                               if not e.startswith(TARGETS)],
                             include_categories=args.include_category or [],
                             exclude_categories=args.exclude_category or [], debug=True,
+                            explain=True,
                             after_event_id=args.after, user_attributes=dict(args.attr),
                             rules=recommend_rules(args))
     out = recommend_json(args.user, resp)
@@ -184,11 +206,17 @@ def cmd_recommend(client: Client, args: argparse.Namespace) -> int:
                  "(no candidates left: has the user seen every item, or is the catalog "
                  "empty?)"))
     else:
-        ruled = any(i["rules"] for i in out["items"])  # a column only when rules acted
+        # a column only when something fills it: rules acted, ranking explained its order
+        ruled = any(i["rules"] for i in out["items"])
+        whys = [why(i) for i in out["items"]]
+        explained = any(whys)
         print_table([(n + 1, i["item_id"], f"{i['score']:.4f}", i["title"],
-                      ",".join(i["sources"]), *(["; ".join(i["rules"])] if ruled else []))
+                      ",".join(i["sources"]), *(["; ".join(i["rules"])] if ruled else []),
+                      *([whys[n]] if explained else []))
                      for n, i in enumerate(out["items"])],
-                    ("#", "item", "score", "title", "sources", *(["rules"] if ruled else [])))
+                    ("#", "item", "score", "title", "sources", *(["rules"] if ruled else []),
+                     *(["why"] if explained else [])),
+                    cap_last=not explained)
         note = order_note(resp)
         if note:
             print(note)

@@ -123,14 +123,17 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                                                 items=retrieved.items,
                                                 k=k, request_id=rid,
                                                 version=retrieved.version,
-                                                rules=request.rules),
+                                                rules=request.rules,
+                                                # a second pass over the trees: only when
+                                                # someone reads the answer's provenance
+                                                explain=request.explain),
                         timeout=min(s.ranking_timeout_s, left),
                     )
                 except grpc.RpcError as exc:
                     degrade_reason = f"ranking {exc.code().name}: {exc.details()}"
             ranking_ms = (time.perf_counter() - t0) * 1e3
 
-        response = assemble(retrieved, ranked, k, request.debug, rules)
+        response = assemble(retrieved, ranked, k, request.debug, rules, request.explain)
         response.request_id = rid
         response.degraded = bool(degrade_reason)
         total_ms = (time.perf_counter() - start) * 1e3
@@ -246,14 +249,16 @@ def degraded_order(retrieved: retrieval_pb2.RetrieveResponse, rules: Sequence[Ru
 
 
 def assemble(retrieved: retrieval_pb2.RetrieveResponse, ranked: ranking_pb2.RankResponse | None,
-             k: int, debug: bool, rules: Sequence[Rule] = ()) -> gateway_pb2.RecommendResponse:
+             k: int, debug: bool, rules: Sequence[Rule] = (),
+             explain: bool = False) -> gateway_pb2.RecommendResponse:
     """Join ranking's order with retrieval's signals; retrieval's order under ``rules`` if not
     ranked (ranking applied them itself otherwise).
 
     Item details come from retrieval when it described the item (the first k, and anything
     upserted since the version was published), else from ranking's catalog. A pinned item
     that was no candidate has no retrieval rank nor sources; served degraded, nothing but its
-    id is known of it.
+    id is known of it. Ranking's explanations (contributions, because_of_item_id) are passed
+    on with ``explain`` only, the one case in which they were asked for.
     """
     response = gateway_pb2.RecommendResponse(segment=retrieved.user.segment)
     cols = retrieved.candidates
@@ -284,6 +289,9 @@ def assemble(retrieved: retrieval_pb2.RetrieveResponse, ranked: ranking_pb2.Rank
         )
         if debug:
             item.rules.extend(notes)
+        if explain and ranked_item is not None:  # served degraded, nothing explains the order
+            item.contributions.extend(ranked_item.contributions)
+            item.because_of_item_id = ranked_item.because_of_item_id
         if row is None:
             continue
         for g in range(n_gen):

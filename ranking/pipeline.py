@@ -10,6 +10,7 @@ import numpy as np
 from shortlist.common.candidates import Candidates
 from shortlist.ranking.calibration import calibrate
 from shortlist.ranking.dpp import dpp
+from shortlist.ranking.explain import closest_items, contributions
 from shortlist.ranking.features import FeatureSpec, ItemStats, build_features
 from shortlist.ranking.mmr import mmr
 from shortlist.ranking.ranker import LambdaRanker
@@ -119,6 +120,20 @@ class RankingPipeline:
         picked = self.diversify(cands.items, scores, k, mmr_lambda, cands.recent_items)
         timings["mmr"] = (time.perf_counter() - t0) * 1e3
         return picked, scores[picked], timings
+
+    def explain(self, cands: Candidates, positions: np.ndarray
+                ) -> tuple[list[list[tuple[str, str, float]]], np.ndarray]:
+        """For the candidates at ``positions`` (as ``rank`` returned them for ``cands``): the
+        features that moved the ranker's score most (none when another order served), and
+        the user's recent item each resembles most in the diversity space (-1: none)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        contrib: list[list[tuple[str, str, float]]] = [[] for _ in positions]
+        if self.config.order == RANKER and self.ranker.booster is not None and len(positions):
+            contrib = contributions(self.ranker.booster, self.features(cands)[positions],
+                                    self.config.features.names)
+        space = (self.stats.spaces.get(self.stats.diversity_space)
+                 if self.stats.diversity_space else None)
+        return contrib, closest_items(cands.items[positions], cands.recent_items, space)
 
     @staticmethod
     def _simple_order(cands: Candidates, k: int, order: str) -> tuple[np.ndarray, np.ndarray]:

@@ -72,14 +72,18 @@ class RankingService(ranking_pb2_grpc.RankingServicer):
                    for it in request.items}
         rules = read_rules(request.rules)
         ranked = self.state.rank(loaded.version, cands, list(request.candidates.item_ids),
-                                 details, k, lam, rules)
+                                 details, k, lam, rules, request.explain)
         response = ranking_pb2.RankResponse(version=loaded.version,
                                             configuration=ranked.configuration)
         for r, (item, s) in enumerate(zip(ranked.items.tolist(), ranked.scores.tolist(),
                                           strict=True)):
-            response.items.add(item_id=catalog.vocab.id(item), score=s, rank=r + 1,
-                               title=catalog.titles[item], categories=catalog.categories[item],
-                               rules=ranked.rules.get(item, ()))
+            added = response.items.add(
+                item_id=catalog.vocab.id(item), score=s, rank=r + 1, title=catalog.titles[item],
+                categories=catalog.categories[item], rules=ranked.rules.get(item, ()))
+            for name, text, value in ranked.contributions.get(item, ()):
+                added.contributions.add(feature=name, description=text, contribution=value)
+            if item in ranked.because_of:
+                added.because_of_item_id = catalog.vocab.id(ranked.because_of[item])
         for key, ms in ranked.timings_ms.items():
             response.timings_ms[key] = ms
         response.timings_ms["total"] = (time.perf_counter() - start) * 1e3

@@ -9,6 +9,7 @@ from the details retrieval sends, under a lock, so they can be ranked.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +37,10 @@ class Ranked:
     configuration: str = ""  # what ordered them (see ranking.pipeline.configuration_name)
     # Business rules that moved, added or pinned each returned item (by item index).
     rules: dict[int, list[str]] = field(default_factory=dict)
+    # With explain, by item index: the features that moved its score most (name,
+    # description, contribution) and the user's recent item it resembles most (-1: none).
+    contributions: dict[int, list[tuple[str, str, float]]] = field(default_factory=dict)
+    because_of: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,29 +77,52 @@ class LoadedVersion:
         return added
 
     def rank(self, cands: Candidates, k: int, mmr_lambda: float | None,
-             rules: Sequence[Rule] = ()) -> Ranked:
+             rules: Sequence[Rule] = (), explain: bool = False) -> Ranked:
         if not rules:
             pos, scores, timings = self.pipeline.rank(cands, k, mmr_lambda)
-            return Ranked(cands.items[pos], scores, timings, 0,
-                          self.pipeline.configuration(mmr_lambda))
+            ranked = Ranked(cands.items[pos], scores, timings, 0,
+                            self.pipeline.configuration(mmr_lambda))
+            if explain:
+                self._explain(ranked, cands, pos)
+            return ranked
         catalog = self.models.catalog
         items = cands.items.tolist()
         scored = score_rules(rules, [catalog.vocab.id(i) for i in items],
                              [catalog.categories[i] for i in items])
+        # Excluded candidates go first, here, so that what explain recomputes is what the
+        # ranker scored (positions in the merged list are a feature).
+        rows = np.flatnonzero(scored.keep)
+        kept = cands.take(rows) if len(rows) < len(cands) else cands
         pinned = [(catalog.vocab.index(r.item_id), r) for r in pins(rules)]
         # room for the pins: what they push down must still fill k
-        pos, scores, timings = self.pipeline.rank(cands, k + len(pinned), mmr_lambda,
-                                                  shift=scored.shift, keep=scored.keep)
-        notes = {items[p]: scored.notes[p] for p in pos.tolist() if scored.notes[p]}
-        score_of = dict(zip(cands.items[pos].tolist(), scores.tolist(), strict=True))
+        pos, scores, timings = self.pipeline.rank(kept, k + len(pinned), mmr_lambda,
+                                                  shift=scored.shift[rows])
+        notes = {items[rows[p]]: scored.notes[rows[p]] for p in pos.tolist()
+                 if scored.notes[rows[p]]}
+        score_of = dict(zip(kept.items[pos].tolist(), scores.tolist(), strict=True))
         known = [(item, r) for item, r in pinned if item >= 0]
         for item, r in known:
             notes.setdefault(item, []).append(r.describe())
-        order = place_pins(cands.items[pos].tolist(), [(i, r.position) for i, r in known], k)
-        return Ranked(np.asarray(order, np.int64),
-                      np.asarray([score_of.get(i, 0.0) for i in order], np.float32), timings, 0,
-                      self.pipeline.configuration(mmr_lambda),
-                      {i: notes[i] for i in order if i in notes})
+        order = place_pins(kept.items[pos].tolist(), [(i, r.position) for i, r in known], k)
+        ranked = Ranked(np.asarray(order, np.int64),
+                        np.asarray([score_of.get(i, 0.0) for i in order], np.float32), timings,
+                        0, self.pipeline.configuration(mmr_lambda),
+                        {i: notes[i] for i in order if i in notes})
+        if explain:
+            row_of = {item: p for p, item in enumerate(kept.items.tolist())}
+            self._explain(ranked, kept,
+                          np.asarray([row_of[i] for i in order if i in row_of], np.int64))
+        return ranked
+
+    def _explain(self, ranked: Ranked, cands: Candidates, positions: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        contrib, closest = self.pipeline.explain(cands, positions)
+        ranked.timings_ms["explain"] = (time.perf_counter() - t0) * 1e3
+        for item, c, near in zip(cands.items[positions].tolist(), contrib, closest.tolist(),
+                                 strict=True):
+            ranked.contributions[item] = c
+            if near >= 0:
+                ranked.because_of[item] = near
 
 
 class RankingState:
@@ -144,7 +172,8 @@ class RankingState:
 
     def rank(self, version: str, cands: Candidates, item_ids: list[str],
              details: Mapping[str, ItemDetails], k: int,
-             mmr_lambda: float | None, rules: Sequence[Rule] = ()) -> Ranked:
+             mmr_lambda: float | None, rules: Sequence[Rule] = (),
+             explain: bool = False) -> Ranked:
         """Rank ``cands`` (items as indices of the named version; -1 for ids it has never
         seen, which ``item_ids`` names) with that version, under the business ``rules``
         (checked already). A pinned item this version does not know is left out."""
@@ -155,6 +184,6 @@ class RankingState:
             cands.items = loaded.models.catalog.vocab.indices(item_ids)
         if len(cands.items) and cands.items.max() >= len(loaded.models.stats):
             raise InvalidRequest("a candidate is not in this version's statistics")
-        ranked = loaded.rank(cands, k, mmr_lambda, rules)
+        ranked = loaded.rank(cands, k, mmr_lambda, rules, explain)
         ranked.learned = learned
         return ranked

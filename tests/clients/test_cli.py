@@ -187,6 +187,67 @@ def test_no_similar_items_is_a_sentence_and_degraded_order_is_explained(canned, 
     assert cli.DEGRADED_NOTE in out and cli.MMR_NOTE not in out
 
 
+# ---- explanations ---------------------------------------------------------------------------
+
+class ExplainedGateway(gateway_pb2_grpc.GatewayServicer):
+    """A ranked answer whose explanations are known in advance (the real ranker's depend on
+    the fitted model): the first item fully explained, the second by features alone, the
+    third not at all."""
+
+    def Recommend(self, request, context):
+        response = gateway_pb2.RecommendResponse(version="v1", configuration="ranker")
+        first = response.items.add(item_id="i3", score=0.9, title="Drama Story 3",
+                                   ranking_rank=1, because_of_item_id="i12")
+        first.contributions.add(feature="als_score", description="als score", contribution=0.41)
+        first.contributions.add(feature="popularity", description="popularity",
+                                contribution=-0.12)
+        first.contributions.add(feature="events_purchase",
+                                description="how often the item got purchase events",
+                                contribution=0.0625)
+        second = response.items.add(item_id="i4", score=0.8, ranking_rank=2)
+        second.contributions.add(feature="trending", description="popular right now",
+                                 contribution=0.25)
+        response.items.add(item_id="i5", score=0.7, ranking_rank=3)
+        return response
+
+
+@pytest.fixture
+def explained():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    gateway_pb2_grpc.add_GatewayServicer_to_server(ExplainedGateway(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(0)
+
+
+def test_explanations_print_in_json_and_as_a_why_column(explained, capsys):
+    code, out, _ = run(capsys, "--target", explained, "--json", "recommend", "--user", "u1")
+    first, second, third = json.loads(out)["items"]
+    assert code == 0 and first["because_of_item_id"] == "i12"
+    assert first["contributions"] == [
+        {"feature": "als_score", "description": "als score", "contribution": 0.41},
+        {"feature": "popularity", "description": "popularity", "contribution": -0.12},
+        {"feature": "events_purchase",
+         "description": "how often the item got purchase events", "contribution": 0.0625}]
+    assert second["because_of_item_id"] == "" and len(second["contributions"]) == 1
+    assert (third["because_of_item_id"], third["contributions"]) == ("", [])
+    code, out, _ = run(capsys, "--target", explained, "recommend", "--user", "u1")
+    _, header, _, *rows, timings = out.splitlines()
+    assert code == 0 and header.split()[-1] == "why"
+    # the last column is shown whole, though longer than the 60 characters of the others
+    assert rows[0].endswith(
+        "because i12; als_score +0.41, popularity -0.12, events_purchase +0.06")
+    assert rows[1].endswith("trending +0.25") and rows[2].split()[-1] == "0.7000"
+    assert timings.startswith("timings (ms)")
+
+
+def test_no_why_column_without_explanations(canned, capsys):
+    code, out, _ = run(capsys, "--target", canned, "recommend", "--user", "u1")
+    assert code == 0 and out.splitlines()[1].split() == ["#", "item", "score", "title",
+                                                         "sources"]
+
+
 # ---- the order of the score column ----------------------------------------------------------
 
 def scores_fall(response) -> bool:
@@ -422,8 +483,8 @@ def test_rule_flags_reach_the_server(gateway, capsys):
     # the table grows a rules column, only when rules touched an item
     code, out, _ = run(capsys, "--target", gateway, "recommend", "--user", "u0",
                        "--pin", f"{pinned}@1")
-    header = out.splitlines()[1].split()
-    assert code == 0 and header[-1] == "rules" and f"pin item={pinned} at 1" in out
+    header = out.splitlines()[1].split()  # then ranking's "why", if it explained the order
+    assert code == 0 and "rules" in header and f"pin item={pinned} at 1" in out
     code, out, _ = run(capsys, "--target", gateway, "recommend", "--user", "u0")
     assert "rules" not in out.splitlines()[1].split()
 

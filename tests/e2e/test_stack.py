@@ -50,6 +50,23 @@ def test_known_user_gets_k_distinct_unseen_items(stub, history):
         assert {"total", "retrieval", "ranking", "ranking.model"} <= set(resp.timings_ms)
 
 
+def test_explain_explains_each_ranked_item(stub, history):
+    """The ranker's top features and the user's item it resembles, on the real stack; a
+    request without explain is not explained (its ranking skipped the second pass)."""
+    resp = stub.Recommend(gateway_pb2.RecommendRequest(user_id="u0", k=10, explain=True),
+                          timeout=5)
+    assert not resp.degraded and len(resp.items) == 10
+    for item in resp.items:
+        assert 1 <= len(item.contributions) <= 3
+        assert all(c.feature and c.description and c.contribution for c in item.contributions)
+        sizes = [abs(c.contribution) for c in item.contributions]
+        assert sizes == sorted(sizes, reverse=True)
+        assert item.because_of_item_id in history["u0"]
+    quiet = stub.Recommend(gateway_pb2.RecommendRequest(user_id="u0", k=10, debug=True),
+                           timeout=5)
+    assert not any(i.contributions or i.because_of_item_id for i in quiet.items)
+
+
 def test_recommendations_follow_the_users_taste(stub):
     """Synthetic user u is built to prefer genre u % 6; most picks should be of that genre."""
     from tests.conftest import GENRES

@@ -239,6 +239,8 @@ def test_rules_hold_when_ranking_is_down(backends, gateway_lines):
         assert third.retrieval_rank == 13 and third.sources
         assert list(third.rules) == [f"pin item={deep} at 3"]
         assert gateway_lines()[-1]["rules"] == 3 and gateway_lines()[-1]["degraded"]
+        # nothing ranked the items, so nothing explains them, debug or not
+        assert not any(i.contributions or i.because_of_item_id for i in resp.items)
     finally:
         channel.close()
         server.stop(0)
@@ -298,3 +300,52 @@ def test_a_pin_is_served_ranked_when_no_candidate_is_left(backends):
     finally:
         channel.close()
         server.stop(0)
+
+
+class ExplainingRanking(ranking_pb2_grpc.RankingServicer):
+    """The real ranking server behind a recorder: keeps each RankRequest and stamps a known
+    explanation on every item, asked for or not, so what reaches the response is the
+    gateway's doing whatever the ranker itself explains."""
+
+    def __init__(self, target: str) -> None:
+        self.channel = grpc.insecure_channel(target)
+        self.requests: list[ranking_pb2.RankRequest] = []
+
+    def Rank(self, request, context):
+        self.requests.append(request)
+        response = ranking_pb2_grpc.RankingStub(self.channel).Rank(request, timeout=5)
+        for item in response.items:
+            del item.contributions[:]
+            item.contributions.add(feature="probe", description="a probe",
+                                   contribution=item.rank / 8)
+            item.because_of_item_id = f"seen-{item.item_id}"
+        return response
+
+
+def test_explain_asks_ranking_to_explain_and_passes_the_explanations_on(backends):
+    explaining = ExplainingRanking(backends[1])
+    proxy = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    ranking_pb2_grpc.add_RankingServicer_to_server(explaining, proxy)
+    port = proxy.add_insecure_port("127.0.0.1:0")
+    proxy.start()
+    server, channel, stub = gateway((backends[0], f"127.0.0.1:{port}"))
+    try:
+        resp = stub.Recommend(gateway_pb2.RecommendRequest(user_id="u5", k=5, explain=True),
+                              timeout=5)
+        assert explaining.requests[-1].explain and not resp.degraded and len(resp.items) == 5
+        for item in resp.items:
+            [c] = item.contributions
+            assert (c.feature, c.description, c.contribution) == (
+                "probe", "a probe", item.ranking_rank / 8)
+            assert item.because_of_item_id == f"seen-{item.item_id}"
+        # without explain (debug alone: what the bench times) nobody reads them: not asked for
+        # (a second pass over the trees), and not passed on should ranking explain anyway
+        quiet = stub.Recommend(gateway_pb2.RecommendRequest(user_id="u5", k=5, debug=True),
+                               timeout=5)
+        assert not explaining.requests[-1].explain and len(quiet.items) == 5
+        assert not any(i.contributions or i.because_of_item_id for i in quiet.items)
+    finally:
+        channel.close()
+        server.stop(0)
+        proxy.stop(0)
+        explaining.channel.close()

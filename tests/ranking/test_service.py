@@ -135,6 +135,28 @@ def test_rules_pin_boost_bury_and_exclude_with_a_note_on_each_item_they_touch(se
     assert list(out[got.index(ids[9])].rules) == [f"boost item={ids[9]} x1e+06"]
 
 
+def test_explain_gives_each_item_its_top_contributions_and_closest_recent_item(served):
+    plain = served.stub.Rank(served.request(), timeout=10)
+    assert all(not i.contributions and not i.because_of_item_id for i in plain.items)
+    req = served.request(explain=True)
+    req.rules.append(R(action=R.PIN, item_id="i239", position=2))  # no candidate: no features
+    resp = served.stub.Rank(req, timeout=10)
+    assert "explain" in resp.timings_ms and "explain" not in plain.timings_ms
+    recent = set(req.user.recent_item_ids)
+    assert recent
+    for item in resp.items:
+        if item.item_id == "i239" and item.item_id not in req.candidates.item_ids:
+            assert not item.contributions
+            continue
+        values = [c.contribution for c in item.contributions]
+        assert 1 <= len(values) <= 3 and all(c.description for c in item.contributions)
+        assert [abs(v) for v in values] == sorted((abs(v) for v in values), reverse=True)
+        assert item.because_of_item_id in recent
+    # the order is the same with or without explanations
+    assert [i.item_id for i in served.stub.Rank(served.request(explain=True), timeout=10).items
+            ] == [i.item_id for i in plain.items]
+
+
 def test_a_malformed_rule_is_invalid_argument(served):
     req = served.request()
     req.rules.append(R(action=R.BOOST, category="Comedy", factor=0.5))

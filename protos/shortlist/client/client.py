@@ -158,7 +158,7 @@ class Client:
                   exclude_item_ids: Sequence[str] = (), include_categories: Sequence[str] = (),
                   exclude_categories: Sequence[str] = (), debug: bool = False,
                   after_event_id: str = "", user_attributes: Mapping[str, str] | None = None,
-                  rules: Sequence[common_pb2.Rule] = (),
+                  rules: Sequence[common_pb2.Rule] = (), explain: bool = False,
                   timeout: float | None = None) -> gateway_pb2.RecommendResponse:
         """Up to ``k`` items for ``user_id`` (an unknown user gets cold-start items).
 
@@ -170,6 +170,9 @@ class Client:
         ``common_pb2.Rule(action=common_pb2.Rule.PIN, item_id="296", position=1)``; the
         server checks them (a malformed one is INVALID_ARGUMENT) and, with ``debug``, names
         the rules that touched each item in its ``rules``.
+        ``debug``: stage timings and each item's sources. ``explain``: also why each ranked
+        item is there (``contributions``, ``because_of_item_id``), at the cost of a second pass
+        over the ranker's trees.
         """
         request = gateway_pb2.RecommendRequest(
             user_id=user_id, k=k, recent_item_ids=list(recent_item_ids), debug=debug,
@@ -177,7 +180,7 @@ class Client:
             filters=common_pb2.Filters(exclude_item_ids=list(exclude_item_ids),
                                        include_categories=list(include_categories),
                                        exclude_categories=list(exclude_categories)),
-            rules=list(rules))
+            rules=list(rules), explain=explain)
         return self._call("Recommend", self.stub.Recommend, request, timeout)
 
     def similar_items(self, item_id: str, k: int = 10, *,

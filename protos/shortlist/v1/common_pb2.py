@@ -24,23 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shortlist/v1/common.proto\x12\x0cshortlist.v1\"[\n\x07\x46ilters\x12\x18\n\x10\x65xclude_item_ids\x18\x01 \x03(\t\x12\x1a\n\x12include_categories\x18\x02 \x03(\t\x12\x1a\n\x12\x65xclude_categories\x18\x03 \x03(\t\"\xc3\x01\n\x04Rule\x12)\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x19.shortlist.v1.Rule.Action\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x0e\n\x06\x66\x61\x63tor\x18\x04 \x01(\x02\x12\x10\n\x08position\x18\x05 \x01(\x05\"K\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\t\n\x05\x42OOST\x10\x01\x12\x08\n\x04\x42URY\x10\x02\x12\x07\n\x03PIN\x10\x03\x12\x0b\n\x07\x45XCLUDE\x10\x04\"@\n\x0eGeneratorScore\x12\x11\n\tgenerator\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04rank\x18\x03 \x01(\x05\":\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\ncategories\x18\x03 \x03(\t*\x94\x01\n\x0bUserSegment\x12\x1c\n\x18USER_SEGMENT_UNSPECIFIED\x10\x00\x12\x14\n\x10USER_SEGMENT_NEW\x10\x01\x12\x1b\n\x17USER_SEGMENT_ONBOARDING\x10\x02\x12\x16\n\x12USER_SEGMENT_LIGHT\x10\x03\x12\x1c\n\x18USER_SEGMENT_ESTABLISHED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shortlist/v1/common.proto\x12\x0cshortlist.v1\"[\n\x07\x46ilters\x12\x18\n\x10\x65xclude_item_ids\x18\x01 \x03(\t\x12\x1a\n\x12include_categories\x18\x02 \x03(\t\x12\x1a\n\x12\x65xclude_categories\x18\x03 \x03(\t\"\xc3\x01\n\x04Rule\x12)\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x19.shortlist.v1.Rule.Action\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x0e\n\x06\x66\x61\x63tor\x18\x04 \x01(\x02\x12\x10\n\x08position\x18\x05 \x01(\x05\"K\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\t\n\x05\x42OOST\x10\x01\x12\x08\n\x04\x42URY\x10\x02\x12\x07\n\x03PIN\x10\x03\x12\x0b\n\x07\x45XCLUDE\x10\x04\"Q\n\x13\x46\x65\x61tureContribution\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x02\"@\n\x0eGeneratorScore\x12\x11\n\tgenerator\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04rank\x18\x03 \x01(\x05\":\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\ncategories\x18\x03 \x03(\t*\x94\x01\n\x0bUserSegment\x12\x1c\n\x18USER_SEGMENT_UNSPECIFIED\x10\x00\x12\x14\n\x10USER_SEGMENT_NEW\x10\x01\x12\x1b\n\x17USER_SEGMENT_ONBOARDING\x10\x02\x12\x16\n\x12USER_SEGMENT_LIGHT\x10\x03\x12\x1c\n\x18USER_SEGMENT_ESTABLISHED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shortlist.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_USERSEGMENT']._serialized_start=461
-  _globals['_USERSEGMENT']._serialized_end=609
+  _globals['_USERSEGMENT']._serialized_start=544
+  _globals['_USERSEGMENT']._serialized_end=692
   _globals['_FILTERS']._serialized_start=43
   _globals['_FILTERS']._serialized_end=134
   _globals['_RULE']._serialized_start=137
   _globals['_RULE']._serialized_end=332
   _globals['_RULE_ACTION']._serialized_start=257
   _globals['_RULE_ACTION']._serialized_end=332
-  _globals['_GENERATORSCORE']._serialized_start=334
-  _globals['_GENERATORSCORE']._serialized_end=398
-  _globals['_ITEM']._serialized_start=400
-  _globals['_ITEM']._serialized_end=458
+  _globals['_FEATURECONTRIBUTION']._serialized_start=334
+  _globals['_FEATURECONTRIBUTION']._serialized_end=415
+  _globals['_GENERATORSCORE']._serialized_start=417
+  _globals['_GENERATORSCORE']._serialized_end=481
+  _globals['_ITEM']._serialized_start=483
+  _globals['_ITEM']._serialized_end=541
 # @@protoc_insertion_point(module_scope)

@@ -56,6 +56,16 @@ class Rule(_message.Message):
     position: int
     def __init__(self, action: _Optional[_Union[Rule.Action, str]] = ..., item_id: _Optional[str] = ..., category: _Optional[str] = ..., factor: _Optional[float] = ..., position: _Optional[int] = ...) -> None: ...
 
+class FeatureContribution(_message.Message):
+    __slots__ = ("feature", "description", "contribution")
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    feature: str
+    description: str
+    contribution: float
+    def __init__(self, feature: _Optional[str] = ..., description: _Optional[str] = ..., contribution: _Optional[float] = ...) -> None: ...
+
 class GeneratorScore(_message.Message):
     __slots__ = ("generator", "score", "rank")
     GENERATOR_FIELD_NUMBER: _ClassVar[int]

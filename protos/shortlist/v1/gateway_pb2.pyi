@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("user_id", "k", "filters", "recent_item_ids", "debug", "after_event_id", "user_attributes", "rules")
+    __slots__ = ("user_id", "k", "filters", "recent_item_ids", "debug", "after_event_id", "user_attributes", "rules", "explain")
     class UserAttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,7 @@ class RecommendRequest(_message.Message):
     AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     k: int
     filters: _common_pb2.Filters
@@ -34,10 +35,11 @@ class RecommendRequest(_message.Message):
     after_event_id: str
     user_attributes: _containers.ScalarMap[str, str]
     rules: _containers.RepeatedCompositeFieldContainer[_common_pb2.Rule]
-    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., debug: _Optional[bool] = ..., after_event_id: _Optional[str] = ..., user_attributes: _Optional[_Mapping[str, str]] = ..., rules: _Optional[_Iterable[_Union[_common_pb2.Rule, _Mapping]]] = ...) -> None: ...
+    explain: bool
+    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., debug: _Optional[bool] = ..., after_event_id: _Optional[str] = ..., user_attributes: _Optional[_Mapping[str, str]] = ..., rules: _Optional[_Iterable[_Union[_common_pb2.Rule, _Mapping]]] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class RecommendedItem(_message.Message):
-    __slots__ = ("item_id", "score", "title", "categories", "sources", "retrieval_rank", "ranking_rank", "rules")
+    __slots__ = ("item_id", "score", "title", "categories", "sources", "retrieval_rank", "ranking_rank", "rules", "contributions", "because_of_item_id")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +48,8 @@ class RecommendedItem(_message.Message):
     RETRIEVAL_RANK_FIELD_NUMBER: _ClassVar[int]
     RANKING_RANK_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    BECAUSE_OF_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     score: float
     title: str
@@ -54,7 +58,9 @@ class RecommendedItem(_message.Message):
     retrieval_rank: int
     ranking_rank: int
     rules: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., title: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[_Union[_common_pb2.GeneratorScore, _Mapping]]] = ..., retrieval_rank: _Optional[int] = ..., ranking_rank: _Optional[int] = ..., rules: _Optional[_Iterable[str]] = ...) -> None: ...
+    contributions: _containers.RepeatedCompositeFieldContainer[_common_pb2.FeatureContribution]
+    because_of_item_id: str
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., title: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[_Union[_common_pb2.GeneratorScore, _Mapping]]] = ..., retrieval_rank: _Optional[int] = ..., ranking_rank: _Optional[int] = ..., rules: _Optional[_Iterable[str]] = ..., contributions: _Optional[_Iterable[_Union[_common_pb2.FeatureContribution, _Mapping]]] = ..., because_of_item_id: _Optional[str] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
     __slots__ = ("items", "timings_ms", "version", "degraded", "segment", "request_id", "configuration")

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RankRequest(_message.Message):
-    __slots__ = ("user", "candidates", "items", "k", "request_id", "mmr_lambda", "version", "rules")
+    __slots__ = ("user", "candidates", "items", "k", "request_id", "mmr_lambda", "version", "rules", "explain")
     USER_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class RankRequest(_message.Message):
     MMR_LAMBDA_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     user: _retrieval_pb2.UserContext
     candidates: _retrieval_pb2.CandidateColumns
     items: _containers.RepeatedCompositeFieldContainer[_common_pb2.Item]
@@ -26,23 +27,28 @@ class RankRequest(_message.Message):
     mmr_lambda: float
     version: str
     rules: _containers.RepeatedCompositeFieldContainer[_common_pb2.Rule]
-    def __init__(self, user: _Optional[_Union[_retrieval_pb2.UserContext, _Mapping]] = ..., candidates: _Optional[_Union[_retrieval_pb2.CandidateColumns, _Mapping]] = ..., items: _Optional[_Iterable[_Union[_common_pb2.Item, _Mapping]]] = ..., k: _Optional[int] = ..., request_id: _Optional[str] = ..., mmr_lambda: _Optional[float] = ..., version: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[_common_pb2.Rule, _Mapping]]] = ...) -> None: ...
+    explain: bool
+    def __init__(self, user: _Optional[_Union[_retrieval_pb2.UserContext, _Mapping]] = ..., candidates: _Optional[_Union[_retrieval_pb2.CandidateColumns, _Mapping]] = ..., items: _Optional[_Iterable[_Union[_common_pb2.Item, _Mapping]]] = ..., k: _Optional[int] = ..., request_id: _Optional[str] = ..., mmr_lambda: _Optional[float] = ..., version: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[_common_pb2.Rule, _Mapping]]] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class RankedItem(_message.Message):
-    __slots__ = ("item_id", "score", "rank", "title", "categories", "rules")
+    __slots__ = ("item_id", "score", "rank", "title", "categories", "rules", "contributions", "because_of_item_id")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    BECAUSE_OF_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     score: float
     rank: int
     title: str
     categories: _containers.RepeatedScalarFieldContainer[str]
     rules: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ..., title: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., rules: _Optional[_Iterable[str]] = ...) -> None: ...
+    contributions: _containers.RepeatedCompositeFieldContainer[_common_pb2.FeatureContribution]
+    because_of_item_id: str
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ..., title: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., rules: _Optional[_Iterable[str]] = ..., contributions: _Optional[_Iterable[_Union[_common_pb2.FeatureContribution, _Mapping]]] = ..., because_of_item_id: _Optional[str] = ...) -> None: ...
 
 class RankResponse(_message.Message):
     __slots__ = ("items", "version", "timings_ms", "configuration")

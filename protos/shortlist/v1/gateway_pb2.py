@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from shortlist.v1 import admin_pb2 as shortlist_dot_v1_dot_admin__pb2
 from shortlist.v1 import common_pb2 as shortlist_dot_v1_dot_common__pb2
+from shortlist.v1 import experiment_pb2 as shortlist_dot_v1_dot_experiment__pb2
 from shortlist.v1 import retrieval_pb2 as shortlist_dot_v1_dot_retrieval__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashortlist/v1/gateway.proto\x12\x0cshortlist.v1\x1a\x18shortlist/v1/admin.proto\x1a\x19shortlist/v1/common.proto\x1a\x1cshortlist/v1/retrieval.proto\"\xce\x02\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12&\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x15.shortlist.v1.Filters\x12\x17\n\x0frecent_item_ids\x18\x04 \x03(\t\x12\r\n\x05\x64\x65\x62ug\x18\x05 \x01(\x08\x12\x16\n\x0e\x61\x66ter_event_id\x18\x06 \x01(\t\x12K\n\x0fuser_attributes\x18\x07 \x03(\x0b\x32\x32.shortlist.v1.RecommendRequest.UserAttributesEntry\x12!\n\x05rules\x18\x08 \x03(\x0b\x32\x12.shortlist.v1.Rule\x12\x0f\n\x07\x65xplain\x18\t \x01(\x08\x1a\x35\n\x13UserAttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x96\x02\n\x0fRecommendedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05title\x18\x03 \x01(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\x12-\n\x07sources\x18\x05 \x03(\x0b\x32\x1c.shortlist.v1.GeneratorScore\x12\x16\n\x0eretrieval_rank\x18\x06 \x01(\x05\x12\x14\n\x0cranking_rank\x18\x07 \x01(\x05\x12\r\n\x05rules\x18\x08 \x03(\t\x12\x38\n\rcontributions\x18\t \x03(\x0b\x32!.shortlist.v1.FeatureContribution\x12\x1a\n\x12\x62\x65\x63\x61use_of_item_id\x18\n \x01(\t\"\xb1\x02\n\x11RecommendResponse\x12,\n\x05items\x18\x01 \x03(\x0b\x32\x1d.shortlist.v1.RecommendedItem\x12\x42\n\ntimings_ms\x18\x02 \x03(\x0b\x32..shortlist.v1.RecommendResponse.TimingsMsEntry\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\x12*\n\x07segment\x18\x05 \x01(\x0e\x32\x19.shortlist.v1.UserSegment\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x15\n\rconfiguration\x18\x07 \x01(\t\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\xe1\x04\n\x07Gateway\x12L\n\tRecommend\x12\x1e.shortlist.v1.RecommendRequest\x1a\x1f.shortlist.v1.RecommendResponse\x12U\n\x0cSimilarItems\x12!.shortlist.v1.SimilarItemsRequest\x1a\".shortlist.v1.SimilarItemsResponse\x12\x64\n\x11RecordInteraction\x12&.shortlist.v1.RecordInteractionRequest\x1a\'.shortlist.v1.RecordInteractionResponse\x12O\n\nUpsertItem\x12\x1f.shortlist.v1.UpsertItemRequest\x1a .shortlist.v1.UpsertItemResponse\x12R\n\x0bSearchItems\x12 .shortlist.v1.SearchItemsRequest\x1a!.shortlist.v1.SearchItemsResponse\x12U\n\x0cListVersions\x12!.shortlist.v1.ListVersionsRequest\x1a\".shortlist.v1.ListVersionsResponse\x12O\n\nSetVersion\x12\x1f.shortlist.v1.SetVersionRequest\x1a .shortlist.v1.SetVersionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashortlist/v1/gateway.proto\x12\x0cshortlist.v1\x1a\x18shortlist/v1/admin.proto\x1a\x19shortlist/v1/common.proto\x1a\x1dshortlist/v1/experiment.proto\x1a\x1cshortlist/v1/retrieval.proto\"\xdf\x02\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12&\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x15.shortlist.v1.Filters\x12\x17\n\x0frecent_item_ids\x18\x04 \x03(\t\x12\r\n\x05\x64\x65\x62ug\x18\x05 \x01(\x08\x12\x16\n\x0e\x61\x66ter_event_id\x18\x06 \x01(\t\x12K\n\x0fuser_attributes\x18\x07 \x03(\x0b\x32\x32.shortlist.v1.RecommendRequest.UserAttributesEntry\x12!\n\x05rules\x18\x08 \x03(\x0b\x32\x12.shortlist.v1.Rule\x12\x0f\n\x07\x65xplain\x18\t \x01(\x08\x12\x0f\n\x07variant\x18\n \x01(\t\x1a\x35\n\x13UserAttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa4\x02\n\x0fRecommendedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05title\x18\x03 \x01(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\x12-\n\x07sources\x18\x05 \x03(\x0b\x32\x1c.shortlist.v1.GeneratorScore\x12\x16\n\x0eretrieval_rank\x18\x06 \x01(\x05\x12\x14\n\x0cranking_rank\x18\x07 \x01(\x05\x12\r\n\x05rules\x18\x08 \x03(\t\x12\x38\n\rcontributions\x18\t \x03(\x0b\x32!.shortlist.v1.FeatureContribution\x12\x1a\n\x12\x62\x65\x63\x61use_of_item_id\x18\n \x01(\t\x12\x0c\n\x04team\x18\x0b \x01(\t\"\xc2\x02\n\x11RecommendResponse\x12,\n\x05items\x18\x01 \x03(\x0b\x32\x1d.shortlist.v1.RecommendedItem\x12\x42\n\ntimings_ms\x18\x02 \x03(\x0b\x32..shortlist.v1.RecommendResponse.TimingsMsEntry\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\x12*\n\x07segment\x18\x05 \x01(\x0e\x32\x19.shortlist.v1.UserSegment\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x15\n\rconfiguration\x18\x07 \x01(\t\x12\x0f\n\x07variant\x18\x08 \x01(\t\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\x89\x06\n\x07Gateway\x12L\n\tRecommend\x12\x1e.shortlist.v1.RecommendRequest\x1a\x1f.shortlist.v1.RecommendResponse\x12U\n\x0cSimilarItems\x12!.shortlist.v1.SimilarItemsRequest\x1a\".shortlist.v1.SimilarItemsResponse\x12\x64\n\x11RecordInteraction\x12&.shortlist.v1.RecordInteractionRequest\x1a\'.shortlist.v1.RecordInteractionResponse\x12O\n\nUpsertItem\x12\x1f.shortlist.v1.UpsertItemRequest\x1a .shortlist.v1.UpsertItemResponse\x12R\n\x0bSearchItems\x12 .shortlist.v1.SearchItemsRequest\x1a!.shortlist.v1.SearchItemsResponse\x12U\n\x0cListVersions\x12!.shortlist.v1.ListVersionsRequest\x1a\".shortlist.v1.ListVersionsResponse\x12O\n\nSetVersion\x12\x1f.shortlist.v1.SetVersionRequest\x1a .shortlist.v1.SetVersionResponse\x12R\n\rSetExperiment\x12\".shortlist.v1.SetExperimentRequest\x1a\x1d.shortlist.v1.ExperimentState\x12R\n\rGetExperiment\x12\".shortlist.v1.GetExperimentRequest\x1a\x1d.shortlist.v1.ExperimentStateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,16 +39,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECOMMENDREQUEST_USERATTRIBUTESENTRY']._serialized_options = b'8\001'
   _globals['_RECOMMENDRESPONSE_TIMINGSMSENTRY']._loaded_options = None
   _globals['_RECOMMENDRESPONSE_TIMINGSMSENTRY']._serialized_options = b'8\001'
-  _globals['_RECOMMENDREQUEST']._serialized_start=128
-  _globals['_RECOMMENDREQUEST']._serialized_end=462
-  _globals['_RECOMMENDREQUEST_USERATTRIBUTESENTRY']._serialized_start=409
-  _globals['_RECOMMENDREQUEST_USERATTRIBUTESENTRY']._serialized_end=462
-  _globals['_RECOMMENDEDITEM']._serialized_start=465
-  _globals['_RECOMMENDEDITEM']._serialized_end=743
-  _globals['_RECOMMENDRESPONSE']._serialized_start=746
-  _globals['_RECOMMENDRESPONSE']._serialized_end=1051
-  _globals['_RECOMMENDRESPONSE_TIMINGSMSENTRY']._serialized_start=1003
-  _globals['_RECOMMENDRESPONSE_TIMINGSMSENTRY']._serialized_end=1051
-  _globals['_GATEWAY']._serialized_start=1054
-  _globals['_GATEWAY']._serialized_end=1663
+  _globals['_RECOMMENDREQUEST']._serialized_start=159
+  _globals['_RECOMMENDREQUEST']._serialized_end=510
+  _globals['_RECOMMENDREQUEST_USERATTRIBUTESENTRY']._serialized_start=457
+  _globals['_RECOMMENDREQUEST_USERATTRIBUTESENTRY']._serialized_end=510
+  _globals['_RECOMMENDEDITEM']._serialized_start=513
+  _globals['_RECOMMENDEDITEM']._serialized_end=805
+  _globals['_RECOMMENDRESPONSE']._serialized_start=808
+  _globals['_RECOMMENDRESPONSE']._serialized_end=1130
+  _globals['_RECOMMENDRESPONSE_TIMINGSMSENTRY']._serialized_start=1082
+  _globals['_RECOMMENDRESPONSE_TIMINGSMSENTRY']._serialized_end=1130
+  _globals['_GATEWAY']._serialized_start=1133
+  _globals['_GATEWAY']._serialized_end=1910
 # @@protoc_insertion_point(module_scope)

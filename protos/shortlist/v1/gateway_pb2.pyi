@@ -1,5 +1,6 @@
 from shortlist.v1 import admin_pb2 as _admin_pb2
 from shortlist.v1 import common_pb2 as _common_pb2
+from shortlist.v1 import experiment_pb2 as _experiment_pb2
 from shortlist.v1 import retrieval_pb2 as _retrieval_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -10,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("user_id", "k", "filters", "recent_item_ids", "debug", "after_event_id", "user_attributes", "rules", "explain")
+    __slots__ = ("user_id", "k", "filters", "recent_item_ids", "debug", "after_event_id", "user_attributes", "rules", "explain", "variant")
     class UserAttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +28,7 @@ class RecommendRequest(_message.Message):
     USER_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     k: int
     filters: _common_pb2.Filters
@@ -36,10 +38,11 @@ class RecommendRequest(_message.Message):
     user_attributes: _containers.ScalarMap[str, str]
     rules: _containers.RepeatedCompositeFieldContainer[_common_pb2.Rule]
     explain: bool
-    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., debug: _Optional[bool] = ..., after_event_id: _Optional[str] = ..., user_attributes: _Optional[_Mapping[str, str]] = ..., rules: _Optional[_Iterable[_Union[_common_pb2.Rule, _Mapping]]] = ..., explain: _Optional[bool] = ...) -> None: ...
+    variant: str
+    def __init__(self, user_id: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., debug: _Optional[bool] = ..., after_event_id: _Optional[str] = ..., user_attributes: _Optional[_Mapping[str, str]] = ..., rules: _Optional[_Iterable[_Union[_common_pb2.Rule, _Mapping]]] = ..., explain: _Optional[bool] = ..., variant: _Optional[str] = ...) -> None: ...
 
 class RecommendedItem(_message.Message):
-    __slots__ = ("item_id", "score", "title", "categories", "sources", "retrieval_rank", "ranking_rank", "rules", "contributions", "because_of_item_id")
+    __slots__ = ("item_id", "score", "title", "categories", "sources", "retrieval_rank", "ranking_rank", "rules", "contributions", "because_of_item_id", "team")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +53,7 @@ class RecommendedItem(_message.Message):
     RULES_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     BECAUSE_OF_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     score: float
     title: str
@@ -60,10 +64,11 @@ class RecommendedItem(_message.Message):
     rules: _containers.RepeatedScalarFieldContainer[str]
     contributions: _containers.RepeatedCompositeFieldContainer[_common_pb2.FeatureContribution]
     because_of_item_id: str
-    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., title: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[_Union[_common_pb2.GeneratorScore, _Mapping]]] = ..., retrieval_rank: _Optional[int] = ..., ranking_rank: _Optional[int] = ..., rules: _Optional[_Iterable[str]] = ..., contributions: _Optional[_Iterable[_Union[_common_pb2.FeatureContribution, _Mapping]]] = ..., because_of_item_id: _Optional[str] = ...) -> None: ...
+    team: str
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., title: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[_Union[_common_pb2.GeneratorScore, _Mapping]]] = ..., retrieval_rank: _Optional[int] = ..., ranking_rank: _Optional[int] = ..., rules: _Optional[_Iterable[str]] = ..., contributions: _Optional[_Iterable[_Union[_common_pb2.FeatureContribution, _Mapping]]] = ..., because_of_item_id: _Optional[str] = ..., team: _Optional[str] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "timings_ms", "version", "degraded", "segment", "request_id", "configuration")
+    __slots__ = ("items", "timings_ms", "version", "degraded", "segment", "request_id", "configuration", "variant")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +83,7 @@ class RecommendResponse(_message.Message):
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RecommendedItem]
     timings_ms: _containers.ScalarMap[str, float]
     version: str
@@ -85,4 +91,5 @@ class RecommendResponse(_message.Message):
     segment: _common_pb2.UserSegment
     request_id: str
     configuration: str
-    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., version: _Optional[str] = ..., degraded: _Optional[bool] = ..., segment: _Optional[_Union[_common_pb2.UserSegment, str]] = ..., request_id: _Optional[str] = ..., configuration: _Optional[str] = ...) -> None: ...
+    variant: str
+    def __init__(self, items: _Optional[_Iterable[_Union[RecommendedItem, _Mapping]]] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., version: _Optional[str] = ..., degraded: _Optional[bool] = ..., segment: _Optional[_Union[_common_pb2.UserSegment, str]] = ..., request_id: _Optional[str] = ..., configuration: _Optional[str] = ..., variant: _Optional[str] = ...) -> None: ...

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from shortlist.v1 import admin_pb2 as shortlist_dot_v1_dot_admin__pb2
+from shortlist.v1 import experiment_pb2 as shortlist_dot_v1_dot_experiment__pb2
 from shortlist.v1 import gateway_pb2 as shortlist_dot_v1_dot_gateway__pb2
 from shortlist.v1 import retrieval_pb2 as shortlist_dot_v1_dot_retrieval__pb2
 
@@ -72,6 +73,16 @@ class GatewayStub:
                 request_serializer=shortlist_dot_v1_dot_admin__pb2.SetVersionRequest.SerializeToString,
                 response_deserializer=shortlist_dot_v1_dot_admin__pb2.SetVersionResponse.FromString,
                 _registered_method=True)
+        self.SetExperiment = channel.unary_unary(
+                '/shortlist.v1.Gateway/SetExperiment',
+                request_serializer=shortlist_dot_v1_dot_experiment__pb2.SetExperimentRequest.SerializeToString,
+                response_deserializer=shortlist_dot_v1_dot_experiment__pb2.ExperimentState.FromString,
+                _registered_method=True)
+        self.GetExperiment = channel.unary_unary(
+                '/shortlist.v1.Gateway/GetExperiment',
+                request_serializer=shortlist_dot_v1_dot_experiment__pb2.GetExperimentRequest.SerializeToString,
+                response_deserializer=shortlist_dot_v1_dot_experiment__pb2.ExperimentState.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -123,6 +134,20 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetExperiment(self, request, context):
+        """Start, change or end the traffic split (token-protected); takes effect at once, no
+        restart. Gateways sharing an experiment file follow it within their poll interval.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetExperiment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +185,16 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.SetVersion,
                     request_deserializer=shortlist_dot_v1_dot_admin__pb2.SetVersionRequest.FromString,
                     response_serializer=shortlist_dot_v1_dot_admin__pb2.SetVersionResponse.SerializeToString,
+            ),
+            'SetExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetExperiment,
+                    request_deserializer=shortlist_dot_v1_dot_experiment__pb2.SetExperimentRequest.FromString,
+                    response_serializer=shortlist_dot_v1_dot_experiment__pb2.ExperimentState.SerializeToString,
+            ),
+            'GetExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExperiment,
+                    request_deserializer=shortlist_dot_v1_dot_experiment__pb2.GetExperimentRequest.FromString,
+                    response_serializer=shortlist_dot_v1_dot_experiment__pb2.ExperimentState.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -352,6 +387,60 @@ class Gateway:
             '/shortlist.v1.Gateway/SetVersion',
             shortlist_dot_v1_dot_admin__pb2.SetVersionRequest.SerializeToString,
             shortlist_dot_v1_dot_admin__pb2.SetVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shortlist.v1.Gateway/SetExperiment',
+            shortlist_dot_v1_dot_experiment__pb2.SetExperimentRequest.SerializeToString,
+            shortlist_dot_v1_dot_experiment__pb2.ExperimentState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shortlist.v1.Gateway/GetExperiment',
+            shortlist_dot_v1_dot_experiment__pb2.GetExperimentRequest.SerializeToString,
+            shortlist_dot_v1_dot_experiment__pb2.ExperimentState.FromString,
             options,
             channel_credentials,
             insecure,

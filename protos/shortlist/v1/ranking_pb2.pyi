@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RankRequest(_message.Message):
-    __slots__ = ("user", "candidates", "items", "k", "request_id", "mmr_lambda", "version", "rules", "explain")
+    __slots__ = ("user", "candidates", "items", "k", "request_id", "mmr_lambda", "version", "rules", "explain", "order")
     USER_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class RankRequest(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
     user: _retrieval_pb2.UserContext
     candidates: _retrieval_pb2.CandidateColumns
     items: _containers.RepeatedCompositeFieldContainer[_common_pb2.Item]
@@ -28,7 +29,8 @@ class RankRequest(_message.Message):
     version: str
     rules: _containers.RepeatedCompositeFieldContainer[_common_pb2.Rule]
     explain: bool
-    def __init__(self, user: _Optional[_Union[_retrieval_pb2.UserContext, _Mapping]] = ..., candidates: _Optional[_Union[_retrieval_pb2.CandidateColumns, _Mapping]] = ..., items: _Optional[_Iterable[_Union[_common_pb2.Item, _Mapping]]] = ..., k: _Optional[int] = ..., request_id: _Optional[str] = ..., mmr_lambda: _Optional[float] = ..., version: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[_common_pb2.Rule, _Mapping]]] = ..., explain: _Optional[bool] = ...) -> None: ...
+    order: str
+    def __init__(self, user: _Optional[_Union[_retrieval_pb2.UserContext, _Mapping]] = ..., candidates: _Optional[_Union[_retrieval_pb2.CandidateColumns, _Mapping]] = ..., items: _Optional[_Iterable[_Union[_common_pb2.Item, _Mapping]]] = ..., k: _Optional[int] = ..., request_id: _Optional[str] = ..., mmr_lambda: _Optional[float] = ..., version: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[_common_pb2.Rule, _Mapping]]] = ..., explain: _Optional[bool] = ..., order: _Optional[str] = ...) -> None: ...
 
 class RankedItem(_message.Message):
     __slots__ = ("item_id", "score", "rank", "title", "categories", "rules", "contributions", "because_of_item_id")

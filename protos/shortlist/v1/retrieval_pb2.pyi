@@ -112,7 +112,7 @@ class SimilarItemsResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class RecordInteractionRequest(_message.Message):
-    __slots__ = ("user_id", "item_id", "weight", "timestamp", "request_id", "client_event_id", "event")
+    __slots__ = ("user_id", "item_id", "weight", "timestamp", "request_id", "client_event_id", "event", "follows_request_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +120,7 @@ class RecordInteractionRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    FOLLOWS_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     item_id: str
     weight: float
@@ -127,7 +128,8 @@ class RecordInteractionRequest(_message.Message):
     request_id: str
     client_event_id: str
     event: str
-    def __init__(self, user_id: _Optional[str] = ..., item_id: _Optional[str] = ..., weight: _Optional[float] = ..., timestamp: _Optional[int] = ..., request_id: _Optional[str] = ..., client_event_id: _Optional[str] = ..., event: _Optional[str] = ...) -> None: ...
+    follows_request_id: str
+    def __init__(self, user_id: _Optional[str] = ..., item_id: _Optional[str] = ..., weight: _Optional[float] = ..., timestamp: _Optional[int] = ..., request_id: _Optional[str] = ..., client_event_id: _Optional[str] = ..., event: _Optional[str] = ..., follows_request_id: _Optional[str] = ...) -> None: ...
 
 class RecordInteractionResponse(_message.Message):
     __slots__ = ("sequence", "history_length", "event_id", "duplicate")

@@ -73,9 +73,28 @@ class RankingPipeline:
     def features(self, cands: Candidates) -> np.ndarray:
         return build_features(cands, self.stats, self.config.features)
 
-    def configuration(self, mmr_lambda: float | None = None) -> str:
+    def configuration(self, mmr_lambda: float | None = None, order: str = "") -> str:
         lam = self.config.mmr_lambda if mmr_lambda is None else mmr_lambda
-        return configuration_name(self.config.order, lam, self.config.diversity)
+        return configuration_name(order or self.config.order, lam, self.config.diversity)
+
+    def check_order(self, order: str) -> str:
+        """``order`` (an experiment variant's, instead of the artifact's) if this version can
+        serve it, else ValueError saying why. Empty: the artifact's. A generator this version
+        never had is refused rather than served as the merged order under its name."""
+        if not order or order == RETRIEVAL:
+            return order
+        if order == RANKER:
+            if self.ranker.booster is None:
+                raise ValueError("this version has no trained ranker")
+            return order
+        name = order.removeprefix(GENERATOR)
+        if order == name or not name:
+            raise ValueError(f"unknown order {order[:64]!r}: expected {RANKER!r}, "
+                             f"{RETRIEVAL!r} or {GENERATOR}NAME")
+        if self.config.features.generators and name not in self.config.features.generators:
+            raise ValueError(f"this version has no generator {name[:64]!r} (it has "
+                             f"{', '.join(self.config.features.generators)})")
+        return order
 
     def rank(self, cands: Candidates, k: int, mmr_lambda: float | None = None,
              order: str | None = None, shift: np.ndarray | None = None,
@@ -121,14 +140,15 @@ class RankingPipeline:
         timings["mmr"] = (time.perf_counter() - t0) * 1e3
         return picked, scores[picked], timings
 
-    def explain(self, cands: Candidates, positions: np.ndarray
+    def explain(self, cands: Candidates, positions: np.ndarray, order: str = ""
                 ) -> tuple[list[list[tuple[str, str, float]]], np.ndarray]:
         """For the candidates at ``positions`` (as ``rank`` returned them for ``cands``): the
         features that moved the ranker's score most (none when another order served), and
         the user's recent item each resembles most in the diversity space (-1: none)."""
         positions = np.asarray(positions, dtype=np.int64)
         contrib: list[list[tuple[str, str, float]]] = [[] for _ in positions]
-        if self.config.order == RANKER and self.ranker.booster is not None and len(positions):
+        if ((order or self.config.order) == RANKER and self.ranker.booster is not None
+                and len(positions)):
             contrib = contributions(self.ranker.booster, self.features(cands)[positions],
                                     self.config.features.names)
         space = (self.stats.spaces.get(self.stats.diversity_space)

@@ -72,7 +72,7 @@ class RankingService(ranking_pb2_grpc.RankingServicer):
                    for it in request.items}
         rules = read_rules(request.rules)
         ranked = self.state.rank(loaded.version, cands, list(request.candidates.item_ids),
-                                 details, k, lam, rules, request.explain)
+                                 details, k, lam, rules, request.explain, request.order)
         response = ranking_pb2.RankResponse(version=loaded.version,
                                             configuration=ranked.configuration)
         for r, (item, s) in enumerate(zip(ranked.items.tolist(), ranked.scores.tolist(),

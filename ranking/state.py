@@ -77,13 +77,14 @@ class LoadedVersion:
         return added
 
     def rank(self, cands: Candidates, k: int, mmr_lambda: float | None,
-             rules: Sequence[Rule] = (), explain: bool = False) -> Ranked:
+             rules: Sequence[Rule] = (), explain: bool = False, order: str = "") -> Ranked:
+        """``order`` (checked with ``pipeline.check_order``) replaces the artifact's."""
+        configuration = self.pipeline.configuration(mmr_lambda, order)
         if not rules:
-            pos, scores, timings = self.pipeline.rank(cands, k, mmr_lambda)
-            ranked = Ranked(cands.items[pos], scores, timings, 0,
-                            self.pipeline.configuration(mmr_lambda))
+            pos, scores, timings = self.pipeline.rank(cands, k, mmr_lambda, order or None)
+            ranked = Ranked(cands.items[pos], scores, timings, 0, configuration)
             if explain:
-                self._explain(ranked, cands, pos)
+                self._explain(ranked, cands, pos, order)
             return ranked
         catalog = self.models.catalog
         items = cands.items.tolist()
@@ -96,27 +97,28 @@ class LoadedVersion:
         pinned = [(catalog.vocab.index(r.item_id), r) for r in pins(rules)]
         # room for the pins: what they push down must still fill k
         pos, scores, timings = self.pipeline.rank(kept, k + len(pinned), mmr_lambda,
-                                                  shift=scored.shift[rows])
+                                                  order or None, shift=scored.shift[rows])
         notes = {items[rows[p]]: scored.notes[rows[p]] for p in pos.tolist()
                  if scored.notes[rows[p]]}
         score_of = dict(zip(kept.items[pos].tolist(), scores.tolist(), strict=True))
         known = [(item, r) for item, r in pinned if item >= 0]
         for item, r in known:
             notes.setdefault(item, []).append(r.describe())
-        order = place_pins(kept.items[pos].tolist(), [(i, r.position) for i, r in known], k)
-        ranked = Ranked(np.asarray(order, np.int64),
-                        np.asarray([score_of.get(i, 0.0) for i in order], np.float32), timings,
-                        0, self.pipeline.configuration(mmr_lambda),
-                        {i: notes[i] for i in order if i in notes})
+        final = place_pins(kept.items[pos].tolist(), [(i, r.position) for i, r in known], k)
+        ranked = Ranked(np.asarray(final, np.int64),
+                        np.asarray([score_of.get(i, 0.0) for i in final], np.float32), timings,
+                        0, configuration, {i: notes[i] for i in final if i in notes})
         if explain:
             row_of = {item: p for p, item in enumerate(kept.items.tolist())}
             self._explain(ranked, kept,
-                          np.asarray([row_of[i] for i in order if i in row_of], np.int64))
+                          np.asarray([row_of[i] for i in final if i in row_of], np.int64),
+                          order)
         return ranked
 
-    def _explain(self, ranked: Ranked, cands: Candidates, positions: np.ndarray) -> None:
+    def _explain(self, ranked: Ranked, cands: Candidates, positions: np.ndarray,
+                 order: str = "") -> None:
         t0 = time.perf_counter()
-        contrib, closest = self.pipeline.explain(cands, positions)
+        contrib, closest = self.pipeline.explain(cands, positions, order)
         ranked.timings_ms["explain"] = (time.perf_counter() - t0) * 1e3
         for item, c, near in zip(cands.items[positions].tolist(), contrib, closest.tolist(),
                                  strict=True):
@@ -173,17 +175,21 @@ class RankingState:
     def rank(self, version: str, cands: Candidates, item_ids: list[str],
              details: Mapping[str, ItemDetails], k: int,
              mmr_lambda: float | None, rules: Sequence[Rule] = (),
-             explain: bool = False) -> Ranked:
+             explain: bool = False, order: str = "") -> Ranked:
         """Rank ``cands`` (items as indices of the named version; -1 for ids it has never
         seen, which ``item_ids`` names) with that version, under the business ``rules``
         (checked already). A pinned item this version does not know is left out."""
         loaded = self.pick(version)
+        try:
+            order = loaded.pipeline.check_order(order)
+        except ValueError as exc:
+            raise InvalidRequest(f"order: {exc}") from None
         learned = 0
         if (cands.items < 0).any():
             learned = loaded.learn_items(item_ids, details)
             cands.items = loaded.models.catalog.vocab.indices(item_ids)
         if len(cands.items) and cands.items.max() >= len(loaded.models.stats):
             raise InvalidRequest("a candidate is not in this version's statistics")
-        ranked = loaded.rank(cands, k, mmr_lambda, rules, explain)
+        ranked = loaded.rank(cands, k, mmr_lambda, rules, explain, order)
         ranked.learned = learned
         return ranked

@@ -164,6 +164,25 @@ def test_a_malformed_rule_is_invalid_argument(served):
     assert err.code() == C.INVALID_ARGUMENT and "factor must be greater than 1" in err.details()
 
 
+def test_an_order_replaces_the_artifacts_for_one_request(served):
+    """An experiment variant's order: a generator's own order over the candidates, or the
+    merged one; the response names it, and the artifact's order serves the next request."""
+    req = served.request(k=10, order="retrieval")
+    resp = served.stub.Rank(req, timeout=10)
+    assert resp.configuration == "retrieval"
+    assert [i.item_id for i in resp.items] == list(req.candidates.item_ids[:10])
+    gens = list(req.candidates.generators)
+    g = gens.index("trending")
+    ranks = req.candidates.generator_ranks
+    proposed = sorted((ranks[row * len(gens) + g], item)
+                      for row, item in enumerate(req.candidates.item_ids)
+                      if ranks[row * len(gens) + g] > 0)
+    resp = served.stub.Rank(served.request(k=5, order="generator:trending"), timeout=10)
+    assert resp.configuration == "generator:trending"
+    assert [i.item_id for i in resp.items] == [item for _, item in proposed[:5]]
+    assert served.stub.Rank(served.request(), timeout=10).configuration.startswith("ranker")
+
+
 def _edit(served: Served, edit) -> ranking_pb2.RankRequest:
     req = served.request()
     edit(req)
@@ -210,6 +229,10 @@ REFUSALS = [
     ("too many recent items",
      lambda s: _edit(s, _set_user(recent_item_ids=["i1"] * (MAX_RECENT_ITEMS + 1))),
      C.INVALID_ARGUMENT, f"user.recent_item_ids has more than {MAX_RECENT_ITEMS} entries"),
+    ("unknown order", lambda s: s.request(order="popular"), C.INVALID_ARGUMENT,
+     "order: unknown order 'popular': expected 'ranker', 'retrieval' or generator:NAME"),
+    ("order of a generator the version lacks", lambda s: s.request(order="generator:nope"),
+     C.INVALID_ARGUMENT, "order: this version has no generator 'nope' (it has als, "),
     ("version not loaded", lambda s: s.request(version="nope"), C.FAILED_PRECONDITION,
      "version nope is not loaded here (serving "),
 ]

@@ -38,6 +38,7 @@ PROTECTED = frozenset({
     "/shortlist.v1.Gateway/RecordInteraction",
     "/shortlist.v1.Gateway/UpsertItem",
     "/shortlist.v1.Gateway/SetVersion",
+    "/shortlist.v1.Gateway/SetExperiment",
     "/shortlist.v1.Retrieval/RecordInteraction",
     "/shortlist.v1.Retrieval/UpsertItem",
     "/shortlist.v1.Admin/SetVersion",

@@ -7,7 +7,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent import futures
 
 import grpc
@@ -155,6 +155,19 @@ def serve_metrics(metrics, settings) -> int | None:
         in_use = exc.errno in (errno.EADDRINUSE, errno.EACCES)
         raise StartupError(f"cannot serve /metrics on {join_address(host, port)}: {problem}",
                            "metrics_port" if in_use else "metrics_host") from exc
+
+
+def close_on_termination(server: grpc.Server, close: Callable[[], None]) -> None:
+    """Run ``close`` once ``server`` has stopped, on a non-daemon thread: the interpreter
+    waits for it at exit, so what ``close`` flushes (a log's last batch) is not cut off."""
+    def wait_then_close() -> None:
+        server.wait_for_termination()
+        try:
+            close()
+        except Exception:
+            logger.exception("closing after the server stopped failed")
+
+    threading.Thread(target=wait_then_close, name="close-on-stop").start()
 
 
 def run_until_signal(server: grpc.Server, grace_s: float) -> None:

@@ -184,7 +184,8 @@ class Stack:
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     log_dir: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
-    # Retrieval's event log lives here (default: "state" beside the artifact root).
+    # Retrieval's event log, the gateway's impressions log and experiment file live here
+    # (default: "state" beside the artifact root).
     state_dir: Path | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     # For health checks of servers started with TLS settings in ``env``: None is plaintext.
@@ -300,6 +301,9 @@ class Stack:
         if server == "gateway":
             env[prefix + "RETRIEVAL_TARGET"] = self.target("retrieval")
             env[prefix + "RANKING_TARGET"] = self.target("ranking")
+            state = self.state_dir or self.artifacts.resolve().parent / "state"
+            env.setdefault(prefix + "IMPRESSIONS_LOG", str(state / f"impressions-{name}.db"))
+            env.setdefault(prefix + "EXPERIMENT_FILE", str(state / "experiment.json"))
         else:
             env[prefix + "ARTIFACTS"] = str(self.artifacts)
         if server == "retrieval":

@@ -19,3 +19,7 @@ class UpstreamFailed(GatewayError):
     def __init__(self, status: str, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class VariantVersionMismatch(GatewayError, errors.FailedPrecondition):
+    """An experiment variant names a version its servers do not serve."""

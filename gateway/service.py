@@ -11,26 +11,44 @@ typed errors to status codes are the gRPC edge's (``shortlist.common.edge``).
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent import futures
+from dataclasses import dataclass
 
 import grpc
 import numpy as np
 
 from shortlist.common import edge, validation
 from shortlist.common.eventid import later
+from shortlist.common.impressions import Impression, ImpressionLog, Outcome, ShadowScore
 from shortlist.common.rules import (
+    MAX_RULES,
     Rule,
     pins,
     place_pins,
     read_rules,
     score_rules,
 )
-from shortlist.gateway.errors import InvalidRequest, UpstreamFailed
+from shortlist.gateway.errors import InvalidRequest, UpstreamFailed, VariantVersionMismatch
+from shortlist.gateway.experiment_metrics import ExperimentMetrics
+from shortlist.gateway.experiments import Experiments, Plan, Variant
+from shortlist.gateway.interleave import team_draft
 from shortlist.gateway.settings import GatewaySettings
-from shortlist.gateway.upstream import Upstream
+from shortlist.gateway.shadow import ShadowJob, ShadowResult, ShadowScorer
+from shortlist.gateway.upstream import UpstreamPool
 from shortlist.gateway.writes import RecentWrites
-from shortlist.v1 import gateway_pb2, gateway_pb2_grpc, ranking_pb2, retrieval_pb2
+from shortlist.v1 import (
+    admin_pb2,
+    experiment_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    ranking_pb2,
+    retrieval_pb2,
+)
+
+logger = logging.getLogger(__name__)
 
 # Statuses from retrieval that describe the caller's request and are passed through as is.
 _PASS_THROUGH = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
@@ -44,12 +62,41 @@ _ADMIN_PASS_THROUGH = _PASS_THROUGH | {grpc.StatusCode.FAILED_PRECONDITION}
 _RRF_K = 60.0
 
 
+@dataclass
+class Served:
+    """One variant's answer to one request, with what the log line and metrics need."""
+
+    response: gateway_pb2.RecommendResponse
+    retrieval_ms: float
+    ranking_ms: float
+    degrade_reason: str
+    segment: int
+    retrieval_timings: Mapping[str, float]
+    ranking_timings: Mapping[str, float]
+
+
 class GatewayService(gateway_pb2_grpc.GatewayServicer):
-    def __init__(self, settings: GatewaySettings, upstream: Upstream) -> None:
+    def __init__(self, settings: GatewaySettings, upstreams: UpstreamPool,
+                 experiments: Experiments | None = None,
+                 metrics: ExperimentMetrics | None = None,
+                 impressions: ImpressionLog | None = None) -> None:
         self.settings = settings
-        self.upstream = upstream
+        self.upstreams = upstreams
+        self.upstream = upstreams.default
         self.recent_writes = RecentWrites(settings.read_your_writes_users,
                                           settings.read_your_writes_s)
+        self.experiments = experiments or Experiments()
+        self.metrics = metrics
+        self.impressions = impressions
+        self.shadow = ShadowScorer(settings.shadow_queue, self._shadow_scored,
+                                   self._shadow_event)
+        # Interleaving asks both arms at once: the second arm's calls run here.
+        self._arms = futures.ThreadPoolExecutor(max_workers=max(1, settings.max_workers // 2),
+                                                thread_name_prefix="arm")
+
+    def close(self) -> None:
+        self.shadow.close()
+        self._arms.shutdown(wait=False, cancel_futures=True)
 
     def _check_id(self, name: str, value: str) -> None:
         validation.check_id(name, value, self.settings.max_id_length)
@@ -86,17 +133,68 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         rules = read_rules(request.rules)  # before any upstream call: nothing half-done
         if rules:
             edge.annotate(rules=len(rules))
+        plan = self.experiments.plan  # read once: one request sees one experiment
+        variant = (plan.variant(request.variant) if request.variant
+                   else plan.assign(request.user_id))
         deadline = start + self._timeout(context, s.request_timeout_s)
         try:  # read your writes: the caller's token or the latest write forwarded here
             after = later(request.after_event_id, self.recent_writes.latest(request.user_id))
         except ValueError as exc:
             raise InvalidRequest(f"after_event_id: {exc}") from exc
 
+        if variant.interleave:
+            served = self._interleave(plan, variant, request, k, rules, deadline, rid, after)
+        else:
+            served = self._serve(variant, request, k, rules, deadline, rid, after,
+                                 request.debug, request.explain)
+        response = served.response
+        response.request_id = rid
+        response.variant = variant.name
+        response.degraded = bool(served.degrade_reason)
+        total_ms = (time.perf_counter() - start) * 1e3
+        t = response.timings_ms
+        t["total"], t["retrieval"] = total_ms, served.retrieval_ms
+        t["ranking"] = served.ranking_ms
+        t["gateway"] = max(0.0, total_ms - served.retrieval_ms - served.ranking_ms)
+        # Upstream stages under dotted names: the edge leaves those to the upstream's metrics.
+        if request.debug:
+            for key, ms in served.retrieval_timings.items():
+                t[f"retrieval.{key}"] = ms
+            for key, ms in served.ranking_timings.items():
+                t[f"ranking.{key}"] = ms
+        edge.annotate(k=k, returned=len(response.items), degraded=response.degraded,
+                      version=response.version, segment=served.segment,
+                      configuration=response.configuration, variant=variant.name)
+        if plan.running:
+            edge.annotate(experiment=plan.name)
+        if served.degrade_reason:
+            edge.annotate(degrade_reason=served.degrade_reason)
+        if self.metrics is not None:
+            self.metrics.served(variant.name, response.degraded, total_ms)
+        self._log_impression(plan.name, request.user_id, response)
+        if plan.shadowed(rid) and not variant.interleave:
+            self._offer_shadow(plan, variant, request, k, rid, after, response)
+        return response
+
+    def _serve(self, variant: Variant, request, k: int, rules: Sequence[Rule],
+               deadline: float, rid: str, after: str, debug: bool, explain: bool) -> Served:
+        """Retrieval, then ranking, as ``variant`` says (its upstream, candidate count, order,
+        MMR setting and rules before the request's own)."""
+        s = self.settings
+        upstream = self.upstreams.get(variant.retrieval_target, variant.ranking_target)
+        rule_messages = list(request.rules)
+        if variant.rules:
+            if len(variant.rules) + len(rules) > MAX_RULES:
+                raise InvalidRequest(f"variant {variant.name} adds {len(variant.rules)} rules: "
+                                     f"at most {MAX_RULES - len(variant.rules)} per request")
+            rules = [*variant.rules, *rules]
+            rule_messages = [*variant.rule_messages, *rule_messages]
         # 0 leaves the count to the artifact (what tuning chose); a setting overrides it.
-        n_candidates = max(s.candidates, k) if s.candidates else 0
+        wanted = variant.candidates or s.candidates
+        n_candidates = max(wanted, k) if wanted else 0
         t0 = time.perf_counter()
         try:
-            retrieved = self.upstream.retrieval.Retrieve(
+            retrieved = upstream.retrieval.Retrieve(
                 retrieval_pb2.RetrieveRequest(
                     user_id=request.user_id, recent_item_ids=request.recent_item_ids,
                     filters=request.filters, max_candidates=n_candidates,
@@ -116,44 +214,143 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             if left <= 0.002:
                 degrade_reason = "no time left for ranking"
             else:
+                rank_request = ranking_pb2.RankRequest(
+                    user=retrieved.user, candidates=retrieved.candidates,
+                    items=retrieved.items, k=k, request_id=rid, version=retrieved.version,
+                    rules=rule_messages, order=variant.order,
+                    # a second pass over the trees: only when someone reads the answer's
+                    # provenance
+                    explain=explain)
+                if variant.mmr_lambda is not None:
+                    rank_request.mmr_lambda = variant.mmr_lambda
                 try:
-                    ranked = self.upstream.ranking.Rank(
-                        ranking_pb2.RankRequest(user=retrieved.user,
-                                                candidates=retrieved.candidates,
-                                                items=retrieved.items,
-                                                k=k, request_id=rid,
-                                                version=retrieved.version,
-                                                rules=request.rules,
-                                                # a second pass over the trees: only when
-                                                # someone reads the answer's provenance
-                                                explain=request.explain),
-                        timeout=min(s.ranking_timeout_s, left),
-                    )
+                    ranked = upstream.ranking.Rank(rank_request,
+                                                   timeout=min(s.ranking_timeout_s, left))
                 except grpc.RpcError as exc:
                     degrade_reason = f"ranking {exc.code().name}: {exc.details()}"
             ranking_ms = (time.perf_counter() - t0) * 1e3
+        response = assemble(retrieved, ranked, k, debug, rules, explain)
+        return Served(response, retrieval_ms, ranking_ms, degrade_reason,
+                      retrieved.user.segment, retrieved.timings_ms,
+                      ranked.timings_ms if ranked is not None else {})
 
-        response = assemble(retrieved, ranked, k, request.debug, rules, request.explain)
-        response.request_id = rid
-        response.degraded = bool(degrade_reason)
-        total_ms = (time.perf_counter() - start) * 1e3
-        t = response.timings_ms
-        t["total"], t["retrieval"] = total_ms, retrieval_ms
-        t["ranking"] = ranking_ms
-        t["gateway"] = max(0.0, total_ms - retrieval_ms - ranking_ms)
-        # Upstream stages under dotted names: the edge leaves those to the upstream's metrics.
-        if request.debug:
-            for key, ms in retrieved.timings_ms.items():
-                t[f"retrieval.{key}"] = ms
-        if ranked is not None and request.debug:
-            for key, ms in ranked.timings_ms.items():
-                t[f"ranking.{key}"] = ms
-        edge.annotate(k=k, returned=len(response.items), degraded=response.degraded,
-                      version=response.version, segment=retrieved.user.segment,
-                      configuration=response.configuration)
-        if degrade_reason:
-            edge.annotate(degrade_reason=degrade_reason)
-        return response
+    def _interleave(self, plan: Plan, variant: Variant, request, k: int, rules: Sequence[Rule],
+                    deadline: float, rid: str, after: str) -> Served:
+        """Both arms at once (the second on a worker thread), merged by team draft; each item
+        names the arm that contributed it. Each arm is asked for k items, enough for any
+        draft of k."""
+        arm_a, arm_b = (plan.variant(name) for name in variant.arms)
+        other = self._arms.submit(self._serve, arm_b, request, k, rules, deadline, rid, after,
+                                  request.debug, request.explain)
+        a = self._serve(arm_a, request, k, rules, deadline, rid, after, request.debug,
+                        request.explain)
+        b = other.result()
+        by_id = ({it.item_id: it for it in a.response.items},
+                 {it.item_id: it for it in b.response.items})
+        drafted = team_draft([it.item_id for it in a.response.items],
+                             [it.item_id for it in b.response.items], k, rid)
+        response = gateway_pb2.RecommendResponse(segment=a.response.segment)
+        for item_id, arm in drafted:
+            added = response.items.add()
+            added.CopyFrom(by_id[arm][item_id])
+            added.team = (arm_a, arm_b)[arm].name
+        versions = dict.fromkeys([a.response.version, b.response.version])
+        response.version = "+".join(versions)
+        response.configuration = (f"interleave({a.response.configuration},"
+                                  f"{b.response.configuration})")
+        reasons = [f"{v.name}: {x.degrade_reason}" for v, x in ((arm_a, a), (arm_b, b))
+                   if x.degrade_reason]
+        return Served(response, max(a.retrieval_ms, b.retrieval_ms),
+                      max(a.ranking_ms, b.ranking_ms), "; ".join(reasons), a.segment,
+                      a.retrieval_timings, a.ranking_timings)
+
+    # ---- impressions and shadows: off the request's path, never failing it ----
+
+    def _log_impression(self, experiment: str, user_id: str,
+                        response: gateway_pb2.RecommendResponse) -> None:
+        if self.impressions is None:
+            return
+        items = tuple(it.item_id for it in response.items)
+        teams = tuple(it.team for it in response.items) if any(
+            it.team for it in response.items) else ()
+        queued = self.impressions.record(Impression(
+            response.request_id, user_id, experiment, response.variant, response.version,
+            response.configuration, response.degraded, items, teams, time.time()))
+        if self.metrics is not None:
+            self.metrics.impression(queued)
+
+    def _offer_shadow(self, plan: Plan, served: Variant, request, k: int, rid: str,
+                      after: str, response: gateway_pb2.RecommendResponse) -> None:
+        shadow = plan.shadow
+        assert shadow is not None
+        budget = self.settings.request_timeout_s
+        rules = read_rules(request.rules)
+
+        def score() -> list[str]:
+            result = self._serve(shadow, request, k, rules, time.perf_counter() + budget,
+                                 f"{rid}/shadow", after, False, False)
+            if result.degrade_reason:  # a degraded shadow measures retrieval, not the shadow
+                raise UpstreamFailed("UNAVAILABLE", result.degrade_reason)
+            return [it.item_id for it in result.response.items]
+
+        self.shadow.submit(ShadowJob(rid, plan.name, served.name,
+                                     tuple(it.item_id for it in response.items), score,
+                                     shadow.name))
+
+    def _shadow_event(self, job: ShadowJob, event: str) -> None:
+        if self.metrics is not None:
+            self.metrics.shadow(job.shadow_variant, event)
+
+    def _shadow_scored(self, result: ShadowResult) -> None:
+        job = result.job
+        if self.metrics is not None:
+            self.metrics.shadow_scored(job.shadow_variant, result.overlap, result.correlation)
+        if self.impressions is not None:
+            self.impressions.record(ShadowScore(job.request_id, job.experiment,
+                                                job.served_variant, job.shadow_variant,
+                                                result.overlap, result.correlation, time.time()))
+        logger.info("shadow scored", extra={"fields": {
+            "request_id": job.request_id, "variant": job.served_variant,
+            "shadow": job.shadow_variant, "overlap": round(result.overlap, 3),
+            "rank_correlation": round(result.correlation, 3)}})
+
+    # ---- experiments ----
+
+    def SetExperiment(self, request, context):
+        """Check the experiment (names, shares, targets; each variant's servers serve its
+        version), then install and persist it; a refused one leaves the running one as is."""
+        edge.annotate(experiment=request.experiment.name[:64],
+                      variants=len(request.experiment.variants))
+
+        def check(plan: Plan) -> None:
+            self.upstreams.prepare(plan.targets())
+            every = [*plan.variants, *([plan.shadow] if plan.shadow else [])]
+            for v in every:
+                if v.version:
+                    self._check_version(v, context)
+
+        plan = self.experiments.set(request.experiment, check)
+        return experiment_pb2.ExperimentState(experiment=plan.message, set_at=plan.set_at)
+
+    def GetExperiment(self, request, context):
+        plan = self.experiments.plan
+        return experiment_pb2.ExperimentState(experiment=plan.message, set_at=plan.set_at)
+
+    def _check_version(self, variant: Variant, context) -> None:
+        upstream = self.upstreams.get(variant.retrieval_target, variant.ranking_target)
+        timeout = self._timeout(context, self.settings.admin_timeout_s)
+        for who, admin in (("retrieval", upstream.retrieval_admin),
+                           ("ranking", upstream.ranking_admin)):
+            try:
+                serving = admin.ListVersions(admin_pb2.ListVersionsRequest(),
+                                             timeout=timeout).serving
+            except grpc.RpcError as exc:
+                raise self._upstream_error(who, exc) from exc
+            if serving != variant.version:
+                raise VariantVersionMismatch(
+                    f"variant {variant.name}: {who} serves version {serving or '(none)'}, not "
+                    f"{variant.version}: pin it there first (SHORTLIST_{who.upper()}_VERSION "
+                    "or SetVersion)")
 
     def _forward(self, call, request, context, timeout_s: float, who: str = "retrieval",
                  pass_through=_PASS_THROUGH):
@@ -182,9 +379,18 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     def RecordInteraction(self, request, context):
         # Durability is retrieval's: it acknowledges only after the event log is synced.
         edge.annotate(user_id=request.user_id[:64], item_id=request.item_id[:64])
+        if request.follows_request_id:
+            self._check_id("follows_request_id", request.follows_request_id)
+            edge.annotate(follows=request.follows_request_id[:64])
         response = self._forward(self.upstream.retrieval.RecordInteraction, request, context,
                                  self.settings.write_timeout_s)
         self.recent_writes.remember(request.user_id, response.event_id)
+        if self.impressions is not None and not response.duplicate:
+            # the outcome side of the experiment report: what followed a served list
+            self.impressions.record(Outcome(
+                request.user_id, request.item_id, request.event.strip().lower(),
+                request.weight or 1.0, time.time(),  # when it followed, not its event time
+                request.follows_request_id))
         return response
 
     def UpsertItem(self, request, context):

@@ -29,6 +29,29 @@ class GatewaySettings(ServerSettings):
                                       description="how long a user's latest write is "
                                                   "remembered (replicas apply it within "
                                                   "milliseconds)")
+    experiment_file: str = Field("state/experiment.json",
+                                 description="JSON file holding the running experiment: "
+                                             "SetExperiment writes it, a restart resumes it, "
+                                             "and gateways sharing it follow its changes; "
+                                             "empty: kept in memory only")
+    experiment_poll_s: float = Field(2.0, gt=0,
+                                     description="how often the experiment file is checked "
+                                                 "for a change made by another gateway")
+    impressions_log: str = Field("state/impressions.db",
+                                 description="SQLite file logging every served list and the "
+                                             "interactions that follow (shortlist-train "
+                                             "experiment-report reads it); empty: off")
+    impressions_retention_days: float = Field(30.0, gt=0,
+                                              description="impressions older than this are "
+                                                          "deleted, so the log stays bounded")
+    impressions_queue: int = Field(10_000, ge=1,
+                                   description="lists waiting for the log's writer before "
+                                               "new ones are dropped (and counted) rather "
+                                               "than slow a request down")
+    shadow_queue: int = Field(64, ge=1,
+                              description="requests waiting for the shadow variant before "
+                                          "new ones are dropped (and counted): shadow work "
+                                          "never queues without bound")
     max_concurrent_rpcs: int = Field(32, ge=0,
                                      description="calls in flight before new ones get "
                                                  "RESOURCE_EXHAUSTED; 0: no limit")

@@ -55,15 +55,46 @@ class Upstream:
         self.ranking_admin = admin_pb2_grpc.AdminStub(self._channels[1])
 
     @classmethod
-    def from_settings(cls, settings) -> Upstream:
-        """Targets, TLS and token from the gateway's ``upstream_*`` settings."""
+    def from_settings(cls, settings, retrieval_target: str = "",
+                      ranking_target: str = "") -> Upstream:
+        """Targets (the settings' unless given), TLS and token from the gateway's
+        ``upstream_*`` settings."""
         credentials = security.channel_credentials(
             settings.upstream_tls_ca, settings.upstream_tls_cert, settings.upstream_tls_key,
             prefix="upstream_tls_")
-        return cls(settings.retrieval_target, settings.ranking_target,
+        return cls(retrieval_target or settings.retrieval_target,
+                   ranking_target or settings.ranking_target,
                    settings.max_message_bytes, credentials, settings.upstream_tls_server_name,
                    security.secret(settings.upstream_token))
 
     def close(self) -> None:
         for ch in self._channels:
             ch.close()
+
+
+class UpstreamPool:
+    """The gateway's own upstream and those of experiment variants that name their own
+    servers, one ``Upstream`` per (retrieval, ranking) pair, opened before a plan using them
+    is installed (``prepare``) and kept until the gateway stops: a request still in flight
+    on an experiment just replaced keeps working, and a pair used again reconnects nothing.
+    """
+
+    def __init__(self, settings, default: Upstream) -> None:
+        self._settings = settings
+        self.default = default
+        self._own: dict[tuple[str, str], Upstream] = {}
+
+    def get(self, retrieval_target: str = "", ranking_target: str = "") -> Upstream:
+        if not retrieval_target:
+            return self.default
+        return self._own[(retrieval_target, ranking_target)]
+
+    def prepare(self, pairs) -> None:
+        new = {pair: Upstream.from_settings(self._settings, *pair)
+               for pair in pairs if pair not in self._own}
+        if new:
+            self._own = {**self._own, **new}  # one reference swap; readers never see half
+
+    def close(self) -> None:
+        for upstream in [self.default, *self._own.values()]:
+            upstream.close()

@@ -81,6 +81,19 @@ def compile_cache(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def gateway_state(tmp_path_factory):
+    """Gateways built in a test process (and stacks it starts) log impressions and keep their
+    experiment in the session's temporary directory, not in ./state. Nothing writes this
+    experiment file: a test that sets an experiment gives its gateway a file of its own."""
+    state = tmp_path_factory.getbasetemp() / "gateway-state"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SHORTLIST_GATEWAY_IMPRESSIONS_LOG", str(state / "impressions.db"))
+    mp.setenv("SHORTLIST_GATEWAY_EXPERIMENT_FILE", str(state / "experiment.json"))
+    yield
+    mp.undo()
+
+
 @pytest.fixture()
 def redis_server(tmp_path_factory):
     """A real ``redis-server`` on a free port with its AOF synced on every write, stopped after

@@ -10,6 +10,9 @@ commands:
   import-dataset
              convert a public dataset shipped in a registry package (a Debian .deb) to the
              generic format
+  experiment-report
+             an experiment's variants compared (hit rate, NDCG, tests) from the gateways'
+             impressions logs
 
 Datasets (fit, evaluate) are a directory, or a name looked up under each directory of
 $SHORTLIST_DATA_DIR, the bundled data/ directory and the shared datasets; `shortlist-train fit
@@ -30,7 +33,8 @@ from shortlist.common.threads import limit_math_threads
 
 COMMAND_MODULES = ("shortlist.training.cmd_fit", "shortlist.training.cmd_evaluate",
                    "shortlist.training.batch", "shortlist.training.synth",
-                   "shortlist.training.registry_datasets")
+                   "shortlist.training.registry_datasets",
+                   "shortlist.training.cmd_experiment_report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,14 @@ from typing import TypeVar
 import grpc
 
 from shortlist.client.channel import channel_credentials, open_channel, retry_service_config
-from shortlist.v1 import admin_pb2, common_pb2, gateway_pb2, gateway_pb2_grpc, retrieval_pb2
+from shortlist.v1 import (
+    admin_pb2,
+    common_pb2,
+    experiment_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    retrieval_pb2,
+)
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 TARGET_ENV = "SHORTLIST_TARGET"
@@ -24,7 +31,7 @@ TOKEN_ENV = "SHORTLIST_TOKEN"
 GATEWAY = "shortlist.v1.Gateway"
 # Reads only: RecordInteraction and UpsertItem may have been applied by a call that then timed
 # out, and SetVersion has side effects, so those are never retried behind the caller's back.
-IDEMPOTENT = ("Recommend", "SimilarItems", "SearchItems", "ListVersions")
+IDEMPOTENT = ("Recommend", "SimilarItems", "SearchItems", "ListVersions", "GetExperiment")
 
 # What to check next, by status; the server's own words (the details) come before it.
 _HINTS = {
@@ -159,6 +166,7 @@ class Client:
                   exclude_categories: Sequence[str] = (), debug: bool = False,
                   after_event_id: str = "", user_attributes: Mapping[str, str] | None = None,
                   rules: Sequence[common_pb2.Rule] = (), explain: bool = False,
+                  variant: str = "",
                   timeout: float | None = None) -> gateway_pb2.RecommendResponse:
         """Up to ``k`` items for ``user_id`` (an unknown user gets cold-start items).
 
@@ -172,7 +180,9 @@ class Client:
         the rules that touched each item in its ``rules``.
         ``debug``: stage timings and each item's sources. ``explain``: also why each ranked
         item is there (``contributions``, ``because_of_item_id``), at the cost of a second pass
-        over the ranker's trees.
+        over the ranker's trees. ``variant``: serve this experiment variant rather than the
+        user's assigned one (to check a variant by hand). The response's ``variant`` names the
+        one that served and its ``request_id`` the list (pass it on as ``follows_request_id``).
         """
         request = gateway_pb2.RecommendRequest(
             user_id=user_id, k=k, recent_item_ids=list(recent_item_ids), debug=debug,
@@ -180,7 +190,7 @@ class Client:
             filters=common_pb2.Filters(exclude_item_ids=list(exclude_item_ids),
                                        include_categories=list(include_categories),
                                        exclude_categories=list(exclude_categories)),
-            rules=list(rules), explain=explain)
+            rules=list(rules), explain=explain, variant=variant)
         return self._call("Recommend", self.stub.Recommend, request, timeout)
 
     def similar_items(self, item_id: str, k: int = 10, *,
@@ -195,7 +205,7 @@ class Client:
 
     def record_interaction(self, user_id: str, item_id: str, weight: float = 1.0,
                            timestamp: int = 0, *, client_event_id: str = "", event: str = "",
-                           timeout: float | None = None
+                           follows_request_id: str = "", timeout: float | None = None
                            ) -> retrieval_pb2.RecordInteractionResponse:
         """Durable before it returns; not retried (a timed-out call may have been applied).
 
@@ -203,12 +213,15 @@ class Client:
         is safe: a write already recorded is answered (``duplicate``), not recorded twice.
         ``event`` is the interaction's type ("view", "purchase", "dislike", ...; "" untyped):
         the server's model weighs it, so it is passed as given and a type the model does not
-        know comes back as INVALID_ARGUMENT naming the ones it does.
+        know comes back as INVALID_ARGUMENT naming the ones it does. ``follows_request_id``:
+        the ``request_id`` of the Recommend response the user acted on, so the experiment
+        report credits this interaction to that list.
         """
         request = retrieval_pb2.RecordInteractionRequest(user_id=user_id, item_id=item_id,
                                                          weight=weight, timestamp=timestamp,
                                                          client_event_id=client_event_id,
-                                                         event=event)
+                                                         event=event,
+                                                         follows_request_id=follows_request_id)
         return self._call("RecordInteraction", self.stub.RecordInteraction, request, timeout)
 
     def upsert_item(self, item_id: str, title: str, categories: Sequence[str] = (),
@@ -231,6 +244,18 @@ class Client:
         timeout = max(60.0, self.timeout if timeout is None else timeout)
         return self._call("SetVersion", self.stub.SetVersion,
                           admin_pb2.SetVersionRequest(version=version), timeout)
+
+    def set_experiment(self, experiment: experiment_pb2.Experiment, *,
+                       timeout: float | None = None) -> experiment_pb2.ExperimentState:
+        """Run ``experiment`` from now on (an empty one ends it); needs the write token. The
+        gateway checks it (INVALID_ARGUMENT names the field) and that each variant's servers
+        serve its version (FAILED_PRECONDITION otherwise)."""
+        return self._call("SetExperiment", self.stub.SetExperiment,
+                          experiment_pb2.SetExperimentRequest(experiment=experiment), timeout)
+
+    def get_experiment(self, *, timeout: float | None = None) -> experiment_pb2.ExperimentState:
+        return self._call("GetExperiment", self.stub.GetExperiment,
+                          experiment_pb2.GetExperimentRequest(), timeout)
 
     def close(self) -> None:
         self.channel.close()

@@ -64,6 +64,8 @@ def recommend_json(user_id: str, resp: gateway_pb2.RecommendResponse) -> dict:
         "configuration": resp.configuration,
         "segment": SEGMENTS.get(resp.segment, "unspecified"),
         "request_id": resp.request_id,
+        "variant": resp.variant,
+        "teams": [i.team for i in resp.items] if any(i.team for i in resp.items) else [],
     }
 
 
@@ -192,13 +194,14 @@ def cmd_recommend(client: Client, args: argparse.Namespace) -> int:
                             exclude_categories=args.exclude_category or [], debug=True,
                             explain=True,
                             after_event_id=args.after, user_attributes=dict(args.attr),
-                            rules=recommend_rules(args))
+                            rules=recommend_rules(args), variant=args.variant)
     out = recommend_json(args.user, resp)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
     print(f"user {args.user}  segment={out['segment']}  version={resp.version}"
-          f"  served by {resp.configuration or '?'}{'  DEGRADED' if resp.degraded else ''}")
+          f"  served by {resp.configuration or '?'}{'  DEGRADED' if resp.degraded else ''}"
+          f"  variant={resp.variant or '?'}  request={resp.request_id}")
     if not resp.items:
         used = _filters_used(args)
         print(f"no recommendations for user {args.user} "
@@ -208,19 +211,53 @@ def cmd_recommend(client: Client, args: argparse.Namespace) -> int:
     else:
         # a column only when something fills it: rules acted, ranking explained its order
         ruled = any(i["rules"] for i in out["items"])
+        teams = out["teams"]
         whys = [why(i) for i in out["items"]]
         explained = any(whys)
         print_table([(n + 1, i["item_id"], f"{i['score']:.4f}", i["title"],
-                      ",".join(i["sources"]), *(["; ".join(i["rules"])] if ruled else []),
+                      ",".join(i["sources"]), *([teams[n]] if teams else []),
+                      *(["; ".join(i["rules"])] if ruled else []),
                       *([whys[n]] if explained else []))
                      for n, i in enumerate(out["items"])],
-                    ("#", "item", "score", "title", "sources", *(["rules"] if ruled else []),
-                     *(["why"] if explained else [])),
+                    ("#", "item", "score", "title", "sources", *(["arm"] if teams else []),
+                     *(["rules"] if ruled else []), *(["why"] if explained else [])),
                     cap_last=not explained)
         note = order_note(resp)
         if note:
             print(note)
     print("timings (ms): " + "  ".join(f"{k}={v:.2f}" for k, v in out["timings_ms"].items()))
+    return 0
+
+
+VERDICTS = {"RECOMMENDED": "recommended", "RANKED_BELOW_K": "ranked below k",
+            "NOT_RETRIEVED": "not retrieved", "SEEN": "already seen", "FILTERED": "filtered",
+            "UNKNOWN_ITEM": "unknown item"}
+
+
+def cmd_explain(client: Client, args: argparse.Namespace) -> int:
+    from google.protobuf import json_format
+
+    resp = client.explain(args.user, args.item, args.k, recent_item_ids=args.recent or [],
+                          exclude_item_ids=[e for e in args.exclude or []
+                                            if not e.startswith(TARGETS)],
+                          include_categories=args.include_category or [],
+                          exclude_categories=args.exclude_category or [],
+                          rules=recommend_rules(args), variant=args.variant,
+                          user_attributes=dict(args.attr))
+    if args.json:
+        return _emit(args, json_format.MessageToDict(resp), "")
+    print(f"user {args.user}  segment={SEGMENTS.get(resp.segment, 'unspecified')}  "
+          f"version={resp.version}  served by {resp.configuration or '?'}  "
+          f"variant={resp.variant}  top {resp.k}")
+    if not resp.items:
+        print(f"nothing recommended to {args.user}: no candidates are left")
+    for n, e in enumerate(resp.items):
+        verdict = VERDICTS.get(type(e).Verdict.Name(e.verdict), "?")
+        position = f"#{e.item.ranking_rank}" if e.item.ranking_rank else "-"
+        title = f"  {e.item.title}" if e.item.title else ""
+        print(f"{position:>4}  {e.item_id}{title}  [{verdict}]" if args.item else
+              f"{n + 1:>4}  {e.item_id}{title}")
+        print(f"      {e.reason}")
     return 0
 
 
@@ -248,7 +285,8 @@ def _emit(args: argparse.Namespace, obj: dict, text: str) -> int:
 
 def cmd_feedback(client: Client, args: argparse.Namespace) -> int:
     resp = client.record_interaction(args.user, args.item, args.weight, args.timestamp,
-                                     client_event_id=args.event_id, event=args.event)
+                                     client_event_id=args.event_id, event=args.event,
+                                     follows_request_id=args.follows)
     again = ", already recorded" if resp.duplicate else ""
     kind = f" ({args.event})" if args.event else ""
     return _emit(args, {"user_id": args.user, "item_id": args.item, "event": args.event,
@@ -256,6 +294,63 @@ def cmd_feedback(client: Client, args: argparse.Namespace) -> int:
                         "duplicate": resp.duplicate, "history_length": resp.history_length},
                  f"recorded {args.user} -> {args.item}{kind} (event {_position(resp)}{again}, "
                  f"{resp.history_length} items in history)")
+
+
+def experiment_json(state) -> dict:
+    from google.protobuf import json_format
+
+    return {"experiment": json_format.MessageToDict(state.experiment), "set_at": state.set_at}
+
+
+def cmd_experiment(client: Client, args: argparse.Namespace) -> int:
+    """show | set FILE | end: the running traffic split. FILE is the Experiment message in
+    protobuf's JSON mapping, e.g. {"name": "mmr", "variants": [{"name": "control",
+    "share": 1}, {"name": "less-mmr", "share": 1, "mmrLambda": 1.0}]}."""
+    from google.protobuf import json_format
+
+    from shortlist.v1 import experiment_pb2
+
+    if args.action == "set":
+        if not args.file:
+            print("error: experiment set needs FILE (a JSON Experiment)", file=sys.stderr)
+            return 2
+        try:
+            with open(args.file) as fh:
+                msg = json_format.Parse(fh.read(), experiment_pb2.Experiment())
+        except OSError as exc:
+            print(f"error: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        except json_format.ParseError as exc:
+            print(f"error: {args.file} is not an Experiment in protobuf JSON: {exc}",
+                  file=sys.stderr)
+            return 2
+        state = client.set_experiment(msg)
+    elif args.action == "end":
+        state = client.set_experiment(experiment_pb2.Experiment())
+    else:
+        state = client.get_experiment()
+    exp = state.experiment
+    if args.json:
+        return _emit(args, experiment_json(state), "")
+    if not exp.variants:
+        print("no experiment running: every user is served variant 'default'")
+        return 0
+    total = sum(v.share for v in exp.variants)
+    print(f"experiment {exp.name} (salt {exp.salt or exp.name}), set {state.set_at}")
+    print_table([(v.name, f"{v.share / total:.1%}" if total else "0",
+                  "interleave " + " vs ".join(v.arms) if v.arms else
+                  ", ".join(part for part in (
+                      f"servers {v.retrieval_target} / {v.ranking_target}"
+                      if v.retrieval_target else "", f"version {v.version}" if v.version else "",
+                      f"order {v.order}" if v.order else "",
+                      f"mmr {v.mmr_lambda:g}" if v.HasField("mmr_lambda") else "",
+                      f"{v.candidates} candidates" if v.candidates else "",
+                      f"{len(v.rules)} rules" if v.rules else "")
+                           if part) or "the gateway's settings")
+                 for v in exp.variants], ("variant", "users", "changes"), cap_last=False)
+    if exp.HasField("shadow"):
+        print(f"shadow: {exp.shadow.name} on {exp.shadow_fraction or 1.0:.0%} of requests")
+    return 0
 
 
 def _position(resp) -> str:
@@ -369,6 +464,131 @@ def cmd_health(client: Client, args: argparse.Namespace) -> int:
     return 0 if resp.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
+# `shortlist drift` reads the servers' /metrics where `make serve --metrics` and the compose
+# stack publish them (shortlist.common.stack.DEFAULT_METRICS_PORTS, which clients may not
+# import); the PSI readings and thresholds are shortlist.common.drift's (a test keeps them
+# equal), docs/operations.md says what each calls for.
+DRIFT_METRICS = {"retrieval": "127.0.0.1:9102", "ranking": "127.0.0.1:9103"}
+DRIFT_WATCH, DRIFT_RETRAIN = 0.1, 0.25
+# Exit status when a signal is past the retrain threshold: a cron job can gate on it.
+EXIT_RETRAIN = 3
+
+
+def drift_verdict(psi: float | None, observations: int, min_observations: int) -> str:
+    if psi is None or observations < min_observations:
+        return "too few"
+    if psi > DRIFT_RETRAIN:
+        return "retrain"
+    return "watch" if psi >= DRIFT_WATCH else "stable"
+
+
+def drift_readings(server: str, text: str) -> list[dict]:
+    """The drift gauges of one /metrics exposition: each signal's PSI and observations."""
+    from shortlist.clients.bench import samples
+
+    found: dict[str, dict] = {}
+    for name, labels, value in samples(text):
+        if name in ("shortlist_drift_psi", "shortlist_drift_window_observations"):
+            row = found.setdefault(labels.get("signal", "?"), {
+                "server": labels.get("server", server), "signal": labels.get("signal", "?"),
+                "psi": None, "observations": 0})
+            if name == "shortlist_drift_psi":
+                row["psi"] = value
+            else:
+                row["observations"] = int(value)
+    return list(found.values())
+
+
+def plot_drift(rows: list[dict], path: str) -> bool:
+    """PSI per signal as bars with the two threshold lines; False when matplotlib (the
+    optional ``report`` extra) is missing, which is said on stderr."""
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"warning: --plot {path}: matplotlib is not installed (pip install "
+              "'.[report]'); no plot", file=sys.stderr)
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"stable": "tab:green", "watch": "tab:orange", "retrain": "tab:red",
+               "too few": "tab:gray"}
+    values = [r["psi"] or 0.0 for r in rows]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(rows) + 2), 3.5))
+    bars = ax.bar([f"{r['server']}\n{r['signal']}" for r in rows], values,
+                  color=[colours[r["verdict"]] for r in rows])
+    ax.bar_label(bars, [f"{v:.3g}" if r["psi"] is not None else r["verdict"]
+                        for v, r in zip(values, rows, strict=True)], fontsize=8)
+    for value, label, x in ((DRIFT_WATCH, "watch", 0.0), (DRIFT_RETRAIN, "retrain", 1.0)):
+        ax.axhline(value, color="black", linestyle="--", linewidth=0.8)
+        ax.annotate(f"{label} {value:g}", (x, value), xycoords=("axes fraction", "data"),
+                    ha="left" if x == 0.0 else "right", va="bottom", fontsize=8)
+    top = max(values + [DRIFT_RETRAIN])
+    if top > 1.0:  # one large reading must not flatten the thresholds: log above 0.5
+        ax.set_yscale("symlog", linthresh=0.5)
+    ax.set_ylim(0, top * 1.5)
+    ax.set_ylabel("PSI against the version's reference")
+    ax.set_title("shortlist drift")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    """PSI of each drift signal from the servers' /metrics: 0 when none calls for a retrain,
+    EXIT_RETRAIN when one does, 1 when an endpoint could not be read (and none does)."""
+    import http.client
+    import urllib.request
+
+    rows: list[dict] = []
+    errors: list[str] = []
+    silent: list[str] = []
+    for server, address in (("retrieval", args.retrieval_metrics),
+                            ("ranking", args.ranking_metrics)):
+        url = address if "://" in address else f"http://{address}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=args.timeout) as resp:  # noqa: S310
+                text = resp.read().decode()
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            errors.append(f"drift: {server} /metrics at {url}: {reason} (is {server} serving "
+                          "/metrics there? `make serve SERVE_ARGS=--metrics` does; else "
+                          f"--{server}-metrics HOST:PORT)")
+            continue
+        found = drift_readings(server, text)
+        if not found:
+            silent.append(server)
+        rows += found
+    for row in rows:
+        row["verdict"] = drift_verdict(row["psi"], row["observations"], args.min_observations)
+    retrain = any(r["verdict"] == "retrain" for r in rows)
+    if args.json:
+        print(json.dumps({"signals": rows, "errors": errors, "no_reference": silent,
+                          "thresholds": {"watch": DRIFT_WATCH, "retrain": DRIFT_RETRAIN,
+                                         "min_observations": args.min_observations}},
+                         indent=2))
+    else:
+        if rows:
+            print_table([(r["server"], r["signal"],
+                          "-" if r["psi"] is None else f"{r['psi']:.4f}", r["observations"],
+                          r["verdict"]) for r in rows],
+                        ("server", "signal", "psi", "observations", "verdict"))
+            print(f"thresholds: psi < {DRIFT_WATCH:g} stable, {DRIFT_WATCH:g}-{DRIFT_RETRAIN:g}"
+                  f" watch, > {DRIFT_RETRAIN:g} retrain; fewer than {args.min_observations} "
+                  "observations: too few to judge")
+        for server in silent:
+            print(f"{server}: no drift gauges (its version has no drift reference: fitted "
+                  "before references existed; fit again)")
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    if args.plot and rows:
+        plot_drift(rows, args.plot)
+    if retrain:
+        return EXIT_RETRAIN
+    return 1 if errors else 0
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -377,31 +597,8 @@ def _positive(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="shortlist", description=__doc__, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    target_help = (f"gateway host:port (default: ${TARGET_ENV}, else {DEFAULT_TARGET}); "
-                   "for health, any of the three servers")
-    default_target = os.environ.get(TARGET_ENV) or DEFAULT_TARGET
-    parser.add_argument("--target", default=default_target, help=target_help)
-    parser.add_argument("--timeout", type=_positive, default=5.0, help="deadline in seconds")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    tls = parser.add_argument_group("security", "TLS to the target (any --tls-* option turns "
-                                    "it on) and the write token")
-    tls.add_argument("--tls-ca", default="",
-                     help="PEM CA to verify the server (default with TLS: system roots)")
-    tls.add_argument("--tls-cert", default="",
-                     help="PEM client certificate, for servers that require mTLS")
-    tls.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
-    tls.add_argument("--tls-server-name", default="",
-                     help="name to check the server certificate against (default: the "
-                          "target's host)")
-    tls.add_argument("--token", default=None,
-                     help=f"bearer token sent on every call (default: ${TOKEN_ENV}); needed "
-                          "by feedback, upsert-item and rollback when the gateway has a "
-                          "write token")
-    sub = parser.add_subparsers(dest="command", required=True)
-    rec = sub.add_parser("recommend", help="recommendations for a user")
+def _request_arguments(rec: argparse.ArgumentParser) -> None:
+    """What recommend and explain share: the same request, served or explained."""
     rec.add_argument("--user", required=True)
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--recent", nargs="*",
@@ -432,8 +629,44 @@ def build_parser() -> argparse.ArgumentParser:
                             "candidate")
     rec.add_argument("--include-category", nargs="*", help="only these categories")
     rec.add_argument("--exclude-category", nargs="*", help="never these categories")
+    rec.add_argument("--variant", default="", metavar="NAME",
+                     help="serve this experiment variant instead of the user's own")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shortlist", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    target_help = (f"gateway host:port (default: ${TARGET_ENV}, else {DEFAULT_TARGET}); "
+                   "for health, any of the three servers")
+    default_target = os.environ.get(TARGET_ENV) or DEFAULT_TARGET
+    parser.add_argument("--target", default=default_target, help=target_help)
+    parser.add_argument("--timeout", type=_positive, default=5.0, help="deadline in seconds")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    tls = parser.add_argument_group("security", "TLS to the target (any --tls-* option turns "
+                                    "it on) and the write token")
+    tls.add_argument("--tls-ca", default="",
+                     help="PEM CA to verify the server (default with TLS: system roots)")
+    tls.add_argument("--tls-cert", default="",
+                     help="PEM client certificate, for servers that require mTLS")
+    tls.add_argument("--tls-key", default="", help="PEM private key of --tls-cert")
+    tls.add_argument("--tls-server-name", default="",
+                     help="name to check the server certificate against (default: the "
+                          "target's host)")
+    tls.add_argument("--token", default=None,
+                     help=f"bearer token sent on every call (default: ${TOKEN_ENV}); needed "
+                          "by feedback, upsert-item and rollback when the gateway has a "
+                          "write token")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("recommend", help="recommendations for a user")
+    _request_arguments(rec)
     rec.add_argument("--after", default="", metavar="EVENT_ID",
                      help="reflect this write (its event id) even on another replica")
+    exp = sub.add_parser("explain", help="why a user gets their top k, or why not an item "
+                                         "(recommended, ranked below k, not retrieved, seen, "
+                                         "filtered, unknown)")
+    exp.add_argument("--item", default="", help="the item to account for; default: each item "
+                                                "of the top k")
+    _request_arguments(exp)
     sim = sub.add_parser("similar", help="items similar to an item")
     sim.add_argument("--item", required=True)
     sim.add_argument("-k", type=int, default=10)
@@ -452,6 +685,14 @@ def build_parser() -> argparse.ArgumentParser:
                          + ", or a type the model was trained with (case-insensitive; "
                            "dislike and skip push recommendations away from the item); "
                            "default: untyped")
+    fb.add_argument("--follows", default="", metavar="REQUEST_ID",
+                    help="the recommend request id (its response's request) this interaction "
+                         "followed: the experiment report credits it to that list")
+    ex = sub.add_parser("experiment", help="show, set or end the traffic split between "
+                                           "variants (set and end need the write token)")
+    ex.add_argument("action", choices=("show", "set", "end"))
+    ex.add_argument("file", nargs="?", default="",
+                    help="set: a JSON Experiment (protobuf JSON mapping), see docs/operations.md")
     up = sub.add_parser("upsert-item", help="add or update an item; searchable at once")
     up.add_argument("--item", required=True)
     up.add_argument("--title", required=True)
@@ -464,7 +705,20 @@ def build_parser() -> argparse.ArgumentParser:
     rb = sub.add_parser("rollback", help="serve an earlier version (default: the previous one)")
     rb.add_argument("--to", default="", help="version to pin")
     rb.add_argument("--latest", action="store_true", help="unpin: follow the newest again")
-    for p in (rec, sim, hl, fb, up, se, ve, rb):  # also accept --json/--target after it
+    dr = sub.add_parser("drift", help="drift of the served traffic from the version's "
+                                      "reference (PSI per signal, from the servers' /metrics); "
+                                      f"exit {EXIT_RETRAIN} if a signal calls for a retrain")
+    for server, address in DRIFT_METRICS.items():
+        dr.add_argument(f"--{server}-metrics", default=address, metavar="HOST:PORT|URL",
+                        help=f"{server}'s /metrics endpoint (default {address})")
+    dr.add_argument("--min-observations", type=int, default=100, metavar="N",
+                    help="a signal with fewer observations in its window is not judged "
+                         "(default 100)")
+    dr.add_argument("--plot", default="", metavar="FILE.png",
+                    help="also draw the PSIs and thresholds (needs matplotlib: the report "
+                         "extra)")
+    dr.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    for p in (rec, exp, sim, hl, fb, up, se, ve, rb, ex):  # also accept --json/--target after it
         p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
         p.add_argument("--target", default=argparse.SUPPRESS, help=target_help)
     return parser
@@ -472,10 +726,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"recommend": cmd_recommend, "similar": cmd_similar, "health": cmd_health,
             "feedback": cmd_feedback, "upsert-item": cmd_upsert, "search": cmd_search,
-            "versions": cmd_versions, "rollback": cmd_rollback}
+            "versions": cmd_versions, "rollback": cmd_rollback, "experiment": cmd_experiment,
+            "explain": cmd_explain}
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "drift":  # reads /metrics over HTTP: no gateway, no gRPC client
+        return cmd_drift(args)
     try:
         # Checked here with the CLI's option names, so a mistake names --tls-key, not tls_key.
         channel_credentials(args.tls_ca, args.tls_cert, args.tls_key, prefix="--tls-")

@@ -3,13 +3,15 @@
 Each server owns one ``Metrics`` (its own registry, not the library's global one, so tests can
 run several servers in one process) and serves it on ``metrics_port`` when that is set. The
 stage histograms hold what the servers also return in ``timings_ms``: a scraper sees every
-request's stages, the benchmark harness sees its own requests' stages.
+request's stages, the benchmark harness sees its own requests' stages. Retrieval and ranking
+also export drift (``watch_drift``): each signal's PSI over the server's window, computed when
+scraped, so requests never pay for it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -19,6 +21,10 @@ from prometheus_client import (
     ProcessCollector,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from shortlist.common.drift import Monitor
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +33,41 @@ logger = logging.getLogger(__name__)
 STAGE_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004,
                    0.005, 0.006, 0.008, 0.010, 0.0125, 0.015, 0.020, 0.025, 0.030, 0.040,
                    0.050, 0.075, 0.100, 0.150, 0.250, 0.500, 1.0, 2.5, 5.0)
+
+
+DRIFT_PSI = "shortlist_drift_psi"
+DRIFT_OBSERVATIONS = "shortlist_drift_window_observations"
+
+
+class DriftCollector(Collector):
+    """The serving version's drift readings, asked for at each scrape; nothing while no
+    version is served or the version has no reference (fitted before references existed)."""
+
+    def __init__(self, server: str, monitor: Callable[[], Monitor | None]) -> None:
+        self.server = server
+        self.monitor = monitor
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (GaugeMetricFamily(DRIFT_PSI, "Population stability index of each signal over "
+                                  "the server's window against the served version's "
+                                  "reference (docs/operations.md).",
+                                  labels=["server", "signal"]),
+                GaugeMetricFamily(DRIFT_OBSERVATIONS, "Observations of each drift signal in "
+                                  "the server's window.", labels=["server", "signal"]))
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return self._families()
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        psi, observations = self._families()
+        monitor = self.monitor()
+        for reading in monitor.readings() if monitor is not None else ():
+            labels = [self.server, reading.signal]
+            observations.add_metric(labels, reading.observations)
+            if reading.psi is not None:
+                psi.add_metric(labels, reading.psi)
+        return psi, observations
 
 
 class Metrics:
@@ -56,6 +97,11 @@ class Metrics:
     def stages(self, timings_ms: Mapping[str, float]) -> None:
         for stage, ms in timings_ms.items():
             self._stages.labels(self.server, stage).observe(ms / 1e3)
+
+    def watch_drift(self, monitor: Callable[[], Monitor | None]) -> None:
+        """Export the drift of whatever ``monitor`` returns at scrape time (the serving
+        version's ``Monitor``, or None)."""
+        self.registry.register(DriftCollector(self.server, monitor))
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics over HTTP on a daemon thread; returns the bound port (0 picks one)."""

@@ -34,6 +34,13 @@ from shortlist.common.rules import (
 from shortlist.gateway.errors import InvalidRequest, UpstreamFailed, VariantVersionMismatch
 from shortlist.gateway.experiment_metrics import ExperimentMetrics
 from shortlist.gateway.experiments import Experiments, Plan, Variant
+from shortlist.gateway.explain import (
+    FROM_RETRIEVAL,
+    Status,
+    Verdict,
+    describe,
+    retrieval_reason,
+)
 from shortlist.gateway.interleave import team_draft
 from shortlist.gateway.settings import GatewaySettings
 from shortlist.gateway.shadow import ShadowJob, ShadowResult, ShadowScorer
@@ -176,32 +183,51 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             self._offer_shadow(plan, variant, request, k, rid, after, response)
         return response
 
+    def _variant_rules(self, variant: Variant, rules: Sequence[Rule], request
+                       ) -> tuple[list[Rule], list]:
+        """The variant's rules before the request's own, as rules and as messages."""
+        if not variant.rules:
+            return list(rules), list(request.rules)
+        if len(variant.rules) + len(rules) > MAX_RULES:
+            raise InvalidRequest(f"variant {variant.name} adds {len(variant.rules)} rules: "
+                                 f"at most {MAX_RULES - len(variant.rules)} per request")
+        return [*variant.rules, *rules], [*variant.rule_messages, *request.rules]
+
+    def _retrieve_request(self, variant: Variant, request, k: int, rid: str, after: str,
+                          explain_item_id: str = "") -> retrieval_pb2.RetrieveRequest:
+        # 0 leaves the count to the artifact (what tuning chose); a setting overrides it.
+        wanted = variant.candidates or self.settings.candidates
+        return retrieval_pb2.RetrieveRequest(
+            user_id=request.user_id, recent_item_ids=request.recent_item_ids,
+            filters=request.filters, max_candidates=max(wanted, k) if wanted else 0,
+            request_id=rid, k=k, after_event_id=after, user_attributes=request.user_attributes,
+            explain_item_id=explain_item_id)
+
+    @staticmethod
+    def _rank_request(variant: Variant, retrieved: retrieval_pb2.RetrieveResponse, k: int,
+                      rid: str, rule_messages: Sequence, explain: bool
+                      ) -> ranking_pb2.RankRequest:
+        rank_request = ranking_pb2.RankRequest(
+            user=retrieved.user, candidates=retrieved.candidates, items=retrieved.items, k=k,
+            request_id=rid, version=retrieved.version, rules=rule_messages, order=variant.order,
+            # a second pass over the trees: only when someone reads the answer's provenance
+            explain=explain)
+        if variant.mmr_lambda is not None:
+            rank_request.mmr_lambda = variant.mmr_lambda
+        return rank_request
+
     def _serve(self, variant: Variant, request, k: int, rules: Sequence[Rule],
                deadline: float, rid: str, after: str, debug: bool, explain: bool) -> Served:
         """Retrieval, then ranking, as ``variant`` says (its upstream, candidate count, order,
         MMR setting and rules before the request's own)."""
         s = self.settings
         upstream = self.upstreams.get(variant.retrieval_target, variant.ranking_target)
-        rule_messages = list(request.rules)
-        if variant.rules:
-            if len(variant.rules) + len(rules) > MAX_RULES:
-                raise InvalidRequest(f"variant {variant.name} adds {len(variant.rules)} rules: "
-                                     f"at most {MAX_RULES - len(variant.rules)} per request")
-            rules = [*variant.rules, *rules]
-            rule_messages = [*variant.rule_messages, *rule_messages]
-        # 0 leaves the count to the artifact (what tuning chose); a setting overrides it.
-        wanted = variant.candidates or s.candidates
-        n_candidates = max(wanted, k) if wanted else 0
+        rules, rule_messages = self._variant_rules(variant, rules, request)
         t0 = time.perf_counter()
         try:
             retrieved = upstream.retrieval.Retrieve(
-                retrieval_pb2.RetrieveRequest(
-                    user_id=request.user_id, recent_item_ids=request.recent_item_ids,
-                    filters=request.filters, max_candidates=n_candidates,
-                    request_id=rid, k=k, after_event_id=after,
-                    user_attributes=request.user_attributes),
-                timeout=max(0.001, min(s.retrieval_timeout_s, deadline - t0)),
-            )
+                self._retrieve_request(variant, request, k, rid, after),
+                timeout=max(0.001, min(s.retrieval_timeout_s, deadline - t0)))
         except grpc.RpcError as exc:
             raise self._upstream_error("retrieval", exc) from exc
         retrieval_ms = (time.perf_counter() - t0) * 1e3
@@ -214,18 +240,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             if left <= 0.002:
                 degrade_reason = "no time left for ranking"
             else:
-                rank_request = ranking_pb2.RankRequest(
-                    user=retrieved.user, candidates=retrieved.candidates,
-                    items=retrieved.items, k=k, request_id=rid, version=retrieved.version,
-                    rules=rule_messages, order=variant.order,
-                    # a second pass over the trees: only when someone reads the answer's
-                    # provenance
-                    explain=explain)
-                if variant.mmr_lambda is not None:
-                    rank_request.mmr_lambda = variant.mmr_lambda
                 try:
-                    ranked = upstream.ranking.Rank(rank_request,
-                                                   timeout=min(s.ranking_timeout_s, left))
+                    ranked = upstream.ranking.Rank(
+                        self._rank_request(variant, retrieved, k, rid, rule_messages, explain),
+                        timeout=min(s.ranking_timeout_s, left))
                 except grpc.RpcError as exc:
                     degrade_reason = f"ranking {exc.code().name}: {exc.details()}"
             ranking_ms = (time.perf_counter() - t0) * 1e3
@@ -233,6 +251,90 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         return Served(response, retrieval_ms, ranking_ms, degrade_reason,
                       retrieved.user.segment, retrieved.timings_ms,
                       ranked.timings_ms if ranked is not None else {})
+
+    # ---- explanations ----
+
+    def Explain(self, request, context):
+        """Recommend's path, explained: the top k, or one item wherever it ended up. Never
+        degraded: an explanation of retrieval's fallback order would explain nothing."""
+        rid = edge.request_id()
+        edge.annotate(user_id=request.user_id[:64], item_id=request.item_id[:64])
+        s = self.settings
+        self._check_id("user_id", request.user_id)
+        if request.item_id:
+            self._check_id("item_id", request.item_id)
+        k = self._k(request.k)
+        validation.check_ids("recent_item_ids", request.recent_item_ids, s.max_list_items,
+                             s.max_id_length)
+        validation.check_filters(request.filters, s.max_list_items, s.max_id_length)
+        validation.check_attributes("user_attributes", request.user_attributes,
+                                    s.max_list_items, s.max_id_length)
+        rules = read_rules(request.rules)
+        plan = self.experiments.plan
+        variant = (plan.variant(request.variant) if request.variant
+                   else plan.assign(request.user_id))
+        if variant.interleave:  # an interleaved list is two lists: explain the first arm's
+            variant = plan.variant(variant.arms[0])
+        rules, rule_messages = self._variant_rules(variant, rules, request)
+        upstream = self.upstreams.get(variant.retrieval_target, variant.ranking_target)
+        timeout = self._timeout(context, s.admin_timeout_s)
+        after = self.recent_writes.latest(request.user_id)
+        try:
+            retrieved = upstream.retrieval.Retrieve(
+                self._retrieve_request(variant, request, k, rid, after, request.item_id),
+                timeout=timeout)
+        except grpc.RpcError as exc:
+            raise self._upstream_error("retrieval", exc) from exc
+        n_cands = len(retrieved.candidates.item_ids)
+
+        def ranked(n: int) -> gateway_pb2.RecommendResponse:
+            try:
+                answer = upstream.ranking.Rank(
+                    self._rank_request(variant, retrieved, n, rid, rule_messages, True),
+                    timeout=timeout)
+            except grpc.RpcError as exc:
+                raise self._upstream_error("ranking", exc) from exc
+            return assemble(retrieved, answer, n, True, rules, True)
+
+        served = ranked(k)
+        response = gateway_pb2.ExplainResponse(
+            variant=variant.name, version=served.version, configuration=served.configuration,
+            segment=retrieved.user.segment, request_id=rid, k=k)
+        if not request.item_id:
+            for item in served.items:
+                response.items.add(item_id=item.item_id, verdict=Verdict.RECOMMENDED,
+                                   reason=describe(item, n_cands, k), item=item,
+                                   retrieval=retrieved.explained)
+            edge.annotate(variant=variant.name, explained=len(response.items))
+            return response
+        verdict = retrieved.explained
+        found = next((it for it in served.items if it.item_id == request.item_id), None)
+        out = response.items.add(item_id=request.item_id, retrieval=verdict)
+        if found is not None:
+            out.verdict = Verdict.RECOMMENDED
+            out.item.CopyFrom(found)
+            out.reason = describe(found, n_cands, k)
+        elif verdict.status == Status.CANDIDATE:
+            everything = ranked(n_cands + len(pins(rules)))
+            found = next((it for it in everything.items if it.item_id == request.item_id),
+                         None)
+            if found is not None:
+                out.verdict = Verdict.RANKED_BELOW_K
+                out.item.CopyFrom(found)
+                out.reason = f"ranked below the top {k}: " + describe(found, n_cands, k, True)
+            else:
+                out.verdict = Verdict.FILTERED
+                touched = [r.describe() for r in rules if r.action == "EXCLUDE" and (
+                    r.item_id == request.item_id or r.category in verdict_categories(
+                        retrieved, request.item_id))]
+                out.reason = ("excluded by a business rule: " + "; ".join(touched)
+                              if touched else "left out by ranking (an exclusion rule)")
+        else:
+            out.verdict = FROM_RETRIEVAL.get(verdict.status, Verdict.VERDICT_UNSPECIFIED)
+            out.reason = retrieval_reason(verdict)
+        edge.annotate(variant=variant.name,
+                      verdict=Verdict.Verdict.Name(out.verdict).lower())
+        return response
 
     def _interleave(self, plan: Plan, variant: Variant, request, k: int, rules: Sequence[Rule],
                     deadline: float, rid: str, after: str) -> Served:
@@ -419,6 +521,11 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                              pass_through=_ADMIN_PASS_THROUGH)
 
 
+def verdict_categories(retrieved: retrieval_pb2.RetrieveResponse, item_id: str) -> list[str]:
+    """The categories retrieval gave the item (it describes explained candidates)."""
+    return next((list(it.categories) for it in retrieved.items if it.item_id == item_id), [])
+
+
 def degraded_order(retrieved: retrieval_pb2.RetrieveResponse, rules: Sequence[Rule],
                    k: int) -> list[tuple[int | None, str, list[str]]]:
     """Retrieval's order under the business rules, as ranking would apply them to an order
@@ -498,6 +605,7 @@ def assemble(retrieved: retrieval_pb2.RetrieveResponse, ranked: ranking_pb2.Rank
         if explain and ranked_item is not None:  # served degraded, nothing explains the order
             item.contributions.extend(ranked_item.contributions)
             item.because_of_item_id = ranked_item.because_of_item_id
+            item.score_rank = ranked_item.score_rank
         if row is None:
             continue
         for g in range(n_gen):

@@ -1,4 +1,5 @@
-"""Ranking's part of an artifact version: ranker text model, item statistics, config."""
+"""Ranking's part of an artifact version: ranker text model, item statistics, config, and the
+drift reference (``drift_reference.json``, absent from versions fitted before it existed)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from shortlist.common.artifacts import ArtifactError, read_json, write_json
 from shortlist.common.catalog import ItemCatalog
+from shortlist.common.drift import Reference
 from shortlist.ranking.features import ItemStats
 from shortlist.ranking.pipeline import RankingConfig, RankingPipeline
 from shortlist.ranking.ranker import LambdaRanker
@@ -21,6 +23,8 @@ class RankingModels:
     ranker: LambdaRanker
     stats: ItemStats
     config: RankingConfig
+    # The scores and popularity it returned at fit time (training.drift); None: no drift.
+    drift: Reference | None = None
 
     def pipeline(self) -> RankingPipeline:
         return RankingPipeline(self.ranker, self.stats, self.config)
@@ -35,6 +39,8 @@ class RankingModels:
         write_json(d / "config.json", {**self.config.to_json(),
                                        "spaces": sorted(self.stats.spaces),
                                        "diversity_space": self.stats.diversity_space})
+        if self.drift is not None:
+            self.drift.save(d)
 
     @classmethod
     def load(cls, root: Path) -> RankingModels:
@@ -45,4 +51,4 @@ class RankingModels:
                                 f"{DIR}/config.json); fit it again")
         return cls(ItemCatalog.load(root / CATALOG), LambdaRanker.load(d / "ranker.txt"),
                    ItemStats.load(d, data["spaces"], data["diversity_space"]),
-                   RankingConfig.from_json(data))
+                   RankingConfig.from_json(data), Reference.load(d))

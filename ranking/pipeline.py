@@ -155,6 +155,20 @@ class RankingPipeline:
                  if self.stats.diversity_space else None)
         return contrib, closest_items(cands.items[positions], cands.recent_items, space)
 
+    def score_ranks(self, cands: Candidates, positions: np.ndarray, order: str = "",
+                    shift: np.ndarray | None = None) -> np.ndarray:
+        """1-based positions of the candidates at ``positions`` by the ranker's score (with
+        the rules' ``shift``), as diversity received them: where each stood before diversity
+        and pins moved it. Zeros when another order served (no ranker score to stand by)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if ((order or self.config.order) != RANKER or self.ranker.booster is None
+                or not len(positions)):
+            return np.zeros(len(positions), np.int64)
+        scores = self.ranker.predict(self.features(cands))
+        if shift is not None:
+            scores = scores + shift
+        return 1 + (scores[None, :] > scores[positions][:, None]).sum(axis=1)
+
     @staticmethod
     def _simple_order(cands: Candidates, k: int, order: str) -> tuple[np.ndarray, np.ndarray]:
         n = len(cands)

@@ -45,7 +45,7 @@ def load_models(settings: RankingSettings, path: Path) -> LoadedVersion:
         "version": manifest.version, "items": len(models.catalog),
         "trees": models.ranker.booster.num_trees(), "compiled": compiled,
         "seconds": round(time.perf_counter() - start, 2)}})
-    return LoadedVersion.of(models, manifest.version)
+    return LoadedVersion.of(models, manifest.version, settings.drift_window)
 
 
 def compile_ranker(settings: RankingSettings, ranker: LambdaRanker, version: str) -> str:
@@ -77,6 +77,7 @@ def create_server(settings: RankingSettings) -> tuple[grpc.Server, int]:
     credentials = security.server_credentials(settings)
     metrics = Metrics("ranking")
     state = RankingState()
+    metrics.watch_drift(lambda: state.current.drift if state.ready else None)
     service = RankingService(settings, state)
     watcher = VersionWatcher(settings.artifacts, lambda path: load_models(settings, path),
                              state.install, settings.reload_interval_s, settings.version)

@@ -84,6 +84,7 @@ class RankingService(ranking_pb2_grpc.RankingServicer):
                 added.contributions.add(feature=name, description=text, contribution=value)
             if item in ranked.because_of:
                 added.because_of_item_id = catalog.vocab.id(ranked.because_of[item])
+            added.score_rank = ranked.score_ranks.get(item, 0)
         for key, ms in ranked.timings_ms.items():
             response.timings_ms[key] = ms
         response.timings_ms["total"] = (time.perf_counter() - start) * 1e3

@@ -23,6 +23,10 @@ class RankingSettings(ServerSettings):
                                                  "(an override is logged)")
     max_k: int = Field(1000, ge=1, description="largest k a caller may ask for")
     max_candidates: int = Field(5000, ge=1, description="most candidates accepted per request")
+    drift_window: int = Field(10000, ge=1,
+                              description="responses whose scores and item popularity the "
+                                          "drift gauges compare with the served version's "
+                                          "reference (docs/operations.md)")
     reload_interval_s: float = Field(2.0, gt=0,
                                      description="how often the artifact root is checked for a "
                                                  "new or pinned version")

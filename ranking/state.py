@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shortlist.common.candidates import Candidates
+from shortlist.common.drift import DEFAULT_WINDOW, POPULARITY, SCORE, Monitor
 from shortlist.common.rules import Rule, pins, place_pins, score_rules
 from shortlist.ranking.bundle import RankingModels
 from shortlist.ranking.errors import InvalidRequest, NotReady, VersionNotLoaded
@@ -41,6 +42,9 @@ class Ranked:
     # description, contribution) and the user's recent item it resembles most (-1: none).
     contributions: dict[int, list[tuple[str, str, float]]] = field(default_factory=dict)
     because_of: dict[int, int] = field(default_factory=dict)
+    # With explain, by item index: its 1-based position by the ranker's score before
+    # diversity and pins (absent when another order served).
+    score_ranks: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -51,10 +55,24 @@ class LoadedVersion:
     pipeline: RankingPipeline
     version: str
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Scores and popularity of what this version returns, against its reference (None for
+    # a version without one); per version, so a new version starts a fresh window.
+    drift: Monitor | None = None
 
     @classmethod
-    def of(cls, models: RankingModels, version: str) -> LoadedVersion:
-        return cls(models, models.pipeline(), version)
+    def of(cls, models: RankingModels, version: str,
+           drift_window: int = DEFAULT_WINDOW) -> LoadedVersion:
+        return cls(models, models.pipeline(), version,
+                   drift=Monitor.of(models.drift, drift_window))
+
+    def observe_drift(self, ranked: Ranked) -> None:
+        """Count the head of a list served as the reference was drawn (``rank`` calls it only
+        for the version's own order and diversity weight, without business rules, which move
+        scores by design): at most the reference's list length, since a longer list reaches
+        lower scores. A few microseconds (python -m shortlist.perf.drift)."""
+        n = int(self.drift.reference.sample.get("k", len(ranked.items)))
+        self.drift.add_values(SCORE, ranked.scores[:n])
+        self.drift.add_values(POPULARITY, self.models.stats.popularity[ranked.items[:n]])
 
     def learn_items(self, ids: list[str], details: Mapping[str, ItemDetails]) -> int:
         """Add ids this version has never seen; an undescribed one is learned bare (its id
@@ -83,6 +101,10 @@ class LoadedVersion:
         if not rules:
             pos, scores, timings = self.pipeline.rank(cands, k, mmr_lambda, order or None)
             ranked = Ranked(cands.items[pos], scores, timings, 0, configuration)
+            config = self.pipeline.config
+            if (self.drift is not None and len(ranked.items) and order in ("", config.order)
+                    and (mmr_lambda is None or abs(mmr_lambda - config.mmr_lambda) < 1e-6)):
+                self.observe_drift(ranked)
             if explain:
                 self._explain(ranked, cands, pos, order)
             return ranked
@@ -112,19 +134,22 @@ class LoadedVersion:
             row_of = {item: p for p, item in enumerate(kept.items.tolist())}
             self._explain(ranked, kept,
                           np.asarray([row_of[i] for i in final if i in row_of], np.int64),
-                          order)
+                          order, scored.shift[rows])
         return ranked
 
     def _explain(self, ranked: Ranked, cands: Candidates, positions: np.ndarray,
-                 order: str = "") -> None:
+                 order: str = "", shift: np.ndarray | None = None) -> None:
         t0 = time.perf_counter()
         contrib, closest = self.pipeline.explain(cands, positions, order)
+        by_score = self.pipeline.score_ranks(cands, positions, order, shift)
         ranked.timings_ms["explain"] = (time.perf_counter() - t0) * 1e3
-        for item, c, near in zip(cands.items[positions].tolist(), contrib, closest.tolist(),
-                                 strict=True):
+        for item, c, near, rank in zip(cands.items[positions].tolist(), contrib,
+                                       closest.tolist(), by_score.tolist(), strict=True):
             ranked.contributions[item] = c
             if near >= 0:
                 ranked.because_of[item] = near
+            if rank:
+                ranked.score_ranks[item] = rank
 
 
 class RankingState:

@@ -2,7 +2,9 @@
 
 Layout under ``retrieval/``: ``users.npy``, ``history.npz``, ``config.json`` (the merge
 settings, HNSW parameters, reference time, and each generator's name and config in merge
-order) and one directory per generator under ``generators/``, written by the generator.
+order), one directory per generator under ``generators/``, written by the generator, and
+``drift_reference.json`` (``common.drift``: the source and segment mix the servers compare
+their traffic with; absent from versions fitted before it existed).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from shortlist.common.artifacts import ArtifactError, read_json, write_json
 from shortlist.common.catalog import ItemCatalog
+from shortlist.common.drift import Reference
 from shortlist.common.events import EventTypes
 from shortlist.common.vocab import Vocabulary
 from shortlist.retrieval.candidates import CandidateSource, RetrievalConfig
@@ -48,6 +51,8 @@ class RetrievalModels:
     skipped: dict[str, str] = field(default_factory=dict)
     # How much each event type counts (signed): applied to every write, saved in config.json.
     event_types: EventTypes = field(default_factory=EventTypes.standard)
+    # What serving these models looked like at fit time (training.drift); None: no drift.
+    drift: Reference | None = None
 
     def source(self) -> CandidateSource:
         return CandidateSource(self.generators, self.config)
@@ -90,6 +95,8 @@ class RetrievalModels:
                            for n, g in self.generators.items()],
             "event_types": self.event_types.to_json(),
         })
+        if self.drift is not None:
+            self.drift.save(d)
 
     @classmethod
     def load(cls, root: Path, ef: int | None = None,
@@ -118,6 +125,7 @@ class RetrievalModels:
             history=UserHistory.load(d / "history.npz"), generators=generators,
             config=RetrievalConfig(**cfg["merge"]), hnsw=hnsw, now=int(cfg["now"]),
             event_types=EventTypes.from_json(cfg.get("event_types")),
+            drift=Reference.load(d),
         )
 
 

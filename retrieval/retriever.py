@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from shortlist.common.candidates import Candidates
+from shortlist.common.drift import DEFAULT_WINDOW, SEGMENT, SOURCES, Monitor, source_counts
 from shortlist.retrieval.bundle import RetrievalModels, banned_mask
+from shortlist.retrieval.candidates import CandidateSource
 from shortlist.retrieval.content import item_document
 from shortlist.retrieval.errors import InvalidRequest, ItemNotFound
+from shortlist.retrieval.generators import UserState
 from shortlist.retrieval.search import ItemSearch
 
 
@@ -28,6 +31,22 @@ class RetrieveQuery:
 
 
 @dataclass
+class ItemVerdict:
+    """Where one item stands for one user (see ``Retriever.explain_item``)."""
+
+    status: str  # CANDIDATE, NOT_RETRIEVED, SEEN, FILTERED or UNKNOWN_ITEM
+    reason: str
+    rank: int = 0  # merged rank (in the deeper search when NOT_RETRIEVED); 0: none
+    sources: list[tuple[str, int, float]] = field(default_factory=list)  # generator, rank, score
+    candidates: int = 0
+
+
+def _sources(cands: Candidates, row: int) -> list[tuple[str, int, float]]:
+    return [(name, int(cands.ranks[row, g]), float(cands.scores[row, g]))
+            for g, name in enumerate(cands.generators) if cands.ranks[row, g] > 0]
+
+
+@dataclass
 class Retrieved:
     candidates: Candidates
     user_id: str
@@ -35,11 +54,18 @@ class Retrieved:
 
 
 class Retriever:
-    def __init__(self, models: RetrievalModels, version: str, max_candidates_limit: int) -> None:
+    def __init__(self, models: RetrievalModels, version: str, max_candidates_limit: int,
+                 drift_window: int = DEFAULT_WINDOW) -> None:
         self.models = models
         self.version = version
         self.max_candidates_limit = max_candidates_limit
         self.source = models.source()
+        # The source and segment mix of the latest ``drift_window`` requests against the
+        # version's reference (None for a version without one): per version, so a swap
+        # starts a fresh window against the new reference.
+        self.drift = Monitor.of(models.drift, drift_window)
+        self._drift_sources = (tuple(models.drift.signals[SOURCES].labels)
+                               if self.drift is not None and self.drift.has(SOURCES) else ())
         # Items added or changed by UpsertItem since this version: responses describe them,
         # because ranking's copy of the catalog is the published one.
         self.touched: set[int] = set()
@@ -59,20 +85,78 @@ class Retriever:
                 f"got {q.max_candidates}"
             )
         m = self.models
-        n_items = len(m.catalog)
+        limit = max(q.max_candidates or m.config.max_candidates, q.k)
+        cands = self.source.generate(*self._user(q), max_candidates=limit)
+        if self.drift is not None:
+            self.observe_drift(cands)
+        return Retrieved(cands, q.user_id, self.version)
+
+    def _user(self, q: RetrieveQuery) -> tuple[UserState, np.ndarray]:
+        """The query's user state, and the mask of items it must not be proposed (history,
+        request filters)."""
+        m = self.models
         # Unknown recent or excluded ids are ignored: the caller's list may be ahead of us.
         recent = m.catalog.vocab.indices(q.recent_item_ids)
         recent = recent[recent >= 0]
         user = m.user_state(m.users.index(q.user_id), recent, q.user_attributes)
         excluded = m.catalog.vocab.indices(q.exclude_item_ids)
-        banned = banned_mask(n_items, user.items, excluded)
+        banned = banned_mask(len(m.catalog), user.items, excluded)
         if q.exclude_categories:
             banned |= m.catalog.category_mask(q.exclude_categories)
         if q.include_categories:
             banned |= ~m.catalog.category_mask(q.include_categories)
-        limit = max(q.max_candidates or m.config.max_candidates, q.k)
-        cands = self.source.generate(user, banned, max_candidates=limit)
-        return Retrieved(cands, q.user_id, self.version)
+        return user, banned
+
+    def explain_item(self, q: RetrieveQuery, item_id: str, cands: Candidates) -> ItemVerdict:
+        """Where ``item_id`` stands for the query's user, given the candidates retrieved for
+        it: in order of precedence unknown, seen, filtered, a candidate, or not retrieved (then
+        a search ten times deeper says how far it was)."""
+        m = self.models
+        item = m.catalog.vocab.index(item_id)
+        if item < 0:
+            return ItemVerdict("UNKNOWN_ITEM", f"{item_id} is not in version {self.version}'s "
+                                               "catalog")
+        user, _ = self._user(q)
+        if item in set(user.items.tolist()):
+            disliked = any(w < 0 for i, w in zip(user.items.tolist(), user.weights.tolist(),
+                                                 strict=True) if i == item)
+            return ItemVerdict("SEEN", "the user disliked it" if disliked else
+                               "already in the user's history (seen items are never "
+                               "recommended)")
+        if item_id in q.exclude_item_ids:
+            return ItemVerdict("FILTERED", "excluded by the request (filters.exclude_item_ids)")
+        cats = m.catalog.categories[item]
+        if q.exclude_categories and set(cats) & set(q.exclude_categories):
+            hit = sorted(set(cats) & set(q.exclude_categories))
+            return ItemVerdict("FILTERED", f"its category {', '.join(hit)} is excluded by the "
+                                           "request")
+        if q.include_categories and not set(cats) & set(q.include_categories):
+            return ItemVerdict("FILTERED", f"its categories ({', '.join(cats) or 'none'}) are "
+                                           "outside the request's included ones")
+        rows = np.flatnonzero(cands.items == item)
+        if len(rows):
+            return ItemVerdict("CANDIDATE", "retrieved", int(rows[0]) + 1,
+                               _sources(cands, int(rows[0])), len(cands))
+        deep = self.deep_source().generate(*self._user(q), max_candidates=10 * max(
+            len(cands), 1))
+        rows = np.flatnonzero(deep.items == item)
+        reason = f"not among the {len(cands)} candidates retrieved"
+        if len(rows):
+            return ItemVerdict("NOT_RETRIEVED", reason, int(rows[0]) + 1,
+                               _sources(deep, int(rows[0])), len(cands))
+        return ItemVerdict("NOT_RETRIEVED", reason, 0, [], len(cands))
+
+    def deep_source(self) -> CandidateSource:
+        """The generators asked for ten times as many proposals each (explanations only)."""
+        cfg = self.source.config
+        return CandidateSource(self.source.generators,
+                               replace(cfg, max_candidates=10 * cfg.max_candidates), scale=10.0)
+
+    def observe_drift(self, cands: Candidates) -> None:
+        """Count one request's candidates (which generator proposed each slot) and user
+        segment into the drift window: a few microseconds (python -m shortlist.perf.drift)."""
+        self.drift.add(SOURCES, source_counts(cands, self._drift_sources))
+        self.drift.add_label(SEGMENT, cands.segment)
 
     def similar_items(self, item_id: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         m = self.models

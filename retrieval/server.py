@@ -39,7 +39,8 @@ def loader(settings: RetrievalSettings, state: RetrievalState | SharedState,
         start = time.perf_counter()
         manifest = artifacts.read_manifest(path)
         models = RetrievalModels.load(path, settings.hnsw_ef or None, registry)
-        retriever = Retriever(models, manifest.version, settings.max_candidates_limit)
+        retriever = Retriever(models, manifest.version, settings.max_candidates_limit,
+                              settings.drift_window)
         logger.info("models loaded", extra={"fields": {
             "version": manifest.version, "items": len(models.catalog),
             "users": len(models.users), "seconds": round(time.perf_counter() - start, 2)}})
@@ -93,6 +94,7 @@ def create_server(settings: RetrievalSettings,
                              lambda prepared, _version: state.swap(prepared),
                              settings.reload_interval_s, settings.version)
     metrics = Metrics("retrieval")
+    metrics.watch_drift(lambda: state.retriever.drift if state.ready else None)
     # The token check first: a refused call never reaches the edge (nor the service).
     server = serving.new_server(settings.max_workers, settings.max_message_bytes,
                                 [*security.server_interceptors(settings), Edge(metrics)],

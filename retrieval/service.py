@@ -14,7 +14,7 @@ import time
 from shortlist.common import edge, validation
 from shortlist.retrieval.errors import InvalidRequest
 from shortlist.retrieval.online import RetrievalState
-from shortlist.retrieval.retriever import Retrieved, RetrieveQuery, Retriever
+from shortlist.retrieval.retriever import ItemVerdict, Retrieved, RetrieveQuery, Retriever
 from shortlist.retrieval.search import fold
 from shortlist.retrieval.settings import RetrievalSettings
 from shortlist.retrieval.shared import SharedState
@@ -92,6 +92,16 @@ class RetrievalService(retrieval_pb2_grpc.RetrievalServicer):
         retriever = self._current()  # one version for the whole request
         result = retriever.retrieve(query)
         response = to_proto(result, retriever, query.k)
+        if request.explain_item_id:
+            self._check_id("explain_item_id", request.explain_item_id)
+            explained = retriever.explain_item(query, request.explain_item_id,
+                                               result.candidates)
+            verdict_proto(explained, response.explained)
+            catalog = retriever.models.catalog
+            item = catalog.vocab.index(request.explain_item_id)
+            if item >= 0 and not any(it.item_id == request.explain_item_id
+                                     for it in response.items):
+                response.items.append(item_proto(catalog, item))  # its categories, for rules
         if request.after_event_id:  # what read-your-writes cost this request
             response.timings_ms["wait"] = waited_ms
         response.timings_ms["total"] = (time.perf_counter() - start) * 1e3
@@ -170,6 +180,15 @@ def _position(seq: int | str) -> dict:
 def item_proto(catalog, idx: int) -> common_pb2.Item:
     return common_pb2.Item(item_id=catalog.vocab.id(idx), title=catalog.titles[idx],
                            categories=catalog.categories[idx])
+
+
+def verdict_proto(verdict: ItemVerdict, out: common_pb2.ItemVerdict) -> None:
+    out.status = common_pb2.ItemVerdict.Status.Value(verdict.status)
+    out.reason = verdict.reason
+    out.rank = verdict.rank
+    out.candidates = verdict.candidates
+    for name, rank, score in verdict.sources:
+        out.sources.add(generator=name, rank=rank, score=score)
 
 
 def to_proto(result: Retrieved, retriever: Retriever, k: int) -> retrieval_pb2.RetrieveResponse:

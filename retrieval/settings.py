@@ -54,6 +54,10 @@ class RetrievalSettings(ServerSettings):
                                       description="how long a read waits for this replica to "
                                                   "apply the write it must reflect "
                                                   "(after_event_id) before UNAVAILABLE")
+    drift_window: int = Field(10000, ge=1,
+                              description="requests whose candidate source mix and user "
+                                          "segments the drift gauges compare with the served "
+                                          "version's reference (docs/operations.md)")
     reload_interval_s: float = Field(2.0, gt=0,
                                      description="how often the artifact root is checked for a "
                                                  "new or pinned version")

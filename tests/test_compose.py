@@ -24,6 +24,7 @@ import argparse
 import fnmatch
 import importlib
 import inspect
+import json
 import os
 import re
 import shlex
@@ -45,6 +46,9 @@ SCRIPTS: dict[str, str] = PYPROJECT["project"]["scripts"]
 
 SERVERS = ("retrieval", "ranking", "gateway")
 SERVER_SCRIPT = {name: f"shortlist-{name}" for name in SERVERS}
+# Monitoring services run these published images (every other service runs the repository's),
+# configured by files under deploy/.
+MONITORING_IMAGES = {"prometheus": "prom/prometheus", "grafana": "grafana/grafana"}
 
 
 def _settings_classes() -> dict[str, type]:
@@ -261,7 +265,13 @@ def port_bindings(service: dict[str, Any]) -> list[tuple[str, int, int]]:
 
 
 def script_of(service: dict[str, Any]) -> str:
-    return as_argv(service["command"])[0]
+    """The console script a service runs ("" for one that runs its image's own entry point)."""
+    return as_argv(service["command"])[0] if "command" in service else ""
+
+
+def own_services(services: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services that run the repository's image (all but the monitoring ones)."""
+    return {name: s for name, s in services.items() if name not in MONITORING_IMAGES}
 
 
 def server_service(services: dict[str, Any], server: str) -> str:
@@ -282,7 +292,7 @@ def clean_env(monkeypatch):
 
 def test_every_service_runs_a_console_script_the_real_parser_accepts(services, monkeypatch):
     assert set(services) >= {"trainer", *SERVERS}
-    for name, service in services.items():
+    for name, service in own_services(services).items():
         assert "command" in service, f"{name}: no command (the image's CMD is only --help)"
         parse_command(as_argv(service["command"]), monkeypatch)
 
@@ -622,7 +632,7 @@ def test_named_volume_mount_points_belong_to_the_runtime_user(services, dockerfi
             for m in re.finditer(r"chown\s+(?:-\S+\s+)*(\S+)\s+([^&;|]+)", args):
                 if m.group(1).split(":")[0] in owners:
                     owned |= {PurePosixPath(p) for p in m.group(2).split()}
-    targets = {PurePosixPath(t) for s in services.values()
+    targets = {PurePosixPath(t) for s in own_services(services).values()
                for t, (source, _) in volume_mounts(s).items() if is_named_volume(source)}
     assert targets
     for target in targets:
@@ -640,7 +650,7 @@ def build_context(service: dict[str, Any]) -> tuple[Path, str]:
 
 def test_every_service_uses_the_repository_image(services):
     images = set()
-    for name, service in services.items():
+    for name, service in own_services(services).items():
         assert "build" in service, f"{name}: no build section"
         context, dockerfile = build_context(service)
         assert context.is_dir() and (context / dockerfile).is_file()
@@ -781,3 +791,83 @@ def test_docker_compose_config_parses():
     result = subprocess.run([docker, "compose", "-f", str(COMPOSE_FILE), "config", "--quiet"],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
+
+
+# --- monitoring --------------------------------------------------------------------------------
+
+def bind_mounts(service: dict[str, Any]) -> dict[str, tuple[Path, str]]:
+    """container path -> (repository path, mode) of the service's bind mounts."""
+    return {target: ((REPO / source).resolve(), mode)
+            for target, (source, mode) in volume_mounts(service).items()
+            if not is_named_volume(source)}
+
+
+def mounted_file(service: dict[str, Any], container_path: str) -> Path:
+    """The repository file a container path of ``service`` is, through its bind mounts."""
+    path = PurePosixPath(container_path)
+    for target, (source, _) in bind_mounts(service).items():
+        if path == PurePosixPath(target) or path.is_relative_to(PurePosixPath(target)):
+            return source / path.relative_to(PurePosixPath(target))
+    pytest.fail(f"{container_path} is not under a bind mount of the service")
+
+
+def test_monitoring_runs_pinned_images_on_config_from_the_repository(services):
+    assert set(services) - set(own_services(services)) == set(MONITORING_IMAGES)
+    for name, image in MONITORING_IMAGES.items():
+        service = services[name]
+        assert "build" not in service
+        repo, _, tag = service["image"].partition(":")
+        assert repo == image and tag and tag != "latest", (
+            f"{name}: pin a version of {image}, not {service['image']!r}")
+        mounts = bind_mounts(service)
+        assert mounts, f"{name} mounts no configuration"
+        for target, (source, mode) in mounts.items():
+            assert source.exists() and source.is_relative_to(REPO / "deploy"), (
+                f"{name}: {target} mounts {source}, not a file under deploy/")
+            assert mode == "ro", f"{name}: mount {target} read-only"
+
+
+def prometheus_config(services: dict[str, Any]) -> dict[str, Any]:
+    service = services["prometheus"]
+    flags = dict(arg.split("=", 1) for arg in as_argv(service["command"]) if "=" in arg)
+    return yaml.safe_load(mounted_file(service, flags["--config.file"]).read_text())
+
+
+def scrape_targets(job: dict[str, Any]) -> set[tuple[str, int]]:
+    """(host, port) pairs a job scrapes: static targets, and DNS A-record discovery."""
+    out = set()
+    for static in job.get("static_configs", []):
+        out |= {split_address(t) for t in static["targets"]}
+    for dns in job.get("dns_sd_configs", []):
+        assert dns.get("type", "SRV") == "A", "A records: compose's DNS has no SRV records"
+        out |= {(name, int(dns["port"])) for name in dns["names"]}
+    return out
+
+
+def test_prometheus_scrapes_each_server_on_its_metrics_port(services, monkeypatch):
+    jobs = {job["job_name"]: scrape_targets(job)
+            for job in prometheus_config(services)["scrape_configs"]}
+    expected = {}
+    for server in SERVERS:
+        name = server_service(services, server)
+        expected[server] = {(name, settings_of(services, server, monkeypatch).metrics_port)}
+    assert jobs == expected, "deploy/prometheus.yml must scrape each server's /metrics port"
+
+
+def test_grafana_reads_prometheus_and_the_dashboard(services):
+    grafana = services["grafana"]
+    assert "prometheus" in depends(grafana)
+    [source] = yaml.safe_load(mounted_file(
+        grafana, "/etc/grafana/provisioning/datasources/prometheus.yml").read_text())[
+        "datasources"]
+    host, port = split_address(source["url"].removeprefix("http://"))
+    assert host == "prometheus" and ("127.0.0.1", port, port) in port_bindings(
+        services["prometheus"])
+    [provider] = yaml.safe_load(mounted_file(
+        grafana, "/etc/grafana/provisioning/dashboards/shortlist.yml").read_text())["providers"]
+    dashboards = mounted_file(grafana, provider["options"]["path"])
+    home = env_of(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert mounted_file(grafana, home) == dashboards / "shortlist.json"
+    dashboard = json.loads((dashboards / "shortlist.json").read_text())
+    uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
+    assert uids == {source["uid"]}, "the dashboard must query the provisioned datasource"

@@ -78,3 +78,14 @@ def test_the_gateway_balances_over_the_replicas_by_service_name(overlay, base):
 
 def test_every_overlaid_service_exists_in_the_base_file(overlay, base):
     assert set(overlay["services"]) - {"redis"} <= set(base["services"])
+
+
+@pytest.mark.parametrize("server", ["retrieval", "ranking"])
+def test_prometheus_scrapes_every_replica(base, server):
+    """A static target names one address; A-record discovery on the service name returns
+    every replica's, so each replica's /metrics (and drift) is scraped."""
+    assert "prometheus" in base["services"]
+    config = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == server]
+    assert not job.get("static_configs")
+    assert [(d["type"], d["names"]) for d in job["dns_sd_configs"]] == [("A", [server])]

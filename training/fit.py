@@ -50,6 +50,7 @@ from shortlist.retrieval.generators import (
     fit_or_skip,
 )
 from shortlist.training.datasets import VARIANT_SEP, load, load_profiles, resolve_path
+from shortlist.training.drift import drift_references, reference_users
 from shortlist.training.evaluation import UNION, evaluate
 from shortlist.training.event_weights import tune_event_weights, types_in_use
 from shortlist.training.eventlog_data import extend_dataset
@@ -738,10 +739,15 @@ def _publish(out: Path, trained: Trained, catalog: ItemCatalog, users: Vocabular
     if events is not None:
         manifest["events"] = events
     version = new_version(fingerprint)
+    # What serving looks like for the version's own users: the servers' drift baseline.
+    final.drift, ranking_drift = drift_references(
+        final, RankingPipeline(trained.ranker, trained.stats, trained.ranking_config),
+        reference_users(final, trained.params.seed))
+    clock.lap("drift_reference")
     with publish(out, version, manifest) as staging:
         final.save(staging)
-        RankingModels(catalog, trained.ranker, trained.stats, trained.ranking_config).save(
-            staging)
+        RankingModels(catalog, trained.ranker, trained.stats, trained.ranking_config,
+                      ranking_drift).save(staging)
         clock.lap("publish")
         manifest["fit_seconds"] = round(time.time() - t_start, 1)
         manifest["fit_phase_seconds"] = {**clock.seconds, **trained.seconds}

@@ -2,7 +2,8 @@
 
 Every import in clients/*.py (top level or inside a function) must be the standard library,
 gRPC and its health/reflection packages, numpy/matplotlib for reports, the contract
-(``shortlist.v1``, ``shortlist.client``) or the clients package itself.
+(``shortlist.v1``, ``shortlist.client``, and ``google.protobuf``, which its messages are made
+of: its JSON mapping reads an Experiment from a file) or the clients package itself.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def imported(path: Path) -> set[str]:
 
 
 def allowed(module: str) -> bool:
+    if module == "google.protobuf" or module.startswith("google.protobuf."):
+        return True
     top = module.split(".")[0]
     if top == "shortlist":
         return any(module == s or module.startswith(s + ".") for s in SHORTLIST)

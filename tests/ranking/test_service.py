@@ -157,6 +157,19 @@ def test_explain_gives_each_item_its_top_contributions_and_closest_recent_item(s
             ] == [i.item_id for i in plain.items]
 
 
+def test_explain_says_where_the_ranker_put_each_item_before_diversity(served):
+    """score_rank is the position by score alone: with no diversity it is the rank itself;
+    with strong diversity some items move, and the ranker's best is still served first."""
+    flat = served.stub.Rank(served.request(explain=True, mmr_lambda=1.0), timeout=10)
+    assert [i.score_rank for i in flat.items] == [i.rank for i in flat.items]
+    diverse = served.stub.Rank(served.request(explain=True, mmr_lambda=0.2), timeout=10)
+    assert diverse.items[0].score_rank == 1
+    assert all(i.score_rank >= 1 for i in diverse.items)
+    assert any(i.score_rank != i.rank for i in diverse.items)
+    merged = served.stub.Rank(served.request(explain=True, order="retrieval"), timeout=10)
+    assert all(i.score_rank == 0 for i in merged.items)  # no ranker score to stand by
+
+
 def test_a_malformed_rule_is_invalid_argument(served):
     req = served.request()
     req.rules.append(R(action=R.BOOST, category="Comedy", factor=0.5))

@@ -31,7 +31,8 @@ TOKEN_ENV = "SHORTLIST_TOKEN"
 GATEWAY = "shortlist.v1.Gateway"
 # Reads only: RecordInteraction and UpsertItem may have been applied by a call that then timed
 # out, and SetVersion has side effects, so those are never retried behind the caller's back.
-IDEMPOTENT = ("Recommend", "SimilarItems", "SearchItems", "ListVersions", "GetExperiment")
+IDEMPOTENT = ("Recommend", "SimilarItems", "SearchItems", "ListVersions", "GetExperiment",
+              "Explain")
 
 # What to check next, by status; the server's own words (the details) come before it.
 _HINTS = {
@@ -192,6 +193,24 @@ class Client:
                                        exclude_categories=list(exclude_categories)),
             rules=list(rules), explain=explain, variant=variant)
         return self._call("Recommend", self.stub.Recommend, request, timeout)
+
+    def explain(self, user_id: str, item_id: str = "", k: int = 10, *,
+                recent_item_ids: Sequence[str] = (), exclude_item_ids: Sequence[str] = (),
+                include_categories: Sequence[str] = (), exclude_categories: Sequence[str] = (),
+                rules: Sequence[common_pb2.Rule] = (), variant: str = "",
+                user_attributes: Mapping[str, str] | None = None,
+                timeout: float | None = None) -> gateway_pb2.ExplainResponse:
+        """Why ``user_id`` gets their top ``k`` (each item's generators, ranker features,
+        closest recent item, rules and what diversity moved), or, with ``item_id``, where that
+        item stands: recommended, ranked below k, not retrieved, seen, filtered or unknown.
+        The other arguments are Recommend's, so the same request is explained."""
+        request = gateway_pb2.ExplainRequest(
+            user_id=user_id, item_id=item_id, k=k, recent_item_ids=list(recent_item_ids),
+            filters=common_pb2.Filters(exclude_item_ids=list(exclude_item_ids),
+                                       include_categories=list(include_categories),
+                                       exclude_categories=list(exclude_categories)),
+            rules=list(rules), variant=variant, user_attributes=dict(user_attributes or {}))
+        return self._call("Explain", self.stub.Explain, request, timeout)
 
     def similar_items(self, item_id: str, k: int = 10, *,
                       timeout: float | None = None) -> retrieval_pb2.SimilarItemsResponse:

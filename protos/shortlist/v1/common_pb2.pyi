@@ -2,7 +2,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -85,3 +85,31 @@ class Item(_message.Message):
     title: str
     categories: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, item_id: _Optional[str] = ..., title: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ItemVerdict(_message.Message):
+    __slots__ = ("status", "reason", "rank", "sources", "candidates")
+    class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATUS_UNSPECIFIED: _ClassVar[ItemVerdict.Status]
+        CANDIDATE: _ClassVar[ItemVerdict.Status]
+        NOT_RETRIEVED: _ClassVar[ItemVerdict.Status]
+        SEEN: _ClassVar[ItemVerdict.Status]
+        FILTERED: _ClassVar[ItemVerdict.Status]
+        UNKNOWN_ITEM: _ClassVar[ItemVerdict.Status]
+    STATUS_UNSPECIFIED: ItemVerdict.Status
+    CANDIDATE: ItemVerdict.Status
+    NOT_RETRIEVED: ItemVerdict.Status
+    SEEN: ItemVerdict.Status
+    FILTERED: ItemVerdict.Status
+    UNKNOWN_ITEM: ItemVerdict.Status
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    status: ItemVerdict.Status
+    reason: str
+    rank: int
+    sources: _containers.RepeatedCompositeFieldContainer[GeneratorScore]
+    candidates: int
+    def __init__(self, status: _Optional[_Union[ItemVerdict.Status, str]] = ..., reason: _Optional[str] = ..., rank: _Optional[int] = ..., sources: _Optional[_Iterable[_Union[GeneratorScore, _Mapping]]] = ..., candidates: _Optional[int] = ...) -> None: ...

@@ -83,6 +83,11 @@ class GatewayStub:
                 request_serializer=shortlist_dot_v1_dot_experiment__pb2.GetExperimentRequest.SerializeToString,
                 response_deserializer=shortlist_dot_v1_dot_experiment__pb2.ExperimentState.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/shortlist.v1.Gateway/Explain',
+                request_serializer=shortlist_dot_v1_dot_gateway__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=shortlist_dot_v1_dot_gateway__pb2.ExplainResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -148,6 +153,14 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Explain(self, request, context):
+        """Why a user gets the items they get, or why not a given item: Recommend's path with every
+        candidate ranked and explained. For debugging: it costs a few Recommends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +208,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.GetExperiment,
                     request_deserializer=shortlist_dot_v1_dot_experiment__pb2.GetExperimentRequest.FromString,
                     response_serializer=shortlist_dot_v1_dot_experiment__pb2.ExperimentState.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=shortlist_dot_v1_dot_gateway__pb2.ExplainRequest.FromString,
+                    response_serializer=shortlist_dot_v1_dot_gateway__pb2.ExplainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -441,6 +459,33 @@ class Gateway:
             '/shortlist.v1.Gateway/GetExperiment',
             shortlist_dot_v1_dot_experiment__pb2.GetExperimentRequest.SerializeToString,
             shortlist_dot_v1_dot_experiment__pb2.ExperimentState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shortlist.v1.Gateway/Explain',
+            shortlist_dot_v1_dot_gateway__pb2.ExplainRequest.SerializeToString,
+            shortlist_dot_v1_dot_gateway__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,

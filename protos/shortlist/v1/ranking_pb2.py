@@ -26,7 +26,7 @@ from shortlist.v1 import common_pb2 as shortlist_dot_v1_dot_common__pb2
 from shortlist.v1 import retrieval_pb2 as shortlist_dot_v1_dot_retrieval__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashortlist/v1/ranking.proto\x12\x0cshortlist.v1\x1a\x19shortlist/v1/common.proto\x1a\x1cshortlist/v1/retrieval.proto\"\xae\x02\n\x0bRankRequest\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.shortlist.v1.UserContext\x12\x32\n\ncandidates\x18\x07 \x01(\x0b\x32\x1e.shortlist.v1.CandidateColumns\x12!\n\x05items\x18\x08 \x03(\x0b\x32\x12.shortlist.v1.Item\x12\t\n\x01k\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x17\n\nmmr_lambda\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x0f\n\x07version\x18\x06 \x01(\t\x12!\n\x05rules\x18\t \x03(\x0b\x32\x12.shortlist.v1.Rule\x12\x0f\n\x07\x65xplain\x18\n \x01(\x08\x12\r\n\x05order\x18\x0b \x01(\tB\r\n\x0b_mmr_lambdaJ\x04\x08\x02\x10\x03\"\xc2\x01\n\nRankedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\r\n\x05title\x18\x04 \x01(\t\x12\x12\n\ncategories\x18\x05 \x03(\t\x12\r\n\x05rules\x18\x06 \x03(\t\x12\x38\n\rcontributions\x18\x07 \x03(\x0b\x32!.shortlist.v1.FeatureContribution\x12\x1a\n\x12\x62\x65\x63\x61use_of_item_id\x18\x08 \x01(\t\"\xd0\x01\n\x0cRankResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.shortlist.v1.RankedItem\x12\x0f\n\x07version\x18\x02 \x01(\t\x12=\n\ntimings_ms\x18\x03 \x03(\x0b\x32).shortlist.v1.RankResponse.TimingsMsEntry\x12\x15\n\rconfiguration\x18\x04 \x01(\t\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32H\n\x07Ranking\x12=\n\x04Rank\x12\x19.shortlist.v1.RankRequest\x1a\x1a.shortlist.v1.RankResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashortlist/v1/ranking.proto\x12\x0cshortlist.v1\x1a\x19shortlist/v1/common.proto\x1a\x1cshortlist/v1/retrieval.proto\"\xae\x02\n\x0bRankRequest\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.shortlist.v1.UserContext\x12\x32\n\ncandidates\x18\x07 \x01(\x0b\x32\x1e.shortlist.v1.CandidateColumns\x12!\n\x05items\x18\x08 \x03(\x0b\x32\x12.shortlist.v1.Item\x12\t\n\x01k\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x17\n\nmmr_lambda\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12\x0f\n\x07version\x18\x06 \x01(\t\x12!\n\x05rules\x18\t \x03(\x0b\x32\x12.shortlist.v1.Rule\x12\x0f\n\x07\x65xplain\x18\n \x01(\x08\x12\r\n\x05order\x18\x0b \x01(\tB\r\n\x0b_mmr_lambdaJ\x04\x08\x02\x10\x03\"\xd6\x01\n\nRankedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\r\n\x05title\x18\x04 \x01(\t\x12\x12\n\ncategories\x18\x05 \x03(\t\x12\r\n\x05rules\x18\x06 \x03(\t\x12\x38\n\rcontributions\x18\x07 \x03(\x0b\x32!.shortlist.v1.FeatureContribution\x12\x1a\n\x12\x62\x65\x63\x61use_of_item_id\x18\x08 \x01(\t\x12\x12\n\nscore_rank\x18\t \x01(\x05\"\xd0\x01\n\x0cRankResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.shortlist.v1.RankedItem\x12\x0f\n\x07version\x18\x02 \x01(\t\x12=\n\ntimings_ms\x18\x03 \x03(\x0b\x32).shortlist.v1.RankResponse.TimingsMsEntry\x12\x15\n\rconfiguration\x18\x04 \x01(\t\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32H\n\x07Ranking\x12=\n\x04Rank\x12\x19.shortlist.v1.RankRequest\x1a\x1a.shortlist.v1.RankResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,11 +38,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RANKREQUEST']._serialized_start=102
   _globals['_RANKREQUEST']._serialized_end=404
   _globals['_RANKEDITEM']._serialized_start=407
-  _globals['_RANKEDITEM']._serialized_end=601
-  _globals['_RANKRESPONSE']._serialized_start=604
-  _globals['_RANKRESPONSE']._serialized_end=812
-  _globals['_RANKRESPONSE_TIMINGSMSENTRY']._serialized_start=764
-  _globals['_RANKRESPONSE_TIMINGSMSENTRY']._serialized_end=812
-  _globals['_RANKING']._serialized_start=814
-  _globals['_RANKING']._serialized_end=886
+  _globals['_RANKEDITEM']._serialized_end=621
+  _globals['_RANKRESPONSE']._serialized_start=624
+  _globals['_RANKRESPONSE']._serialized_end=832
+  _globals['_RANKRESPONSE_TIMINGSMSENTRY']._serialized_start=784
+  _globals['_RANKRESPONSE_TIMINGSMSENTRY']._serialized_end=832
+  _globals['_RANKING']._serialized_start=834
+  _globals['_RANKING']._serialized_end=906
 # @@protoc_insertion_point(module_scope)

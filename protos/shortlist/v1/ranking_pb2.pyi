@@ -33,7 +33,7 @@ class RankRequest(_message.Message):
     def __init__(self, user: _Optional[_Union[_retrieval_pb2.UserContext, _Mapping]] = ..., candidates: _Optional[_Union[_retrieval_pb2.CandidateColumns, _Mapping]] = ..., items: _Optional[_Iterable[_Union[_common_pb2.Item, _Mapping]]] = ..., k: _Optional[int] = ..., request_id: _Optional[str] = ..., mmr_lambda: _Optional[float] = ..., version: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[_common_pb2.Rule, _Mapping]]] = ..., explain: _Optional[bool] = ..., order: _Optional[str] = ...) -> None: ...
 
 class RankedItem(_message.Message):
-    __slots__ = ("item_id", "score", "rank", "title", "categories", "rules", "contributions", "because_of_item_id")
+    __slots__ = ("item_id", "score", "rank", "title", "categories", "rules", "contributions", "because_of_item_id", "score_rank")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class RankedItem(_message.Message):
     RULES_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     BECAUSE_OF_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_RANK_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     score: float
     rank: int
@@ -50,7 +51,8 @@ class RankedItem(_message.Message):
     rules: _containers.RepeatedScalarFieldContainer[str]
     contributions: _containers.RepeatedCompositeFieldContainer[_common_pb2.FeatureContribution]
     because_of_item_id: str
-    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ..., title: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., rules: _Optional[_Iterable[str]] = ..., contributions: _Optional[_Iterable[_Union[_common_pb2.FeatureContribution, _Mapping]]] = ..., because_of_item_id: _Optional[str] = ...) -> None: ...
+    score_rank: int
+    def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ..., title: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., rules: _Optional[_Iterable[str]] = ..., contributions: _Optional[_Iterable[_Union[_common_pb2.FeatureContribution, _Mapping]]] = ..., because_of_item_id: _Optional[str] = ..., score_rank: _Optional[int] = ...) -> None: ...
 
 class RankResponse(_message.Message):
     __slots__ = ("items", "version", "timings_ms", "configuration")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shortlist.v1 import common_pb2 as shortlist_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshortlist/v1/retrieval.proto\x12\x0cshortlist.v1\x1a\x19shortlist/v1/common.proto\"\xb5\x02\n\x0fRetrieveRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0frecent_item_ids\x18\x02 \x03(\t\x12&\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x15.shortlist.v1.Filters\x12\x16\n\x0emax_candidates\x18\x04 \x01(\x05\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\t\n\x01k\x18\x06 \x01(\x05\x12\x16\n\x0e\x61\x66ter_event_id\x18\x07 \x01(\t\x12J\n\x0fuser_attributes\x18\x08 \x03(\x0b\x32\x31.shortlist.v1.RetrieveRequest.UserAttributesEntry\x1a\x35\n\x13UserAttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc9\x01\n\x10\x43\x61ndidateColumns\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12\x18\n\x10retrieval_scores\x18\x02 \x03(\x02\x12\x12\n\ngenerators\x18\x05 \x03(\t\x12\x18\n\x10generator_scores\x18\x06 \x03(\x02\x12\x17\n\x0fgenerator_ranks\x18\x07 \x03(\x05\x12\x1c\n\x14generator_affinities\x18\x08 \x03(\x02J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05R\nals_scoresR\x0ctaste_scores\"\x93\x01\n\x0bUserContext\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0ehistory_length\x18\x02 \x01(\x05\x12\x17\n\x0frecent_item_ids\x18\x03 \x03(\t\x12*\n\x07segment\x18\x04 \x01(\x0e\x32\x19.shortlist.v1.UserSegment\x12\x16\n\x0elast_timestamp\x18\x05 \x01(\x03\"\x9e\x02\n\x10RetrieveResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.shortlist.v1.UserContext\x12\x32\n\ncandidates\x18\x05 \x01(\x0b\x32\x1e.shortlist.v1.CandidateColumns\x12!\n\x05items\x18\x06 \x03(\x0b\x32\x12.shortlist.v1.Item\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x41\n\ntimings_ms\x18\x04 \x03(\x0b\x32-.shortlist.v1.RetrieveResponse.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x02\x10\x03\"E\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"=\n\nScoredItem\x12 \n\x04item\x18\x01 \x01(\x0b\x32\x12.shortlist.v1.Item\x12\r\n\x05score\x18\x02 \x01(\x02\"P\n\x14SimilarItemsResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.shortlist.v1.ScoredItem\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xb7\x01\n\x18RecordInteractionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x02\x12\x11\n\ttimestamp\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x17\n\x0f\x63lient_event_id\x18\x06 \x01(\t\x12\r\n\x05\x65vent\x18\x07 \x01(\t\x12\x1a\n\x12\x66ollows_request_id\x18\x08 \x01(\t\"j\n\x19RecordInteractionResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x16\n\x0ehistory_length\x18\x02 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x11\n\tduplicate\x18\x04 \x01(\x08\"i\n\x11UpsertItemRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\ncategories\x18\x03 \x03(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"I\n\x12UpsertItemResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\"B\n\x12SearchItemsRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"^\n\x13SearchItemsResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.shortlist.v1.ScoredItem\x12\r\n\x05\x66uzzy\x18\x02 \x01(\x08\x12\x0f\n\x07version\x18\x03 \x01(\t2\xb8\x03\n\tRetrieval\x12I\n\x08Retrieve\x12\x1d.shortlist.v1.RetrieveRequest\x1a\x1e.shortlist.v1.RetrieveResponse\x12U\n\x0cSimilarItems\x12!.shortlist.v1.SimilarItemsRequest\x1a\".shortlist.v1.SimilarItemsResponse\x12\x64\n\x11RecordInteraction\x12&.shortlist.v1.RecordInteractionRequest\x1a\'.shortlist.v1.RecordInteractionResponse\x12O\n\nUpsertItem\x12\x1f.shortlist.v1.UpsertItemRequest\x1a .shortlist.v1.UpsertItemResponse\x12R\n\x0bSearchItems\x12 .shortlist.v1.SearchItemsRequest\x1a!.shortlist.v1.SearchItemsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshortlist/v1/retrieval.proto\x12\x0cshortlist.v1\x1a\x19shortlist/v1/common.proto\"\xce\x02\n\x0fRetrieveRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0frecent_item_ids\x18\x02 \x03(\t\x12&\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x15.shortlist.v1.Filters\x12\x16\n\x0emax_candidates\x18\x04 \x01(\x05\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\t\n\x01k\x18\x06 \x01(\x05\x12\x16\n\x0e\x61\x66ter_event_id\x18\x07 \x01(\t\x12J\n\x0fuser_attributes\x18\x08 \x03(\x0b\x32\x31.shortlist.v1.RetrieveRequest.UserAttributesEntry\x12\x17\n\x0f\x65xplain_item_id\x18\t \x01(\t\x1a\x35\n\x13UserAttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc9\x01\n\x10\x43\x61ndidateColumns\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12\x18\n\x10retrieval_scores\x18\x02 \x03(\x02\x12\x12\n\ngenerators\x18\x05 \x03(\t\x12\x18\n\x10generator_scores\x18\x06 \x03(\x02\x12\x17\n\x0fgenerator_ranks\x18\x07 \x03(\x05\x12\x1c\n\x14generator_affinities\x18\x08 \x03(\x02J\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05R\nals_scoresR\x0ctaste_scores\"\x93\x01\n\x0bUserContext\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0ehistory_length\x18\x02 \x01(\x05\x12\x17\n\x0frecent_item_ids\x18\x03 \x03(\t\x12*\n\x07segment\x18\x04 \x01(\x0e\x32\x19.shortlist.v1.UserSegment\x12\x16\n\x0elast_timestamp\x18\x05 \x01(\x03\"\xcc\x02\n\x10RetrieveResponse\x12\'\n\x04user\x18\x01 \x01(\x0b\x32\x19.shortlist.v1.UserContext\x12\x32\n\ncandidates\x18\x05 \x01(\x0b\x32\x1e.shortlist.v1.CandidateColumns\x12!\n\x05items\x18\x06 \x03(\x0b\x32\x12.shortlist.v1.Item\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x41\n\ntimings_ms\x18\x04 \x03(\x0b\x32-.shortlist.v1.RetrieveResponse.TimingsMsEntry\x12,\n\texplained\x18\x07 \x01(\x0b\x32\x19.shortlist.v1.ItemVerdict\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x02\x10\x03\"E\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"=\n\nScoredItem\x12 \n\x04item\x18\x01 \x01(\x0b\x32\x12.shortlist.v1.Item\x12\r\n\x05score\x18\x02 \x01(\x02\"P\n\x14SimilarItemsResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.shortlist.v1.ScoredItem\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xb7\x01\n\x18RecordInteractionRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x02\x12\x11\n\ttimestamp\x18\x04 \x01(\x03\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x17\n\x0f\x63lient_event_id\x18\x06 \x01(\t\x12\r\n\x05\x65vent\x18\x07 \x01(\t\x12\x1a\n\x12\x66ollows_request_id\x18\x08 \x01(\t\"j\n\x19RecordInteractionResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x16\n\x0ehistory_length\x18\x02 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x11\n\tduplicate\x18\x04 \x01(\x08\"i\n\x11UpsertItemRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\ncategories\x18\x03 \x03(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"I\n\x12UpsertItemResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\"B\n\x12SearchItemsRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"^\n\x13SearchItemsResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.shortlist.v1.ScoredItem\x12\r\n\x05\x66uzzy\x18\x02 \x01(\x08\x12\x0f\n\x07version\x18\x03 \x01(\t2\xb8\x03\n\tRetrieval\x12I\n\x08Retrieve\x12\x1d.shortlist.v1.RetrieveRequest\x1a\x1e.shortlist.v1.RetrieveResponse\x12U\n\x0cSimilarItems\x12!.shortlist.v1.SimilarItemsRequest\x1a\".shortlist.v1.SimilarItemsResponse\x12\x64\n\x11RecordInteraction\x12&.shortlist.v1.RecordInteractionRequest\x1a\'.shortlist.v1.RecordInteractionResponse\x12O\n\nUpsertItem\x12\x1f.shortlist.v1.UpsertItemRequest\x1a .shortlist.v1.UpsertItemResponse\x12R\n\x0bSearchItems\x12 .shortlist.v1.SearchItemsRequest\x1a!.shortlist.v1.SearchItemsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,35 +37,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._loaded_options = None
   _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._serialized_options = b'8\001'
   _globals['_RETRIEVEREQUEST']._serialized_start=74
-  _globals['_RETRIEVEREQUEST']._serialized_end=383
-  _globals['_RETRIEVEREQUEST_USERATTRIBUTESENTRY']._serialized_start=330
-  _globals['_RETRIEVEREQUEST_USERATTRIBUTESENTRY']._serialized_end=383
-  _globals['_CANDIDATECOLUMNS']._serialized_start=386
-  _globals['_CANDIDATECOLUMNS']._serialized_end=587
-  _globals['_USERCONTEXT']._serialized_start=590
-  _globals['_USERCONTEXT']._serialized_end=737
-  _globals['_RETRIEVERESPONSE']._serialized_start=740
-  _globals['_RETRIEVERESPONSE']._serialized_end=1026
-  _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._serialized_start=972
-  _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._serialized_end=1020
-  _globals['_SIMILARITEMSREQUEST']._serialized_start=1028
-  _globals['_SIMILARITEMSREQUEST']._serialized_end=1097
-  _globals['_SCOREDITEM']._serialized_start=1099
-  _globals['_SCOREDITEM']._serialized_end=1160
-  _globals['_SIMILARITEMSRESPONSE']._serialized_start=1162
-  _globals['_SIMILARITEMSRESPONSE']._serialized_end=1242
-  _globals['_RECORDINTERACTIONREQUEST']._serialized_start=1245
-  _globals['_RECORDINTERACTIONREQUEST']._serialized_end=1428
-  _globals['_RECORDINTERACTIONRESPONSE']._serialized_start=1430
-  _globals['_RECORDINTERACTIONRESPONSE']._serialized_end=1536
-  _globals['_UPSERTITEMREQUEST']._serialized_start=1538
-  _globals['_UPSERTITEMREQUEST']._serialized_end=1643
-  _globals['_UPSERTITEMRESPONSE']._serialized_start=1645
-  _globals['_UPSERTITEMRESPONSE']._serialized_end=1718
-  _globals['_SEARCHITEMSREQUEST']._serialized_start=1720
-  _globals['_SEARCHITEMSREQUEST']._serialized_end=1786
-  _globals['_SEARCHITEMSRESPONSE']._serialized_start=1788
-  _globals['_SEARCHITEMSRESPONSE']._serialized_end=1882
-  _globals['_RETRIEVAL']._serialized_start=1885
-  _globals['_RETRIEVAL']._serialized_end=2325
+  _globals['_RETRIEVEREQUEST']._serialized_end=408
+  _globals['_RETRIEVEREQUEST_USERATTRIBUTESENTRY']._serialized_start=355
+  _globals['_RETRIEVEREQUEST_USERATTRIBUTESENTRY']._serialized_end=408
+  _globals['_CANDIDATECOLUMNS']._serialized_start=411
+  _globals['_CANDIDATECOLUMNS']._serialized_end=612
+  _globals['_USERCONTEXT']._serialized_start=615
+  _globals['_USERCONTEXT']._serialized_end=762
+  _globals['_RETRIEVERESPONSE']._serialized_start=765
+  _globals['_RETRIEVERESPONSE']._serialized_end=1097
+  _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._serialized_start=1043
+  _globals['_RETRIEVERESPONSE_TIMINGSMSENTRY']._serialized_end=1091
+  _globals['_SIMILARITEMSREQUEST']._serialized_start=1099
+  _globals['_SIMILARITEMSREQUEST']._serialized_end=1168
+  _globals['_SCOREDITEM']._serialized_start=1170
+  _globals['_SCOREDITEM']._serialized_end=1231
+  _globals['_SIMILARITEMSRESPONSE']._serialized_start=1233
+  _globals['_SIMILARITEMSRESPONSE']._serialized_end=1313
+  _globals['_RECORDINTERACTIONREQUEST']._serialized_start=1316
+  _globals['_RECORDINTERACTIONREQUEST']._serialized_end=1499
+  _globals['_RECORDINTERACTIONRESPONSE']._serialized_start=1501
+  _globals['_RECORDINTERACTIONRESPONSE']._serialized_end=1607
+  _globals['_UPSERTITEMREQUEST']._serialized_start=1609
+  _globals['_UPSERTITEMREQUEST']._serialized_end=1714
+  _globals['_UPSERTITEMRESPONSE']._serialized_start=1716
+  _globals['_UPSERTITEMRESPONSE']._serialized_end=1789
+  _globals['_SEARCHITEMSREQUEST']._serialized_start=1791
+  _globals['_SEARCHITEMSREQUEST']._serialized_end=1857
+  _globals['_SEARCHITEMSRESPONSE']._serialized_start=1859
+  _globals['_SEARCHITEMSRESPONSE']._serialized_end=1953
+  _globals['_RETRIEVAL']._serialized_start=1956
+  _globals['_RETRIEVAL']._serialized_end=2396
 # @@protoc_insertion_point(module_scope)

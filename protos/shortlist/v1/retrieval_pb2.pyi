@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RetrieveRequest(_message.Message):
-    __slots__ = ("user_id", "recent_item_ids", "filters", "max_candidates", "request_id", "k", "after_event_id", "user_attributes")
+    __slots__ = ("user_id", "recent_item_ids", "filters", "max_candidates", "request_id", "k", "after_event_id", "user_attributes", "explain_item_id")
     class UserAttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class RetrieveRequest(_message.Message):
     K_FIELD_NUMBER: _ClassVar[int]
     AFTER_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     recent_item_ids: _containers.RepeatedScalarFieldContainer[str]
     filters: _common_pb2.Filters
@@ -32,7 +33,8 @@ class RetrieveRequest(_message.Message):
     k: int
     after_event_id: str
     user_attributes: _containers.ScalarMap[str, str]
-    def __init__(self, user_id: _Optional[str] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., max_candidates: _Optional[int] = ..., request_id: _Optional[str] = ..., k: _Optional[int] = ..., after_event_id: _Optional[str] = ..., user_attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    explain_item_id: str
+    def __init__(self, user_id: _Optional[str] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., filters: _Optional[_Union[_common_pb2.Filters, _Mapping]] = ..., max_candidates: _Optional[int] = ..., request_id: _Optional[str] = ..., k: _Optional[int] = ..., after_event_id: _Optional[str] = ..., user_attributes: _Optional[_Mapping[str, str]] = ..., explain_item_id: _Optional[str] = ...) -> None: ...
 
 class CandidateColumns(_message.Message):
     __slots__ = ("item_ids", "retrieval_scores", "generators", "generator_scores", "generator_ranks", "generator_affinities")
@@ -65,7 +67,7 @@ class UserContext(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., history_length: _Optional[int] = ..., recent_item_ids: _Optional[_Iterable[str]] = ..., segment: _Optional[_Union[_common_pb2.UserSegment, str]] = ..., last_timestamp: _Optional[int] = ...) -> None: ...
 
 class RetrieveResponse(_message.Message):
-    __slots__ = ("user", "candidates", "items", "version", "timings_ms")
+    __slots__ = ("user", "candidates", "items", "version", "timings_ms", "explained")
     class TimingsMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -78,12 +80,14 @@ class RetrieveResponse(_message.Message):
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPLAINED_FIELD_NUMBER: _ClassVar[int]
     user: UserContext
     candidates: CandidateColumns
     items: _containers.RepeatedCompositeFieldContainer[_common_pb2.Item]
     version: str
     timings_ms: _containers.ScalarMap[str, float]
-    def __init__(self, user: _Optional[_Union[UserContext, _Mapping]] = ..., candidates: _Optional[_Union[CandidateColumns, _Mapping]] = ..., items: _Optional[_Iterable[_Union[_common_pb2.Item, _Mapping]]] = ..., version: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    explained: _common_pb2.ItemVerdict
+    def __init__(self, user: _Optional[_Union[UserContext, _Mapping]] = ..., candidates: _Optional[_Union[CandidateColumns, _Mapping]] = ..., items: _Optional[_Iterable[_Union[_common_pb2.Item, _Mapping]]] = ..., version: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., explained: _Optional[_Union[_common_pb2.ItemVerdict, _Mapping]] = ...) -> None: ...
 
 class SimilarItemsRequest(_message.Message):
     __slots__ = ("item_id", "k", "request_id")

@@ -175,6 +175,9 @@ class LogContents:
     impressions: list[Impression] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     shadows: list[ShadowScore] = field(default_factory=list)
+    # Times of the selected users' other lists (other experiments, or outside since/until),
+    # by user: a click after one of those followed it, not a selected list.
+    other_lists: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _nullable(value: float) -> float | None:
@@ -527,6 +530,7 @@ def read_log(paths: Sequence[Path], since: float = 0.0, until: float = math.inf,
     out_until = until if outcomes_until is None else outcomes_until
     contents = LogContents()
     outcomes: list[Outcome] = []
+    others: list[tuple[str, float]] = []
     seen: set[str] = set()
     exp_clause, exp_args = ("", ()) if experiment is None else (" AND experiment = ?",
                                                                  (experiment,))
@@ -544,6 +548,12 @@ def read_log(paths: Sequence[Path], since: float = 0.0, until: float = math.inf,
                     row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]),
                     tuple(json.loads(row[7])), tuple(json.loads(row[8])), row[9]))
             for row in conn.execute(
+                    "SELECT user_id, ts, request_id, experiment FROM impressions "
+                    "WHERE ts < ?", (out_until,)):
+                if row[2] not in seen and not (
+                        since <= row[1] < until and experiment in (None, row[3])):
+                    others.append((row[0], row[1]))
+            for row in conn.execute(
                     "SELECT user_id, item_id, event, weight, ts, follows_request_id "
                     "FROM outcomes WHERE ts >= ? AND ts < ? ORDER BY seq", (since, out_until)):
                 outcomes.append(Outcome(*row))
@@ -559,6 +569,11 @@ def read_log(paths: Sequence[Path], since: float = 0.0, until: float = math.inf,
             conn.close()
     users = {imp.user_id for imp in contents.impressions}
     contents.outcomes = [o for o in outcomes if o.user_id in users]
+    for user, ts in others:
+        if user in users:
+            contents.other_lists.setdefault(user, []).append(ts)
+    for times in contents.other_lists.values():
+        times.sort()
     contents.impressions.sort(key=lambda r: r.ts)
     contents.outcomes.sort(key=lambda r: r.ts)  # stable: seq order within one file and ts
     contents.shadows.sort(key=lambda r: r.ts)

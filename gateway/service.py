@@ -96,7 +96,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         self.metrics = metrics
         self.impressions = impressions
         self.shadow = ShadowScorer(settings.shadow_queue, self._shadow_scored,
-                                   self._shadow_event)
+                                   self._shadow_event, settings.shadow_duty_cycle)
         # Interleaving asks both arms at once: the second arm's calls run here.
         self._arms = futures.ThreadPoolExecutor(max_workers=max(1, settings.max_workers // 2),
                                                 thread_name_prefix="arm")

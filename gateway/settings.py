@@ -52,6 +52,13 @@ class GatewaySettings(ServerSettings):
                               description="requests waiting for the shadow variant before "
                                           "new ones are dropped (and counted): shadow work "
                                           "never queues without bound")
+    shadow_duty_cycle: float = Field(0.01, gt=0, le=1,
+                                     description="largest share of time a shadow request may "
+                                                 "be in flight (the shadow rests after each "
+                                                 "one, dropping what comes meanwhile): on "
+                                                 "servers or CPUs shared with the served path "
+                                                 "it bounds what a shadow adds to served "
+                                                 "latency; 1: as many as the queue holds")
     max_concurrent_rpcs: int = Field(32, ge=0,
                                      description="calls in flight before new ones get "
                                                  "RESOURCE_EXHAUSTED; 0: no limit")

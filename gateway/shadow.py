@@ -3,7 +3,10 @@
 The served request only offers its work to a bounded queue (``submit``: no wait, no I/O); one
 worker thread replays it against the shadow variant and compares the shadow's list with what
 was served. When the worker falls behind, new work is dropped and counted, never queued
-without bound: a shadow must not slow down or endanger what users are served.
+without bound: a shadow must not slow down or endanger what users are served. A duty cycle
+caps the share of time a shadow request is in flight: on servers (or CPUs) the served path
+shares, each shadow request competes with the served ones, and a full shadow doubles their
+work; what the cap leaves is a sample, which is all the comparison needs.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import math
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -72,16 +76,27 @@ class ShadowScorer:
     ``"scored"``, ``"dropped"`` or ``"failed"``) report to the log and metrics."""
 
     def __init__(self, max_queue: int, on_result: Callable[[ShadowResult], None],
-                 on_event: Callable[[ShadowJob, str], None] = lambda job, event: None
-                 ) -> None:
+                 on_event: Callable[[ShadowJob, str], None] = lambda job, event: None,
+                 duty_cycle: float = 1.0) -> None:
+        if not 0.0 < duty_cycle <= 1.0:
+            raise ValueError(f"duty_cycle must be in (0, 1], got {duty_cycle}")
         self._queue: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=max(1, max_queue))
         self._on_result = on_result
         self._on_event = on_event
+        # After a job of d seconds the worker rests d * (1 / duty - 1): at most this share of
+        # wall time has a shadow request in flight. On CPUs the served path shares, that
+        # share bounds how many served requests a shadow can slow down (docs/operations.md).
+        self._rest_factor = 1.0 / duty_cycle - 1.0
+        self._rest_until = 0.0
         self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
         self._thread.start()
 
     def submit(self, job: ShadowJob) -> bool:
-        """Queue ``job`` if there is room; False (and counted) if not."""
+        """Queue ``job`` if there is room and the worker is not resting; False (and counted
+        as dropped) if not: a job queued during the rest would be stale when it ran."""
+        if self._rest_until and time.monotonic() < self._rest_until:
+            self._on_event(job, "dropped")
+            return False
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -114,7 +129,11 @@ class ShadowScorer:
             try:
                 if job is None:
                     return
+                t0 = time.monotonic()
                 self._score(job)
+                if self._rest_factor:
+                    end = time.monotonic()
+                    self._rest_until = end + (end - t0) * self._rest_factor
             finally:
                 self._queue.task_done()
 

@@ -8,7 +8,8 @@ synthetic version, then:
    ``shortlist-bench``, latency from each request's due time), alternately with no experiment
    and with every request shadowed by a variant in retrieval's order, ``--rounds`` times each.
    Reported: p50 and p99 of each mode (median over its rounds) and the difference, plus how
-   many shadow requests were scored or dropped.
+   many shadow requests were scored. ``--shadow-duty`` sets the gateway's duty cycle (1.0:
+   every request shadowed, as far as the queue allows).
 2. **Planted difference.** ``--users`` users of the data each ask twice and click what they
    are served with a probability that follows their own taste: the share of the item's topic
    in their training history (0.4 x share, at most 0.4, times a position discount). Experiment
@@ -123,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="length of each shadow run")
     p.add_argument("--rounds", type=int, default=3, help="shadow runs per mode")
     p.add_argument("--users", type=int, default=600, help="simulated users per experiment")
+    p.add_argument("--shadow-duty", type=float, default=None,
+                   help="the gateway's SHORTLIST_GATEWAY_SHADOW_DUTY_CYCLE (default: its own)")
     p.add_argument("--output", type=Path, default=None, help="also write the results as JSON")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="shortlist-experiment-") as tmp:
@@ -136,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = Path(tmp) / "state"
         env = {"SHORTLIST_GATEWAY_IMPRESSIONS_LOG": str(state / "impressions.db"),
                "SHORTLIST_GATEWAY_EXPERIMENT_FILE": str(state / "experiment.json")}
+        if args.shadow_duty is not None:
+            env["SHORTLIST_GATEWAY_SHADOW_DUTY_CYCLE"] = str(args.shadow_duty)
         results: dict[str, Any] = {}
         with Stack.on_free_ports(root, log_dir=Path(tmp) / "logs", state_dir=state,
                                  env=env) as stack:

@@ -4,7 +4,9 @@ Attribution. An outcome (an acknowledged interaction) is credited to the impress
 said it follows (``follows_request_id``) when that impression is the same user's; otherwise to
 the user's latest impression at or before it, if no older than the window. Naming the request
 is exact, time is a guess (a click can follow an older list, or one served by another path),
-so a named request wins. Negative events (dislike, skip) are attributed but never credited as
+so a named request wins, and an outcome naming a list the report does not hold (another
+experiment's) is credited to none. Nor is one whose latest preceding list, by time, is outside
+the report: a click after the next experiment began follows that experiment's list. Negative events (dislike, skip) are attributed but never credited as
 a positive: a dislike on a served item is not a success of that list.
 
 Metrics per impression: hit@k (any credited item in the first k) and NDCG@k with binary
@@ -300,6 +302,9 @@ def attribute(contents: LogContents, window_s: float,
         if named is not None and named.user_id == out.user_id:
             target = named
             by_request += 1
+        elif out.follows_request_id and named is None:  # a list this report does not hold
+            unattributed += 1
+            continue
         else:
             target = None
             user_times = times.get(out.user_id)
@@ -307,6 +312,11 @@ def attribute(contents: LogContents, window_s: float,
                 i = bisect.bisect_right(user_times, out.ts) - 1
                 if i >= 0 and out.ts - user_times[i] <= window_s:
                     target = per_user[out.user_id][i]
+            if target is not None:  # unless a list from outside the report came between
+                other = contents.other_lists.get(out.user_id, ())
+                j = bisect.bisect_right(other, out.ts) - 1
+                if j >= 0 and other[j] > target.ts:
+                    target = None
             if target is None:
                 unattributed += 1
                 continue

@@ -87,7 +87,8 @@ def test_a_split_assigns_users_stably_and_names_the_variant_everywhere(stack, tm
 
 
 def test_a_shadow_never_changes_what_is_served_and_is_compared(stack, tmp_path):
-    with gateway(stack, tmp_path) as (stub, metrics_port):
+    # every request shadowed (no duty cycle): one comparison per served request
+    with gateway(stack, tmp_path, shadow_duty_cycle=1.0) as (stub, metrics_port):
         before = {u: [i.item_id for i in served(stub, u).items] for u in USERS[:20]}
         set_experiment(stub, V(name="control", share=1),
                        shadow=V(name="merged-shadow", order="retrieval"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
 import pytest
 
@@ -58,3 +59,25 @@ def test_a_failing_shadow_is_counted_and_the_worker_goes_on():
     assert results[0].overlap == 1.0 and results[0].correlation == pytest.approx(-1.0)
     scorer.close()
     scorer.close()  # idempotent
+
+
+def test_the_duty_cycle_rests_the_worker_and_drops_what_comes_meanwhile():
+    """A job of ~50 ms at a duty cycle of 0.25 rests the worker ~150 ms: a job offered then is
+    dropped, one offered after is scored."""
+    events = []
+    scorer = ShadowScorer(8, lambda r: None, lambda j, e: events.append((j.request_id, e)),
+                          duty_cycle=0.25)
+
+    def slow():
+        time.sleep(0.05)
+        return ["i1"]
+    scorer.submit(job("r1", slow))
+    scorer.join()
+    assert not scorer.submit(job("r2", slow))  # resting
+    time.sleep(0.3)
+    assert scorer.submit(job("r3", slow))
+    scorer.join()
+    assert events == [("r1", "scored"), ("r2", "dropped"), ("r3", "scored")]
+    scorer.close()
+    with pytest.raises(ValueError):
+        ShadowScorer(1, lambda r: None, duty_cycle=0.0)

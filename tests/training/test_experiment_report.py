@@ -359,3 +359,23 @@ def test_cli_plot(tmp_path, capsys):
     assert main(["experiment-report", "--impressions", str(path), "--plot", str(chart)]) == 0
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"chart written to {chart}" in capsys.readouterr().out
+
+
+def test_clicks_on_another_experiments_lists_are_credited_to_none():
+    """Two experiments in a row for one user: clicks naming the second's lists, or coming
+    after it by time, never count for the first."""
+    from shortlist.common.impressions import Impression, LogContents, Outcome
+
+    first = Impression("r1", "u1", "one", "a", "v", "ranker", False, ("i1", "i2"), ts=100.0)
+    second_ts = 200.0
+    contents = LogContents(
+        impressions=[first],
+        outcomes=[Outcome("u1", "i1", "", 1.0, 150.0),  # after r1, by time: credited
+                  Outcome("u1", "i2", "", 1.0, 250.0, follows_request_id="r9"),  # another's
+                  Outcome("u1", "i2", "", 1.0, 260.0)],  # after the other list, by time
+        other_lists={"u1": [second_ts]})
+    report = experiment_report(contents, k=10)
+    assert (report.attribution.by_time, report.attribution.unattributed) == (1, 2)
+    [variant] = report.variants
+    assert variant.hits == 1
+    assert variant.ndcg.mean == 1.0  # i1 alone credited, at the top

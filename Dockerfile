@@ -33,12 +33,13 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 10001 --user-group shortlist \
-    && mkdir -p /app /app/state /artifacts \
-    && chown shortlist:shortlist /app /app/state /artifacts
+    && mkdir -p /app /app/state /app/gateway-state /artifacts \
+    && chown shortlist:shortlist /app /app/state /app/gateway-state /artifacts
 # The mount points of docker-compose.yml's named volumes are owned by the app user: an empty
 # named volume mounted there takes this ownership, so the non-root processes can write into it
 # (/artifacts: the trainer publishes, retrieval and ranking write the CURRENT pin; /app/state:
-# retrieval's event log, SHORTLIST_RETRIEVAL_EVENT_LOG).
+# retrieval's event log, SHORTLIST_RETRIEVAL_EVENT_LOG; /app/gateway-state: the gateway's
+# experiment file and impressions log).
 
 COPY --from=build /opt/venv /opt/venv
 # The bundled datasets are not part of the wheel (training.datasets.BUNDLED points next to the

@@ -179,7 +179,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         if self.metrics is not None:
             self.metrics.served(variant.name, response.degraded, total_ms)
         self._log_impression(plan.name, request.user_id, response)
-        if plan.shadowed(rid) and not variant.interleave:
+        if plan.shadowed(rid) and not variant.interleave and not self.shadow.resting:
             self._offer_shadow(plan, variant, request, k, rid, after, response)
         return response
 

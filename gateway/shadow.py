@@ -91,11 +91,16 @@ class ShadowScorer:
         self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
         self._thread.start()
 
+    @property
+    def resting(self) -> bool:
+        """Within the rest the duty cycle imposes: no job is taken (nor worth building)."""
+        return bool(self._rest_until) and time.monotonic() < self._rest_until
+
     def submit(self, job: ShadowJob) -> bool:
-        """Queue ``job`` if there is room and the worker is not resting; False (and counted
-        as dropped) if not: a job queued during the rest would be stale when it ran."""
-        if self._rest_until and time.monotonic() < self._rest_until:
-            self._on_event(job, "dropped")
+        """Queue ``job`` if there is room and the worker is not resting; False if not. Only
+        a full queue counts as a drop (the shadow fell behind); a job offered during the rest
+        is passed over like a request the sample leaves out."""
+        if self.resting:
             return False
         try:
             self._queue.put_nowait(job)

@@ -30,6 +30,7 @@ from shortlist.v1 import (
     admin_pb2,
     admin_pb2_grpc,
     common_pb2,
+    experiment_pb2,
     gateway_pb2,
     gateway_pb2_grpc,
     ranking_pb2,
@@ -81,7 +82,8 @@ def stubs(trained, tmp_path_factory):
     gateway, gport = create_gateway(GatewaySettings(
         address="127.0.0.1:0", retrieval_target=f"127.0.0.1:{rport}",
         ranking_target=f"127.0.0.1:{kport}", request_timeout_s=5.0, retrieval_timeout_s=5.0,
-        ranking_timeout_s=5.0))
+        ranking_timeout_s=5.0, experiment_file=str(tmp / "experiment.json"),
+        impressions_log=str(tmp / "impressions.db")))
     channels = {name: grpc.insecure_channel(f"127.0.0.1:{port}")
                 for name, port in (("retrieval", rport), ("ranking", kport), ("gateway", gport))}
     rstub = retrieval_pb2_grpc.RetrievalStub(channels["retrieval"])
@@ -724,6 +726,55 @@ def test_fuzz_set_version(fuzzed, via, version):
         assert_no_crash(admin.ListVersions, admin_pb2.ListVersionsRequest())
     finally:
         fuzzed.gateway.SetVersion(admin_pb2.SetVersionRequest(version=""), timeout=TIMEOUT_S)
+
+
+@FUZZ
+@given(user_id=user_ids, item_id=st.one_of(st.just(""), item_ids), k=int32s, flt=filters,
+       recent=id_lists, variant=st.one_of(st.just(""), texts))
+def test_fuzz_explain(fuzzed, user_id, item_id, k, flt, recent, variant):
+    assert_no_crash(fuzzed.gateway.Explain, gateway_pb2.ExplainRequest(
+        user_id=user_id, item_id=item_id, k=k, filters=flt, recent_item_ids=recent,
+        variant=variant))
+
+
+# Targets that fail the checks (a list of names, half a pair) or are never dialled: a
+# version check against a server that is not there would only wait for its deadline.
+variants = st.builds(
+    experiment_pb2.Variant, name=st.one_of(st.sampled_from(["a", "b", "c"]), texts),
+    share=st.one_of(st.floats(0, 10), st.floats(allow_nan=True, allow_infinity=True)),
+    order=st.one_of(st.sampled_from(["", "ranker", "retrieval", "generator:als",
+                                     "generator:nope"]), texts),
+    mmr_lambda=st.one_of(st.floats(0, 1), floats), candidates=int32s,
+    version=st.one_of(st.just(""), st.sampled_from(["current", "v-other"]), texts),
+    retrieval_target=st.sampled_from(["", "", "", "a:1,b:2", "127.0.0.1:1"]),
+    mode=st.sampled_from([0, 0, 1, 7]), arms=st.lists(st.sampled_from(["a", "b", "x"]),
+                                                       max_size=3))
+
+
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")
+@FUZZ
+@given(name=st.one_of(st.just("exp"), texts), salt=texts,
+       chosen=st.lists(variants, max_size=4), shadow=st.one_of(st.none(), variants),
+       fraction=st.one_of(st.just(0.0), floats), user_id=user_ids)
+def test_fuzz_set_experiment(fuzzed, name, salt, chosen, shadow, fraction, user_id):
+    for v in chosen:
+        if v.version == "current":
+            v.version = fuzzed.version
+        if v.retrieval_target:  # never dialled: it fails a check first
+            v.version = ""
+    msg = experiment_pb2.Experiment(name=name, salt=salt, variants=chosen,
+                                    shadow_fraction=fraction)
+    if shadow is not None:
+        shadow.version = ""
+        msg.shadow.CopyFrom(shadow)
+    try:
+        code = assert_no_crash(fuzzed.gateway.SetExperiment,
+                               experiment_pb2.SetExperimentRequest(experiment=msg))
+        if code == C.OK:  # whatever was accepted serves, or says why not
+            assert_no_crash(fuzzed.gateway.Recommend,
+                            gateway_pb2.RecommendRequest(user_id=user_id, k=5))
+    finally:
+        fuzzed.gateway.SetExperiment(experiment_pb2.SetExperimentRequest(), timeout=TIMEOUT_S)
 
 
 small_texts = st.one_of(plain, st.sampled_from(ODD[:8]), st.text(max_size=8))

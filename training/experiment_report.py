@@ -6,8 +6,9 @@ the user's latest impression at or before it, if no older than the window. Namin
 is exact, time is a guess (a click can follow an older list, or one served by another path),
 so a named request wins, and an outcome naming a list the report does not hold (another
 experiment's) is credited to none. Nor is one whose latest preceding list, by time, is outside
-the report: a click after the next experiment began follows that experiment's list. Negative events (dislike, skip) are attributed but never credited as
-a positive: a dislike on a served item is not a success of that list.
+the report: a click after the next experiment began follows that experiment's list. Negative
+events (dislike, skip) are attributed but never credited as a positive: a dislike on a served
+item is not a success of that list.
 
 Metrics per impression: hit@k (any credited item in the first k) and NDCG@k with binary
 relevance; the ideal DCG counts every distinct credited item (up to k), also one the list did

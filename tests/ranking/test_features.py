@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -252,7 +254,10 @@ def test_count_between_matches_a_brute_force_count(data):
                                label="query"), dtype=np.int64)
     lo, hi = sorted(data.draw(st.tuples(st.integers(-5, 55), st.integers(-5, 55)), label="lo,hi"))
     expected = [sum(1 for i, t in events if i == q and lo < t <= hi) for q in query.tolist()]
-    assert s.count_between(query, lo, hi).tolist() == expected
+    # both searches: over every key at once (small data) and within each item's slice
+    sliced = data.draw(st.booleans(), label="sliced")
+    with mock.patch("shortlist.ranking.features._GLOBAL_SEARCH_KEYS", -1 if sliced else 1 << 20):
+        assert s.count_between(query, lo, hi).tolist() == expected
 
 
 def test_counts_per_event_type_are_columns_of_typed_data_and_survive_save_load(stats,

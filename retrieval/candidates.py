@@ -123,24 +123,28 @@ class CandidateSource:
         not: RRF (sum of 1/(rrf_k + rank)) is also the order served when ranking is down.
         """
         names = self.names
-        pos: dict[int, int] = {}
-        for name in names:
-            if name in proposals:
-                for item in proposals[name][0].tolist():
-                    pos.setdefault(item, len(pos))
-        n, g = len(pos), len(names)
-        items = np.fromiter(pos.keys(), dtype=np.int64, count=n)
+        g = len(names)
+        present = [(j, proposals[name]) for j, name in enumerate(names) if name in proposals]
+        labels = (np.concatenate([ids for _, (ids, _) in present]).astype(np.int64)
+                  if present else np.zeros(0, np.int64))
+        # Rows in order of first proposal (generator order, then each generator's rank): one
+        # np.unique instead of a dict lookup per proposed item.
+        uniq, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+        appearance = np.argsort(first, kind="stable")
+        row_of = np.empty(len(uniq), np.int64)
+        row_of[appearance] = np.arange(len(uniq))
+        all_rows = row_of[inverse.ravel()]
+        n = len(uniq)
+        items = uniq[appearance]
         scores = np.full((n, g), np.nan, dtype=np.float32)
         ranks = np.zeros((n, g), dtype=np.int32)
         rrf = np.zeros(n, dtype=np.float64)
-        for j, name in enumerate(names):
-            if name not in proposals:
-                continue
-            labels, vals = proposals[name]
-            rows = np.fromiter((pos[i] for i in labels.tolist()), dtype=np.int64,
-                               count=len(labels))
+        start = 0
+        for j, (ids, vals) in present:
+            rows = all_rows[start:start + len(ids)]
+            start += len(ids)
             scores[rows, j] = vals
-            ranks[rows, j] = np.arange(1, len(labels) + 1)
+            ranks[rows, j] = np.arange(1, len(ids) + 1)
             rrf[rows] += 1.0 / (self.config.rrf_k + ranks[rows, j])
         order = np.argsort(-rrf, kind="stable")[:limit]
         return Candidates(items[order], names, scores[order], ranks[order],

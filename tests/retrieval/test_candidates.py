@@ -68,8 +68,12 @@ def test_banned_mask_ignores_out_of_range():
     np.testing.assert_array_equal(mask, [True, False, True, False, True])
 
 
-@pytest.mark.parametrize("n_banned", [3, 100])  # HNSW with over-fetch / exact scan
-def test_search_equals_exact_scan(models, n_banned):
+# HNSW with over-fetch (the small test catalog forced past EXACT_ENTRIES), an exact scan for
+# a wide ban, an exact scan for a small catalog
+@pytest.mark.parametrize("n_banned, exact_entries", [(3, 0), (100, 0), (3, None)])
+def test_search_equals_exact_scan(models, n_banned, exact_entries, monkeypatch):
+    if exact_entries is not None:
+        monkeypatch.setattr("shortlist.retrieval.hnsw.EXACT_ENTRIES", exact_entries)
     rng = np.random.default_rng(n_banned)
     n = len(models.catalog)
     banned = np.zeros(n, dtype=bool)

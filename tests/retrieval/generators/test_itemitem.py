@@ -113,3 +113,37 @@ def test_a_disliked_item_subtracts_its_neighbours_instead_of_adding_them():
     banned[[0, 2]] = True
     ids, _ = gen.propose(user, 1, banned)
     assert ids.tolist() == [1]
+
+
+@pytest.mark.parametrize("n, density, rows", [(50, 0.2, 5), (400, 0.5, 120)])
+def test_weighted_row_sum_equals_the_dense_product_on_both_paths(n, density, rows):
+    # 5 rows of a 50-item matrix take the numpy path, 120 rows of 200 entries each the scipy one
+    import scipy.sparse as sp
+
+    from shortlist.retrieval.generators.itemitem import _SCIPY_ENTRIES, weighted_row_sum
+
+    rng = np.random.default_rng(3)
+    w = sp.random(n, n, density=density, format="csr", dtype=np.float32, random_state=rng)
+    picked = np.sort(rng.choice(n, rows, replace=False))
+    strength = rng.normal(size=rows)
+    assert (w.indptr[picked + 1] - w.indptr[picked]).sum() > _SCIPY_ENTRIES or rows == 5
+    expected = strength @ w.toarray()[picked]
+    np.testing.assert_allclose(weighted_row_sum(w, picked, strength), expected, rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_array_equal(weighted_row_sum(w, picked[:0], strength[:0]), np.zeros(n))
+
+
+def test_ease_keeps_every_weight_of_a_catalog_within_its_budget_and_prunes_beyond():
+    rng = np.random.default_rng(0)
+    pairs = sorted({(int(u), int(i)) for u, i in zip(rng.integers(0, 30, 200),
+                                                       rng.integers(0, 12, 200),
+                                                       strict=True)})
+    d = data(pairs, 30, 12)
+    from shortlist.retrieval.ease import Ease
+    from shortlist.training.peers import interaction_matrix
+
+    dense = Ease().fit(interaction_matrix(d.events, 30, 12), 5.0).weights
+    full = EaseGenerator.fit(d, EaseConfig(lam=5.0))  # 144 weights, far under the budget
+    np.testing.assert_allclose(full.weights.toarray(), dense, rtol=1e-5, atol=1e-6)
+    capped = EaseGenerator.fit(d, EaseConfig(lam=5.0, max_weights=24))  # 2 per item
+    assert capped.weights.getnnz(axis=1).max() == 2

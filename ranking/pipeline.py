@@ -30,6 +30,9 @@ class RankingConfig:
     ``order`` is the configuration served: "ranker" (the LightGBM model, then MMR), or, when
     training found that the ranker loses to something simpler on validation, "generator:NAME"
     (that generator's own order over the candidates) or "retrieval" (the merged order).
+    Under "ranker", a request whose candidates the model scores all alike gets the merged
+    order: the model has no opinion there, and diversity over a tie would serve the most
+    varied candidates rather than the likeliest (``Pipeline.rank``).
     """
 
     # Weight of relevance against diversity, 1.0 being none (the name is MMR's, the meaning
@@ -50,6 +53,10 @@ class RankingConfig:
         return cls(float(data["mmr_lambda"]), int(data["mmr_top_n"]),
                    FeatureSpec.from_json(data["features"]), str(data.get("order", RANKER)),
                    str(data.get("diversity", "mmr")))
+
+
+# Ranker scores closer than this (relative) count as a tie across the whole request.
+_TIE = 1e-6
 
 
 def configuration_name(order: str, mmr_lambda: float, diversity: str = "mmr") -> str:
@@ -132,6 +139,13 @@ class RankingPipeline:
         timings["features"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         scores = self.ranker.predict(x)
+        if len(scores) > 1 and float(np.ptp(scores)) <= _TIE * max(1.0, abs(float(scores[0]))):
+            # Every candidate in the same leaves of every tree: a user unlike any the ranker
+            # learned from (a newcomer with no history, whose candidates come from cold-start
+            # generators). The generators' merged order is the only opinion left.
+            picked, scores, rest = self.rank(cands, k, mmr_lambda, RETRIEVAL, shift)
+            timings["model"] = (time.perf_counter() - t0) * 1e3
+            return picked, scores, {**timings, **rest}
         if shift is not None:
             scores = (scores + shift).astype(scores.dtype)
         timings["model"] = (time.perf_counter() - t0) * 1e3

@@ -207,3 +207,29 @@ def test_rule_shifts_add_log_odds_and_exclusions_drop_on_every_order(pipeline, s
     shift[30] = np.log(89 / 60) - 1e-6
     pos, _, _ = retrieval.rank(inp, 3, shift=shift, keep=np.arange(40) != 1)
     assert pos.tolist() == [0, 30, 2]
+
+
+def test_a_ranker_that_ties_every_candidate_serves_the_merged_order(stats):
+    """A model that learned only from a user-level column (here history length) scores one
+    user's candidates all alike: it has no opinion on them, so the merged order is served,
+    undiversified, as under ``order="retrieval"``; shifts from rules still apply."""
+    rng = np.random.default_rng(8)
+    user = FEATURE_NAMES.index("history_length")
+    x = np.zeros((60 * 20, F), np.float32)
+    x[:, user] = np.repeat(rng.random(60), 20)
+    y = (x[:, user] > 0.5).astype(np.float32)
+    y[::7] = 1.0  # every group has a positive, so the trees have something to learn
+    ranker = LambdaRanker().fit(x, y, np.full(60, 20), FEATURE_NAMES, num_boost_round=10)
+    pipe = RankingPipeline(ranker, stats, RankingConfig(0.5, 20, SPEC))
+    inp = make_input(40)
+    assert np.ptp(ranker.predict(pipe.features(inp))) == 0.0
+    pos, scores, timings = pipe.rank(inp, 10)
+    assert pos.tolist() == list(range(10))
+    np.testing.assert_allclose(scores, inp.retrieval_score[:10])
+    assert {"features", "model"} <= set(timings)
+    shift = np.zeros(40)
+    shift[25] = 50.0
+    assert pipe.rank(inp, 10, shift=shift)[0].tolist() == [25, *range(9)]
+    # a ranker with an opinion is not affected: the popularity-driven one diversifies
+    ranked = RankingPipeline(train_ranker(FEATURE_NAMES), stats, RankingConfig(0.5, 20, SPEC))
+    assert ranked.rank(inp, 10)[0].tolist() != list(range(10))

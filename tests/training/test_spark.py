@@ -188,7 +188,7 @@ def spark_cluster(tmp_path):
                 with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5) as r:
                     if json.load(r).get("aliveworkers", 0) >= 2:
                         break
-            except OSError:
+            except (OSError, ValueError):  # ValueError: an HTML page while the UI starts
                 pass
             assert time.monotonic() < deadline, "the workers did not register"
             time.sleep(0.5)

@@ -47,7 +47,7 @@ from shortlist.retrieval.generators import (
     Registry,
     config_of,
     default_registry,
-    fit_or_skip,
+    fit_each_or_skip,
 )
 from shortlist.training.datasets import VARIANT_SEP, load, load_profiles, resolve_path
 from shortlist.training.drift import drift_references, reference_users
@@ -257,13 +257,15 @@ def tune_generators(base: RetrievalModels, f_ev: Events, v_ev: Events, p: FitPar
         k = 10 if cls.objective == "ndcg" else config.candidates
         column = f"{cls.objective}@{k}"
         rows = []
-        for values in tqdm(variants, desc=f"tune {cls.name}", unit="config",
-                           disable=not progress, leave=False):
-            gen, _ = fit_or_skip(cls, data, config_of(cls, {**p.generator(cls.name), **values}),
-                                 fitted)
+        configs = [config_of(cls, {**p.generator(cls.name), **values}) for values in variants]
+        fits = fit_each_or_skip(cls, data, configs, fitted)
+        for values, gen in tqdm(zip(variants, fits, strict=True), total=len(variants),
+                                desc=f"tune {cls.name}", unit="config", disable=not progress,
+                                leave=False):
             rows.append({**values, column: (generator_metric(base, gen, v_ev, sample, k,
                                                              cls.objective)
                                             if gen is not None else 0.0)})
+            del gen  # one variant held at a time
         best = max(rows, key=lambda r: r[column])
         p.set_generator(cls.name, **{key: best[key] for key in best if key != column})
         tables[cls.name] = rows

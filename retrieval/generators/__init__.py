@@ -17,6 +17,7 @@ from shortlist.retrieval.generators.base import (
     Registry,
     UserState,
     config_of,
+    fit_each_or_skip,
     fit_or_skip,
 )
 from shortlist.retrieval.generators.content import ContentGenerator
@@ -37,4 +38,4 @@ def default_registry() -> Registry:
 __all__ = ["AlsGenerator", "ContentGenerator", "DemographicGenerator", "EaseGenerator",
            "FitData", "Generator", "GeneratorSkipped", "HnswParams", "ItemKnnGenerator",
            "Registry", "SequenceGenerator", "SocialGenerator", "TrendingGenerator", "UserState",
-           "config_of", "default_registry", "fit_or_skip"]
+           "config_of", "default_registry", "fit_each_or_skip", "fit_or_skip"]

@@ -143,6 +143,17 @@ class Generator:
         raise NotImplementedError(f"{cls.__name__}.fit")
 
     @classmethod
+    def fit_each(cls, data: FitData, configs: Iterable[Any], previous: Generator | None = None
+                 ) -> Iterator[Generator | None]:
+        """``fit`` for each config in turn, lazily (tuning holds one variant at a time).
+
+        A generator whose configs share costly work overrides this to do it once per group
+        of consecutive configs that agree on it (EASE's dense inverse across weight counts).
+        """
+        for config in configs:
+            yield cls.fit(data, config, previous)
+
+    @classmethod
     def tuning_grid(cls, config: Any) -> list[dict[str, Any]]:
         """Config overrides to try on validation; the default config counts as tried."""
         return []
@@ -194,6 +205,23 @@ def fit_or_skip(cls: type[Generator], data: FitData, config: Any,
         logger.debug("%s generator skipped: %s", cls.name, exc)
         return None, str(exc)
     return gen, None if gen is not None else "the data cannot support it (see the log)"
+
+
+def fit_each_or_skip(cls: type[Generator], data: FitData, configs: list[Any],
+                     previous: Generator | None = None) -> Iterator[Generator | None]:
+    """``cls.fit_each``, one result per config: None where the data cannot support it.
+
+    ``GeneratorSkipped`` ends the generator's iterator, and what the data cannot support
+    does not depend on the tuned values, so the configs left are skipped too.
+    """
+    done = 0
+    try:
+        for gen in cls.fit_each(data, configs, previous):
+            done += 1
+            yield gen
+    except GeneratorSkipped as exc:
+        logger.debug("%s generator skipped: %s", cls.name, exc)
+        yield from [None] * (len(configs) - done)
 
 
 def config_of(cls: type[Generator], values: Mapping[str, Any] | None = None) -> Any:

@@ -147,3 +147,36 @@ def test_ease_keeps_every_weight_of_a_catalog_within_its_budget_and_prunes_beyon
     np.testing.assert_allclose(full.weights.toarray(), dense, rtol=1e-5, atol=1e-6)
     capped = EaseGenerator.fit(d, EaseConfig(lam=5.0, max_weights=24))  # 2 per item
     assert capped.weights.getnnz(axis=1).max() == 2
+
+
+def test_ease_fit_each_shares_one_inverse_per_lambda_and_matches_separate_fits(monkeypatch):
+    rng = np.random.default_rng(1)
+    pairs = sorted({(int(u), int(i)) for u, i in zip(rng.integers(0, 30, 200),
+                                                       rng.integers(0, 12, 200),
+                                                       strict=True)})
+    d = data(pairs, 30, 12)
+    configs = [EaseConfig(lam=lam, neighbours=nb) for lam in (5.0, 50.0) for nb in (2, 5, 0)]
+    from shortlist.retrieval import ease
+
+    inverses = []
+    real_fit = ease.Ease.fit
+    monkeypatch.setattr(ease.Ease, "fit",
+                        lambda self, *a, **kw: inverses.append(a[1]) or real_fit(self, *a, **kw))
+    shared = list(EaseGenerator.fit_each(d, configs))
+    assert inverses == [5.0, 50.0]  # one per λ, not one per config
+    for config, gen in zip(configs, shared, strict=True):
+        alone = EaseGenerator.fit(d, config)
+        assert gen.config == config
+        np.testing.assert_array_equal(gen.weights.toarray(), alone.weights.toarray())
+        assert gen.weights.getnnz(axis=1).max() == (config.neighbours or 11)  # B_ii = 0
+
+
+def test_fit_each_or_skip_gives_one_result_per_config_when_the_data_cannot_support_it():
+    from shortlist.retrieval.generators import fit_each_or_skip
+
+    d = data(PAIRS, 6, 5)
+    configs = [EaseConfig(max_items=4, neighbours=nb) for nb in (1, 2, 0)]
+    assert list(fit_each_or_skip(EaseGenerator, d, configs)) == [None, None, None]
+    ok = list(fit_each_or_skip(ItemKnnGenerator, d, [ItemKnnConfig(neighbours=1),
+                                                     ItemKnnConfig(neighbours=5)]))
+    assert [g.weights.getnnz(axis=1).max() for g in ok] == [1, 2]  # 2 co-occur at most

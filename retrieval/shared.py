@@ -110,6 +110,14 @@ class SharedState(ServingVersion):
         start = time.perf_counter()
         through = (events_through or {}).get("stream_through") or str(StreamId.ZERO)
         try:
+            marker = self.log.archive_marker()
+            if marker and StreamId.parse(through) < StreamId.parse(marker["through"]):
+                # the entries in between left the stream for the archive: replaying what is
+                # left would serve this version without them
+                raise StateUnavailable(
+                    f"version {retriever.version} was trained through stream id {through}, "
+                    f"but the stream was compacted through {marker['through']} (archive "
+                    f"{marker['archive']}): serve a version fitted since")
             applied = self._replay(retriever, StreamId.parse(through))
         except StreamError as exc:
             raise StateUnavailable(f"cannot replay the shared stream onto version "

@@ -16,6 +16,13 @@ Ids. Each entry's id is the stream id Redis assigns ("<ms>-<n>"), strictly incre
 order; ``StreamId`` compares them numerically. "Everything after id X" misses nothing: Redis
 appends under its single command thread and never inserts before the last id.
 
+Compaction. The stream would grow with every write forever; ``shortlist-train compact-events``
+moves the entries no serving version needs into files (``training.stream_archive``), records
+how far in the marker key ``<stream>:archive``, and only then trims them (``XTRIM MINID``).
+Training reads the archive and then the stream after the marker, so trimming loses nothing;
+a replica whose version was trained before the marker refuses to start rather than replay a
+stream with a hole in it.
+
 Retried writes. A write may carry a client event id. The append and the record of that id are
 one Lua script (Redis runs a script atomically, and with ``appendfsync always`` its effects
 reach the AOF before the reply), so a retry of an acknowledged write returns the first write's
@@ -65,7 +72,7 @@ def _fields(entry: Entry) -> list[str]:
     return ["t", "c", "it", item_id, "ti", title, "cat", categories, "tx", text]
 
 
-def _record(entry_id: str, f: dict[str, str]) -> Interaction | ItemRecord:
+def record_from_fields(entry_id: str, f: dict[str, str]) -> Interaction | ItemRecord:
     """The record of one stream entry; ``seq`` is the entry's id, ``received_at`` its time."""
     received_at = StreamId.parse(entry_id).ms / 1000
     if f["t"] == "i":
@@ -125,24 +132,52 @@ class StreamLog:
                            block=block_ms)
         if not reply:
             return []
-        return [(StreamId.parse(i), _record(i, f)) for i, f in reply[0][1]]
+        return [(StreamId.parse(i), record_from_fields(i, f)) for i, f in reply[0][1]]
 
     def entries(self, after: StreamId = StreamId.ZERO,
                 through: StreamId | None = None) -> Iterator[tuple[StreamId, object]]:
         """Every entry after ``after`` (and up to ``through``), in order, paged."""
+        for entry_id, f in self.raw_entries(after, through):
+            yield entry_id, record_from_fields(str(entry_id), f)
+
+    def raw_entries(self, after: StreamId = StreamId.ZERO, through: StreamId | None = None
+                    ) -> Iterator[tuple[StreamId, dict[str, str]]]:
+        """As ``entries``, but each entry's stored fields (what an archive keeps verbatim)."""
         while True:
             page = self._call("range", self._redis.xrange, self.stream, f"({after}",
                               str(through) if through is not None else "+", count=PAGE)
             for entry_id, f in page:
-                yield StreamId.parse(entry_id), _record(entry_id, f)
+                yield StreamId.parse(entry_id), f
             if len(page) < PAGE:
                 return
             after = StreamId.parse(page[-1][0])
 
+    def archive_marker(self) -> dict[str, str] | None:
+        """``{"archive": DIR, "through": ID}`` once entries through ID were moved to DIR and
+        may be trimmed from the stream; None when nothing was ever archived."""
+        raw = self._call("archive marker", self._redis.get, f"{self.stream}:archive")
+        return json.loads(raw) if raw else None
+
+    def set_archive_marker(self, archive: str, through: StreamId) -> None:
+        self._call("archive marker", self._redis.set, f"{self.stream}:archive",
+                   json.dumps({"archive": archive, "through": str(through)}))
+
+    def trim_through(self, through: StreamId) -> int:
+        """Drop every entry up to and including ``through``; how many were dropped."""
+        minid = StreamId(through.ms, through.n + 1)
+        return int(self._call("trim", self._redis.xtrim, self.stream, minid=str(minid),
+                              approximate=False))
+
+    def length(self) -> int:
+        return int(self._call("length", self._redis.xlen, self.stream))
+
     def last_id(self) -> StreamId:
-        """The newest entry's id (ZERO for an empty or missing stream)."""
-        page = self._call("last id", self._redis.xrevrange, self.stream, count=1)
-        return StreamId.parse(page[0][0]) if page else StreamId.ZERO
+        """The id of the last entry ever appended (ZERO for a missing stream). Redis keeps it
+        when a trim empties the stream, so "through the last id" stays exact after one."""
+        if not self._call("last id", self._redis.exists, self.stream):
+            return StreamId.ZERO
+        info = self._call("last id", self._redis.xinfo_stream, self.stream)
+        return StreamId.parse(info["last-generated-id"])
 
     def durability(self) -> dict[str, str]:
         """Redis's ``appendonly`` and ``appendfsync`` settings."""

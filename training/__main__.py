@@ -34,7 +34,7 @@ from shortlist.common.threads import limit_math_threads
 COMMAND_MODULES = ("shortlist.training.cmd_fit", "shortlist.training.cmd_evaluate",
                    "shortlist.training.batch", "shortlist.training.synth",
                    "shortlist.training.registry_datasets",
-                   "shortlist.training.cmd_experiment_report")
+                   "shortlist.training.cmd_experiment_report", "shortlist.training.cmd_compact")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,10 +27,12 @@ import hashlib
 import json
 import logging
 import sqlite3
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
+from shortlist.common.eventid import StreamId
 from shortlist.common.events import UNTYPED, UnknownEventType, check_name
 from shortlist.retrieval.eventlog import EventLog, EventLogError, Interaction
 from shortlist.training.datasets import Dataset, DatasetError, Items
@@ -48,23 +50,35 @@ def read_stream(source: str) -> tuple[list, list, dict]:
     ``redis://HOST:PORT/DB[#STREAM]`` (default stream ``shortlist:events``).
 
     Read through the id that was last when reading began: retrieval replicas replay only the
-    entries after ``stream_through``, so nothing is folded in twice or missed.
+    entries after ``stream_through``, so nothing is folded in twice or missed. A compacted
+    stream (``training.stream_archive``) is read from its archive up to the marker, then from
+    Redis after it; an archive that cannot be read is an error, never a silent gap.
     """
     from shortlist.retrieval.stream import STREAM, StreamError, StreamLog
+    from shortlist.training.stream_archive import ArchiveError, archived_entries
 
     url, _, stream = source.partition("#")
     log = StreamLog(url, stream or STREAM, timeout_s=30.0)
+    events: dict = {"stream": f"{log.where}#{log.stream}"}
     try:
         through = log.last_id()
+        marker = log.archive_marker()
+        start = StreamId.parse(marker["through"]) if marker else StreamId.ZERO
+        records = log.entries(after=start, through=through)
+        if marker:
+            records = chain(archived_entries(Path(marker["archive"]), log.stream, start),
+                            records)
+            events.update(archive=marker["archive"], archive_through=str(start))
         interactions, items = [], []
-        for _, record in log.entries(through=through):
+        for _, record in records:
             (interactions if isinstance(record, Interaction) else items).append(record)
     except StreamError as exc:
         raise DatasetError(f"event stream {log.where}: {exc}") from exc
+    except ArchiveError as exc:
+        raise DatasetError(f"event stream {log.where}: its archive: {exc}") from exc
     finally:
         log.close()
-    return interactions, items, {"stream": f"{log.where}#{log.stream}",
-                                 "stream_through": str(through)}
+    return interactions, items, {**events, "stream_through": str(through)}
 
 
 def extend_dataset(ds: Dataset, log_path: Path | str) -> Dataset:

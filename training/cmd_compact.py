@@ -1,0 +1,54 @@
+"""`shortlist-train compact-events`: move the shared stream's old entries to files, then trim."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compact-events",
+        help="archive the shared stream's entries no served version needs, then trim them",
+        description="The shared stream (SHORTLIST_RETRIEVAL_STATE_BACKEND=redis) grows with "
+                    "every write. This archives the entries up to the oldest stream_through of "
+                    "the artifact root's versions into DIR (JSON lines with checksums, synced), "
+                    "records that in Redis, and only then trims them from the stream. Later "
+                    "fits read the archive and the rest of the stream, so nothing acknowledged "
+                    "leaves the training data. Run it where DIR is at the path every training "
+                    "machine sees it; safe to repeat, and to re-run after an interruption.")
+    p.add_argument("--events", required=True, metavar="URL",
+                   help="the shared stream, redis://HOST:PORT/DB[#STREAM]")
+    p.add_argument("--archive", required=True, type=Path, metavar="DIR",
+                   help="the archive directory (created; always the same one per stream)")
+    p.add_argument("--artifacts", required=True, type=Path, metavar="ROOT",
+                   help="the artifact root the replicas serve from: entries after its oldest "
+                        "version's stream_through stay in the stream for their replay")
+    p.add_argument("--through", default=None, metavar="ID",
+                   help="archive no further than this stream id (default: the safe point)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from shortlist.common.eventid import StreamId
+    from shortlist.retrieval.stream import STREAM, StreamError, StreamLog
+    from shortlist.training.datasets import DatasetError
+    from shortlist.training.stream_archive import ArchiveError, compact, safe_point
+
+    url, _, stream = args.events.partition("#")
+    try:
+        through = safe_point(args.artifacts)
+        if args.through:
+            through = min(through, StreamId.parse(args.through))
+    except (ArchiveError, ValueError) as exc:
+        raise DatasetError(str(exc)) from exc
+    log = StreamLog(url, stream or STREAM, timeout_s=30.0)
+    try:
+        summary = compact(log, args.archive, through)
+    except (StreamError, ArchiveError) as exc:
+        raise DatasetError(f"compact-events: {exc}") from exc
+    finally:
+        log.close()
+    print(json.dumps(summary, indent=1))
+    return 0

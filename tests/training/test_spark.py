@@ -226,6 +226,23 @@ def test_fit_on_a_standalone_cluster_publishes_what_the_servers_serve(spark_clus
     assert len(got.items) == 10 and got.version == version.name and not got.degraded
     shutil.rmtree(out)
 
+    # The same program through spark-submit (docs/scale-out.md): spark-submit runs a Python
+    # application from a .py file with PYSPARK_PYTHON, and the session joins the one it starts.
+    import shortlist.training.__main__ as entry
+    from shortlist.training.spark.session import java_home
+
+    submitted = tmp_path / "submitted"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "JAVA_HOME": java_home() or ""}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "spark-submit"), "--master", spark_cluster,
+         entry.__file__, "fit", "--dataset", str(synthetic_dir), "--out", str(submitted),
+         "--no-tune", "--quiet", "--engine", "spark", "--spark-master", spark_cluster],
+        capture_output=True, text=True, timeout=1800, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = verify(resolve(submitted)).data
+    assert manifest["training"]["spark_master"] == spark_cluster
+    assert (resolve(submitted) / "ranking").is_dir()
+
 
 def test_the_data_stage_takes_data_extended_with_the_event_log(spark, tmp_path):
     """`fit --engine spark --events LOG`: the log is folded in on the driver and the extended

@@ -45,7 +45,8 @@ def measure(items: int, kept: Sequence[int], history: Sequence[int], iterations:
             picked = np.sort(rng.choice(items, h, replace=False))
             strength = rng.random(h)
             stats = time_calls({"sum": (lambda w=w, p=picked, s=strength:
-                                        weighted_row_sum(w, p, s), iterations)}, repeats)["sum"]
+                                        weighted_row_sum(w, p, s), iterations)},
+                               repeats)["sum"]
             rows.append({"items": items, "kept": int(w.indptr[1]), "history": h,
                          "entries": h * int(w.indptr[1]), **stats})
     return rows

@@ -152,29 +152,16 @@ class ItemItemGenerator(Generator):
 # Above this many entries scipy's row slice and transposed product (a C loop, ~0.25 ms of fixed
 # overhead) beat gathering the entries in numpy; measured on 1.5K- and 10K-item matrices.
 _SCIPY_ENTRIES = 16_384
-# ... and the slice is taken this many entries at a time (~8 MB of copied indices and weights):
-# one slice of a heavy user's 5.5M entries left the cache and took 2-3x as long
-# (python -m shortlist.perf.itemitem_cost, docs/performance.md).
-_CHUNK_ENTRIES = 1 << 20
 
 
-def weighted_row_sum(w: sp.csr_matrix, rows: np.ndarray, strength: np.ndarray,
-                     chunk_entries: int = _CHUNK_ENTRIES) -> np.ndarray:
+def weighted_row_sum(w: sp.csr_matrix, rows: np.ndarray, strength: np.ndarray) -> np.ndarray:
     """sum_r strength[r] * w[rows[r]] as a dense vector (float64) over w's columns."""
     starts = w.indptr[rows]
     lengths = w.indptr[rows + 1] - starts
     ends = np.cumsum(lengths)
     total = int(ends[-1]) if len(ends) else 0
     if total > _SCIPY_ENTRIES:
-        strength = strength.astype(np.float64)
-        # row boundaries after about every chunk_entries entries (a row is never split)
-        cuts = np.searchsorted(ends, np.arange(chunk_entries, total, chunk_entries),
-                               side="right")
-        bounds = [0, *np.unique(cuts[(cuts > 0) & (cuts < len(rows))]).tolist(), len(rows)]
-        out = np.zeros(w.shape[1])
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            out += w[rows[a:b]].T @ strength[a:b]
-        return out
+        return np.asarray(w[rows].T @ strength.astype(np.float64)).ravel()
     flat = np.arange(total) + np.repeat(starts - (ends - lengths), lengths)
     return np.bincount(w.indices[flat], weights=w.data[flat] * np.repeat(strength, lengths),
                        minlength=w.shape[1])

@@ -131,9 +131,6 @@ def test_weighted_row_sum_equals_the_dense_product_on_both_paths(n, density, row
     np.testing.assert_allclose(weighted_row_sum(w, picked, strength), expected, rtol=1e-5,
                                atol=1e-6)
     np.testing.assert_array_equal(weighted_row_sum(w, picked[:0], strength[:0]), np.zeros(n))
-    for chunk in (1, 333, 5_000):  # slices of at most a row, a few rows, many rows
-        np.testing.assert_allclose(weighted_row_sum(w, picked, strength, chunk), expected,
-                                   rtol=1e-5, atol=1e-6)
 
 
 def test_ease_keeps_every_weight_of_a_catalog_within_its_budget_and_prunes_beyond():

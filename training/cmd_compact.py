@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -38,11 +39,16 @@ def run(args: argparse.Namespace) -> int:
 
     url, _, stream = args.events.partition("#")
     try:
-        through = safe_point(args.artifacts)
+        through, pinned_by = safe_point(args.artifacts)
         if args.through:
             through = min(through, StreamId.parse(args.through))
     except (ArchiveError, ValueError) as exc:
         raise DatasetError(str(exc)) from exc
+    if through == StreamId.ZERO:
+        print(f"nothing can be archived: version {pinned_by} under {args.artifacts} was not "
+              "trained on this stream (no stream_through in its manifest), so a replica of it "
+              "replays the whole stream; remove that version or refit with --events "
+              f"{args.events}", file=sys.stderr)
     log = StreamLog(url, stream or STREAM, timeout_s=30.0)
     try:
         summary = compact(log, args.archive, through)

@@ -69,9 +69,9 @@ def read_index(archive: Path, stream: str) -> dict:
     return index
 
 
-def safe_point(root: Path) -> StreamId:
+def safe_point(root: Path) -> tuple[StreamId, str]:
     """The oldest ``stream_through`` of the published versions under ``root`` (ZERO when a
-    version has none); raises ArchiveError when there is no version at all."""
+    version has none) and the version that sets it; ArchiveError when there is no version."""
     versions = artifacts.list_versions(root)
     if not versions:
         raise ArchiveError(f"{root}: no published version: nothing says which entries are "
@@ -79,7 +79,8 @@ def safe_point(root: Path) -> StreamId:
     points = []
     for v in versions:
         events = artifacts.read_manifest(v).data.get("events") or {}
-        points.append(StreamId.parse(events.get("stream_through") or str(StreamId.ZERO)))
+        points.append((StreamId.parse(events.get("stream_through") or str(StreamId.ZERO)),
+                       v.name))
     return min(points)
 
 

@@ -48,20 +48,20 @@ def test_compaction_archives_then_trims_and_training_still_reads_every_entry(
     root, archive = tmp_path / "artifacts", tmp_path / "archive"
     publish(root, "v1", ids[3])
     publish(root, "v2", ids[7])
-    assert safe_point(root) == StreamId.parse(ids[3])  # v1's replicas replay after ids[3]
+    assert safe_point(root) == (StreamId.parse(ids[3]), "v1")  # v1's replicas replay after it
 
-    done = compact(log, archive, safe_point(root))
+    done = compact(log, archive, safe_point(root)[0])
     assert (done["archived_now"], done["trimmed_now"], done["stream_length"]) == (4, 4, 7)
     assert content(redis_server.url) == before
     _, _, events = read_stream(redis_server.url)
     assert events["archive_through"] == ids[3] and events["stream_through"] == ids[-1]
-    assert compact(log, archive, safe_point(root))["archived_now"] == 0  # idempotent
+    assert compact(log, archive, safe_point(root)[0])["archived_now"] == 0  # idempotent
 
     shutil.rmtree(root / "v1")
     publish(root, "v3", ids[-1])  # a fit through the last entry; v2 still pins ids[7]
-    assert compact(log, archive, safe_point(root))["trimmed_now"] == 4
+    assert compact(log, archive, safe_point(root)[0])["trimmed_now"] == 4
     shutil.rmtree(root / "v2")
-    done = compact(log, archive, safe_point(root))  # everything: the stream is empty
+    done = compact(log, archive, safe_point(root)[0])  # everything: the stream is empty
     assert (done["stream_length"], done["through"]) == (0, ids[-1])
     assert content(redis_server.url) == before
     assert read_stream(redis_server.url)[2]["stream_through"] == ids[-1]  # not ZERO
@@ -144,4 +144,8 @@ def test_the_command_compacts_to_the_artifact_roots_safe_point(redis_server, tmp
     assert json.loads(capsys.readouterr().out)["through"] == ids[1]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["stream_length"] == 2
+    publish(root, "v0", None)  # a version trained without the stream pins all of it
+    assert main(args) == 0
+    got = capsys.readouterr()
+    assert json.loads(got.out)["archived_now"] == 0 and "version v0" in got.err
     log.close()

@@ -15,8 +15,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 from shortlist.common import artifacts, validation
 from shortlist.common.artifacts import MANIFEST, ArtifactError
+from shortlist.common.durable import fsync_dir, replace_file
 from shortlist.common.errors import InvalidArgument
 
 logger = logging.getLogger(__name__)
@@ -43,20 +42,6 @@ def _check_name(version: str) -> str:
         raise ArtifactError(f"invalid version name: {version!r}") from None
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename or unlink in ``directory`` durable (best effort: not every OS allows it)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def pin(root: Path, version: str) -> None:
     """Pin ``version`` for every server sharing ``root``; raises ArtifactError if it is bad.
 
@@ -70,17 +55,7 @@ def pin(root: Path, version: str) -> None:
     artifacts.verify(path)
     body = {"version": version,
             "pinned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{PIN_FILE}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(body, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, root / PIN_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(root)
+    replace_file(root / PIN_FILE, json.dumps(body, indent=1, sort_keys=True).encode())
 
 
 def unpin(root: Path) -> None:
@@ -90,7 +65,7 @@ def unpin(root: Path) -> None:
         (root / PIN_FILE).unlink()
     except FileNotFoundError:
         return
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def pinned(root: Path) -> str | None:

@@ -18,9 +18,7 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +28,7 @@ from pathlib import Path
 from google.protobuf import json_format
 
 from shortlist.client.channel import channel_target
+from shortlist.common.durable import replace_file
 from shortlist.common.errors import InvalidArgument
 from shortlist.common.rules import Rule, read_rules
 from shortlist.v1 import common_pb2, experiment_pb2
@@ -261,17 +260,7 @@ class ExperimentFile:
     def save(self, msg: experiment_pb2.Experiment, set_at: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         body = {"experiment": json_format.MessageToDict(msg), "set_at": set_at}
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
-                                   suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(body, fh, indent=1, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_file(self.path, json.dumps(body, indent=1, sort_keys=True).encode())
 
     def stamp(self) -> tuple[int, int] | None:
         try:

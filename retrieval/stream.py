@@ -98,6 +98,12 @@ class StreamLog:
             socket_connect_timeout=timeout_s, health_check_interval=0)
         self._append = self._redis.register_script(_APPEND)
 
+    @classmethod
+    def from_source(cls, source: str, timeout_s: float = 30.0) -> StreamLog:
+        """The stream a command line names: ``redis://HOST:PORT/DB[#STREAM]``."""
+        url, _, stream = source.partition("#")
+        return cls(url, stream or STREAM, timeout_s=timeout_s)
+
     def _call(self, what: str, fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)

@@ -33,11 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from shortlist.common.eventid import StreamId
-    from shortlist.retrieval.stream import STREAM, StreamError, StreamLog
+    from shortlist.retrieval.stream import StreamError, StreamLog
     from shortlist.training.datasets import DatasetError
     from shortlist.training.stream_archive import ArchiveError, compact, safe_point
 
-    url, _, stream = args.events.partition("#")
     try:
         through, pinned_by = safe_point(args.artifacts)
         if args.through:
@@ -49,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
               "trained on this stream (no stream_through in its manifest), so a replica of it "
               "replays the whole stream; remove that version or refit with --events "
               f"{args.events}", file=sys.stderr)
-    log = StreamLog(url, stream or STREAM, timeout_s=30.0)
+    log = StreamLog.from_source(args.events)
     try:
         summary = compact(log, args.archive, through)
     except (StreamError, ArchiveError) as exc:

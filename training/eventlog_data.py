@@ -54,11 +54,10 @@ def read_stream(source: str) -> tuple[list, list, dict]:
     stream (``training.stream_archive``) is read from its archive up to the marker, then from
     Redis after it; an archive that cannot be read is an error, never a silent gap.
     """
-    from shortlist.retrieval.stream import STREAM, StreamError, StreamLog
+    from shortlist.retrieval.stream import StreamError, StreamLog
     from shortlist.training.stream_archive import ArchiveError, archived_entries
 
-    url, _, stream = source.partition("#")
-    log = StreamLog(url, stream or STREAM, timeout_s=30.0)
+    log = StreamLog.from_source(source)
     events: dict = {"stream": f"{log.where}#{log.stream}"}
     try:
         through = log.last_id()

@@ -24,11 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from shortlist.common import artifacts
+from shortlist.common.durable import replace_file
 from shortlist.common.eventid import StreamId
 from shortlist.retrieval.stream import StreamLog, record_from_fields
 
@@ -39,20 +39,6 @@ INDEX = "archive.json"
 
 class ArchiveError(Exception):
     """The archive is missing, corrupt, or belongs to another stream."""
-
-
-def _sync_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename itself
-    finally:
-        os.close(fd)
 
 
 def read_index(archive: Path, stream: str) -> dict:
@@ -102,7 +88,6 @@ def compact(log: StreamLog, archive: Path, through: StreamId) -> dict:
     written = 0
     if archived < through:
         name = f"segment-{len(index['segments']):06d}.jsonl"
-        digest = hashlib.sha256()
         first = last = None
         lines = []
         for entry_id, fields in log.raw_entries(archived, through):
@@ -112,13 +97,13 @@ def compact(log: StreamLog, archive: Path, through: StreamId) -> dict:
             last = entry_id
         if lines:
             data = b"".join(lines)
-            digest.update(data)
-            _sync_write(archive / name, data)
+            replace_file(archive / name, data)
             index["segments"].append({"file": name, "first": str(first), "last": str(last),
-                                      "entries": len(lines), "sha256": digest.hexdigest()})
+                                      "entries": len(lines),
+                                      "sha256": hashlib.sha256(data).hexdigest()})
             written = len(lines)
         index["through"] = str(through)
-        _sync_write(archive / INDEX, json.dumps(index, indent=1).encode())
+        replace_file(archive / INDEX, json.dumps(index, indent=1).encode())
         archived = through
     end = through if marked < through else marked  # the archive holds through it now
     if marked < end:

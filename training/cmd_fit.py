@@ -8,6 +8,18 @@ from pathlib import Path
 from shortlist.common.artifacts import list_versions, read_manifest
 
 
+def peak_growth(manifest: dict) -> str:
+    """Which phases raised the peak most: the peak only grows, so in order of value each
+    phase's step is what it added (ties keep the manifest's order)."""
+    peaks = [("", 0)] + sorted(manifest.get("fit_phase_peak_rss_bytes", {}).items(),
+                               key=lambda kv: kv[1])
+    steps = [(name, b - a) for (_, a), (name, b) in zip(peaks, peaks[1:], strict=False)]
+    top = sorted((s for s in steps if s[1] >= 2**27), key=lambda s: -s[1])[:3]
+    if not top:
+        return ""
+    return " (raised most by " + ", ".join(f"{n} +{d / 2**30:.2f}" for n, d in top) + ")"
+
+
 def add_generator_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generators", default="", metavar="NAMES",
                    help="comma-separated generators to fit, in merge order (default: every "
@@ -130,5 +142,5 @@ def run(args: argparse.Namespace) -> int:
     m = manifest.data
     phases = ", ".join(f"{k} {v:.0f}" for k, v in m.get("fit_phase_seconds", {}).items())
     print(f"fit took {m['fit_seconds']:.0f} s ({phases}); peak memory "
-          f"{m['fit_peak_rss_bytes'] / 2**30:.2f} GiB")
+          f"{m['fit_peak_rss_bytes'] / 2**30:.2f} GiB{peak_growth(m)}")
     return 0

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from shortlist.common.artifacts import new_version, publish
-from shortlist.common.attributes import UserData
+from shortlist.common.attributes import UserAttributes, UserData
 from shortlist.common.candidates import Candidates
 from shortlist.common.catalog import ItemCatalog
 from shortlist.common.vocab import Vocabulary
@@ -91,6 +91,13 @@ class TuningGrid:
             return list(self.generators[cls.name])
         return cls.tuning_grid(config)
 
+    def refinements(self, cls: type[Generator], best: dict, tried: list[dict]) -> list[dict]:
+        """The generator's finer second round around ``best``; none for a grid given here,
+        which is tried exactly as given."""
+        if cls.name in self.generators:
+            return []
+        return cls.refine_grid(best, tried)
+
 
 @dataclass
 class Examples:
@@ -145,6 +152,7 @@ class Trained:
     valid_examples: Examples
     valid_stats: ItemStats
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase
+    peak_rss: dict[str, int] = field(default_factory=dict)  # peak RSS when each phase ended
 
 
 def build_examples(models: RetrievalModels, stats: ItemStats, labels: Events,
@@ -215,11 +223,19 @@ def generator_metric(models: RetrievalModels, gen: Generator, valid: Events,
         target.setdefault(u, set()).add(i)
     score = ndcg_at_k if metric == "ndcg" else recall_at_k
     total = 0.0
-    for user in users.tolist():
-        state = models.user_state(user)
-        top, _ = gen.propose(state, k, banned_mask(len(models.catalog), state.items))
-        total += score(top, target.get(user, set()), k)
+    ids = users.tolist()
+    for start in range(0, len(ids), _METRIC_BLOCK):
+        block = ids[start:start + _METRIC_BLOCK]
+        states = [models.user_state(user) for user in block]
+        banned = [banned_mask(len(models.catalog), state.items) for state in states]
+        for user, (top, _) in zip(block, gen.propose_many(states, k, banned), strict=True):
+            total += score(top, target.get(user, set()), k)
     return total / max(1, len(users))
+
+
+# Users whose proposals ``generator_metric`` asks for at once (their banned masks are held
+# together: 256 x 100K items is 25 MB).
+_METRIC_BLOCK = 256
 
 
 def _sample_users(ev: Events, max_users: int, seed: int) -> np.ndarray:
@@ -256,18 +272,31 @@ def tune_generators(base: RetrievalModels, f_ev: Events, v_ev: Events, p: FitPar
             continue
         k = 10 if cls.objective == "ndcg" else config.candidates
         column = f"{cls.objective}@{k}"
-        rows = []
-        configs = [config_of(cls, {**p.generator(cls.name), **values}) for values in variants]
-        fits = fit_each_or_skip(cls, data, configs, fitted)
-        for values, gen in tqdm(zip(variants, fits, strict=True), total=len(variants),
-                                desc=f"tune {cls.name}", unit="config", disable=not progress,
-                                leave=False):
-            rows.append({**values, column: (generator_metric(base, gen, v_ev, sample, k,
-                                                             cls.objective)
-                                            if gen is not None else 0.0)})
-            del gen  # one variant held at a time
+
+        def scored(variants: list[dict], cls=cls, column=column, k=k, fitted=fitted
+                   ) -> list[dict]:
+            rows = []
+            configs = [config_of(cls, {**p.generator(cls.name), **v}) for v in variants]
+            fits = fit_each_or_skip(cls, data, configs, fitted)
+            for values, gen in tqdm(zip(variants, fits, strict=True), total=len(variants),
+                                    desc=f"tune {cls.name}", unit="config",
+                                    disable=not progress, leave=False):
+                rows.append({**values, column: (generator_metric(base, gen, v_ev, sample, k,
+                                                                 cls.objective)
+                                                if gen is not None else 0.0)})
+                del gen  # one variant held at a time
+            return rows
+
+        def values_of(row: dict, column=column) -> dict:
+            return {key: row[key] for key in row if key != column}
+
+        rows = scored(variants)
         best = max(rows, key=lambda r: r[column])
-        p.set_generator(cls.name, **{key: best[key] for key in best if key != column})
+        finer = grid.refinements(cls, values_of(best), variants)
+        if finer and best[column] > 0:
+            rows += scored(finer)
+            best = max(rows, key=lambda r: r[column])
+        p.set_generator(cls.name, **values_of(best))
         tables[cls.name] = rows
     return tables
 
@@ -362,10 +391,13 @@ def feature_spec(registry: Registry, *models: RetrievalModels, time: bool,
 
 
 class PhaseClock:
-    """Wall seconds per named phase (summed when a phase repeats), for the manifest."""
+    """Wall seconds per named phase (summed when a phase repeats), and the process's peak
+    RSS when each phase ended, for the manifest: the phase whose peak jumps is the one to
+    shrink when a fit outgrows its machine."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.peak_rss: dict[str, int] = {}
         self._last = time.perf_counter()
 
     def skip(self) -> None:
@@ -374,6 +406,7 @@ class PhaseClock:
     def lap(self, name: str) -> None:
         now = time.perf_counter()
         self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._last, 2)
+        self.peak_rss[name] = peak_rss_bytes()
         self._last = now
 
 
@@ -478,16 +511,56 @@ def _margin_note(margin: dict | None) -> str:
     return f"; paired difference {margin['diff']:+.4f} = {margin['z']:.2f} standard errors"
 
 
-def tuning_sample(f_ev: Events, v_ev: Events, max_users: int,
-                  seed: int) -> tuple[Events, Events, dict]:
+@dataclass
+class TuningSample:
+    """The users tuning runs on, re-indexed densely when sampled: ``train`` and ``valid``
+    events, their ``users`` vocabulary, and their ``user_data``."""
+
+    train: Events
+    valid: Events
+    users: Vocabulary
+    user_data: UserData | None
+    note: dict
+
+
+def tuning_sample(f_ev: Events, v_ev: Events, max_users: int, seed: int,
+                  users: Vocabulary | None = None,
+                  user_data: UserData | None = None) -> TuningSample:
     """The training and validation events of at most ``max_users`` users with a validation
-    item (all of them when there are fewer), and a note of the sample for the manifest."""
-    users = np.unique(v_ev.users)
-    if max_users <= 0 or len(users) <= max_users:
-        return f_ev, v_ev, {"all": True, "users": int(len(users))}
-    keep = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
-    return (f_ev.take(np.isin(f_ev.users, keep)), v_ev.take(np.isin(v_ev.users, keep)),
-            {"all": False, "users": int(max_users), "of": int(len(users))})
+    item (all of them when there are fewer), and a note of the sample for the manifest.
+
+    A sample is re-indexed to its own users (ties to users outside it dropped): fitted over
+    the full vocabulary, every model carries a row per user of the whole data, so at 1M users
+    ALS solved and stored a million empty rows for each of its grid points (1 GB at 256
+    factors, and most of each fit's time)."""
+    n_users = len(users) if users is not None else int(f_ev.users.max(initial=-1)) + 1
+    candidates = np.unique(v_ev.users)
+    if max_users <= 0 or len(candidates) <= max_users:
+        return TuningSample(f_ev, v_ev, users if users is not None else Vocabulary(
+            [str(u) for u in range(n_users)]), user_data,
+            {"all": True, "users": int(len(candidates))})
+    keep = np.sort(np.random.default_rng(seed).choice(candidates, max_users, replace=False))
+
+    def compact(ev: Events) -> Events:
+        sub = ev.take(np.isin(ev.users, keep))
+        sub.users = np.searchsorted(keep, sub.users).astype(sub.users.dtype)
+        return sub
+
+    sub_users = Vocabulary(users.ids(keep) if users is not None else [str(u) for u in keep])
+    sub_data = None
+    if user_data is not None:
+        attributes = user_data.attributes
+        if attributes is not None:
+            inside = keep[keep < len(attributes)]
+            values = np.full((len(keep), len(attributes.columns)), "", attributes.values.dtype)
+            values[:len(inside)] = attributes.values[inside]  # keep is sorted: a prefix
+            attributes = UserAttributes(attributes.columns, values)
+        friends = user_data.friends
+        if friends is not None:
+            friends = friends[keep][:, keep].tocsr()
+        sub_data = UserData(attributes, friends)
+    return TuningSample(compact(f_ev), compact(v_ev), sub_users, sub_data,
+                        {"all": False, "users": int(max_users), "of": int(len(candidates))})
 
 
 def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams,
@@ -530,18 +603,19 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
         # On large data each generator's grid is tried on a sample of users (their events
         # and validation items): dozens of fits on every event would take hours, and the
         # values that win on a large sample are the values that win.
-        t_ev, tv_ev, sampled = tuning_sample(f_ev, v_ev, p.tune_max_users, p.seed)
-        base, _ = fit_models(t_ev, users, catalog, p, registry, progress, "tuning models",
-                             build_index=False, user_data=user_data)
+        sample = tuning_sample(f_ev, v_ev, p.tune_max_users, p.seed, users, user_data)
+        t_ev, tv_ev, sampled = sample.train, sample.valid, sample.note
+        base, _ = fit_models(t_ev, sample.users, catalog, p, registry, progress,
+                             "tuning models", build_index=False, user_data=sample.user_data)
         tuning.update(tune_generators(base, t_ev, tv_ev, p, grid, registry, progress,
-                                      has_time, user_data))
+                                      has_time, sample.user_data))
         tuning["tuning_users"] = sampled
         if not sampled["all"]:
             base = None  # fitted on a sample: nothing to reuse for the full fits
         if types_in_use(ev)[1:]:
             # after the generators' own values: the types are weighed for the models served
             types, tuning["event_weights"] = tune_event_weights(
-                t_ev, tv_ev, users, catalog, p, registry, progress, user_data,
+                t_ev, tv_ev, sample.users, catalog, p, registry, progress, sample.user_data,
                 _sample_users(tv_ev, p.max_eval_users, p.seed))
             if types != ev.types:
                 base = None  # fitted with other weights
@@ -622,7 +696,7 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
     p.generators = {name: dataclasses.asdict(gen.config)
                     for name, gen in models.generators.items()}
     return Trained(models, stats, ranker, ranking_config, p, spec, tuning, validation,
-                   train_ex, valid_ex, stats_f, clock.seconds)
+                   train_ex, valid_ex, stats_f, clock.seconds, clock.peak_rss)
 
 
 def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = True,
@@ -754,4 +828,5 @@ def _publish(out: Path, trained: Trained, catalog: ItemCatalog, users: Vocabular
         manifest["fit_seconds"] = round(time.time() - t_start, 1)
         manifest["fit_phase_seconds"] = {**clock.seconds, **trained.seconds}
         manifest["fit_peak_rss_bytes"] = peak_rss_bytes()
+        manifest["fit_phase_peak_rss_bytes"] = {**clock.peak_rss, **trained.peak_rss}
     return out / version

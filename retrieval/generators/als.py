@@ -8,6 +8,7 @@ fold-in against the fixed item factors: the same least-squares problem ALS solve
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from shortlist.common.catalog import ItemCatalog
 from shortlist.retrieval.als import AlsModel
 from shortlist.retrieval.content import normalize_rows
 from shortlist.retrieval.generators.base import FitData, Generator, HnswParams, UserState
-from shortlist.retrieval.hnsw import MipsIndex, top_k_allowed
+from shortlist.retrieval.hnsw import MipsIndex, top_k_allowed, top_k_allowed_many
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,11 @@ class AlsGenerator(Generator):
         if vec is None:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         return top_k_allowed(self.index, self.model.item_factors, vec, k, banned)
+
+    def propose_many(self, users: Sequence[UserState], k: int,
+                     banned: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        return top_k_allowed_many(self.index, self.model.item_factors,
+                                  [self.vector(u) for u in users], k, banned)
 
     def affinity(self, user: UserState, items: np.ndarray) -> np.ndarray | None:
         vec = self.vector(user)

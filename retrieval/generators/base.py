@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -158,12 +159,29 @@ class Generator:
         """Config overrides to try on validation; the default config counts as tried."""
         return []
 
+    @classmethod
+    def refine_grid(cls, best: dict[str, Any], tried: list[dict[str, Any]]
+                    ) -> list[dict[str, Any]]:
+        """Config overrides for a second, finer round around ``best`` of the ``tried`` grid.
+
+        A coarse grid keeps tuning cheap, but a value that matters on a log scale (a
+        regulariser) can sit between two grid points or past the grid's edge on data of
+        another shape; one finer round finds it for a few more fits. None by default.
+        """
+        return []
+
     # -- serving -------------------------------------------------------------------------
 
     def propose(self, user: UserState, k: int,
                 banned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``k`` unbanned item indices for the user and their scores, best first."""
         raise NotImplementedError(f"{type(self).__name__}.propose")
+
+    def propose_many(self, users: Sequence[UserState], k: int,
+                     banned: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``propose`` for each user, in order. A generator whose proposal is a scan of item
+        vectors overrides it to scan once per block of users (training scores thousands)."""
+        return [self.propose(u, k, b) for u, b in zip(users, banned, strict=True)]
 
     def affinity(self, user: UserState, items: np.ndarray) -> np.ndarray | None:
         """This generator's score of any ``items`` for the user; None if it has no picture
@@ -222,6 +240,30 @@ def fit_each_or_skip(cls: type[Generator], data: FitData, configs: list[Any],
     except GeneratorSkipped as exc:
         logger.debug("%s generator skipped: %s", cls.name, exc)
         yield from [None] * (len(configs) - done)
+
+
+def refine_log_scale(best: Mapping[str, Any], tried: Iterable[Mapping[str, Any]],
+                     key: str) -> list[dict[str, Any]]:
+    """``best`` with ``key`` at the geometric midpoints to its neighbours among the ``tried``
+    values, and one step past the grid's edge when the best is at it; values already tried
+    are left out.
+
+    The step past an edge mirrors the step inside it (best 30 of 30, 100, ...: 9 is tried).
+    """
+    values = sorted({float(t[key]) for t in tried if key in t and float(t[key]) > 0})
+    if key not in best or len(values) < 2 or float(best[key]) not in values:
+        return []
+    b = float(best[key])
+    i = values.index(b)
+    lower = values[i - 1] if i > 0 else b * b / values[1]
+    upper = values[i + 1] if i < len(values) - 1 else b * b / values[-2]
+    new = {math.sqrt(lower * b), math.sqrt(b * upper)}
+    if i == 0:
+        new.add(lower)
+    if i == len(values) - 1:
+        new.add(upper)
+    rounded = sorted({float(f"{v:.3g}") for v in new} - set(values))
+    return [{**best, key: v} for v in rounded]
 
 
 def config_of(cls: type[Generator], values: Mapping[str, Any] | None = None) -> Any:

@@ -5,6 +5,7 @@ added while serving."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 from shortlist.common.catalog import ItemCatalog
 from shortlist.retrieval.content import ContentModel, item_document
 from shortlist.retrieval.generators.base import FitData, Generator, HnswParams, UserState
-from shortlist.retrieval.hnsw import CosineIndex, top_k_allowed
+from shortlist.retrieval.hnsw import CosineIndex, top_k_allowed, top_k_allowed_many
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,11 @@ class ContentGenerator(Generator):
         if taste is None:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         return top_k_allowed(self.index, self.model.vectors, taste, k, banned)
+
+    def propose_many(self, users: Sequence[UserState], k: int,
+                     banned: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        return top_k_allowed_many(self.index, self.model.vectors,
+                                  [self.taste(u) for u in users], k, banned)
 
     def affinity(self, user: UserState, items: np.ndarray) -> np.ndarray | None:
         taste = self.taste(user)

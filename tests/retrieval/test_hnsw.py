@@ -160,3 +160,50 @@ def test_exact_top_k_matches_full_sort(scores, k):
     np.testing.assert_array_equal(got, expected)  # true top-k, ties by lower index
     assert len(got) == min(max(k, 0), len(scores))
     assert np.all(scores[got][:-1] >= scores[got][1:])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(1, 40), k=st.integers(0, 45),
+       dtype=st.sampled_from([np.float32, np.float64]), data=st.data())
+def test_top_k_allowed_many_equals_one_query_at_a_time(seed, n, k, dtype, data):
+    """Each query's (ids, scores) as ``top_k_allowed`` gives them: None proposes nothing, a
+    user with every item banned gets nothing, k beyond what is allowed is clamped."""
+    from shortlist.retrieval import hnsw
+
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, 8)).astype(np.float32)
+    m = data.draw(st.integers(0, 12))
+    queries = [None if rng.random() < 0.2 else rng.normal(size=8).astype(dtype)
+               for _ in range(m)]
+    banned = [rng.random(n + 3) < data.draw(st.sampled_from([0.0, 0.3, 1.0]))
+              for _ in range(m)]
+    got = hnsw.top_k_allowed_many(None, vectors, queries, k, banned)
+    assert len(got) == m
+    for q, b, (ids, scores) in zip(queries, banned, got, strict=True):
+        if q is None:
+            assert len(ids) == 0 and len(scores) == 0
+            continue
+        want_ids, want_scores = hnsw.top_k_allowed(None, vectors, q, k, b)
+        assert ids.dtype == want_ids.dtype and scores.dtype == np.float32
+        np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)
+        # equal scores may be ordered apart only by rounding: compare the sets of ids there
+        assert len(ids) == len(want_ids)
+        if len(ids) and np.all(np.abs(np.diff(want_scores)) > 1e-4):
+            assert np.array_equal(ids, want_ids)
+        assert not b[:n][ids].any()
+
+
+def test_top_k_allowed_many_queries_an_index_one_at_a_time_above_the_scan_size(
+        monkeypatch, factors, queries):
+    from shortlist.retrieval import hnsw
+
+    index = MipsIndex.build(factors, ef=200)
+    monkeypatch.setattr(hnsw, "EXACT_ENTRIES", 0)  # every catalog counts as large
+    calls = []
+    real = index.query
+    monkeypatch.setattr(index, "query", lambda q, k: calls.append(k) or real(q, k))
+    banned = [np.zeros(len(factors), bool) for _ in queries[:5]]
+    got = hnsw.top_k_allowed_many(index, factors, list(queries[:5]), 10, banned)
+    assert len(calls) == 5
+    for q, (ids, _) in zip(queries[:5], got, strict=True):
+        assert np.array_equal(ids, hnsw.top_k_allowed(index, factors, q, 10, banned[0])[0])

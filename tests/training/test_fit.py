@@ -156,6 +156,26 @@ def test_cli_fit(synthetic_dir, tmp_path, capsys):
     verify(versions[0])
 
 
+def test_manifest_records_the_peak_memory_at_the_end_of_every_timed_phase(manifest):
+    peaks = manifest["fit_phase_peak_rss_bytes"]
+    assert set(peaks) == set(manifest["fit_phase_seconds"])
+    assert max(peaks.values()) <= manifest["fit_peak_rss_bytes"]
+    # in time order (load first, publish last) the peak never falls
+    order = ["load", "encode", "validation", "final_models", "publish"]
+    assert [peaks[name] for name in order] == sorted(peaks[name] for name in order)
+
+
+def test_peak_growth_names_the_phases_that_raised_the_peak_most():
+    from shortlist.training.cmd_fit import peak_growth
+
+    gib = 2**30
+    m = {"fit_phase_peak_rss_bytes": {"load": gib, "encode": gib, "tune": 4 * gib,
+                                      "ranker": 4 * gib + 2**20, "final": 5 * gib}}
+    # load's step counts from nothing; the ranker's 1 MiB is below notice
+    assert peak_growth(m) == " (raised most by tune +3.00, load +1.00, final +1.00)"
+    assert peak_growth({}) == ""
+
+
 @pytest.fixture
 def short_histories(tmp_path) -> Path:
     """30 users with 4 items each: nobody reaches min_user_items = 5."""
@@ -274,12 +294,72 @@ def test_tuning_runs_on_a_user_sample_of_large_data():
                 np.ones(6 * n, np.float32))
     valid = ev.take(ev.items == 5)
     train = ev.take(ev.items != 5)
-    t, v, note = tuning_sample(train, valid, 10, seed=1)
-    assert note == {"all": False, "users": 10, "of": n}
-    assert set(np.unique(t.users)) == set(np.unique(v.users)) and len(np.unique(v.users)) == 10
-    assert len(t) == 10 * 5
-    same_t, same_v, note = tuning_sample(train, valid, 100, seed=1)
-    assert note["all"] and same_t is train and same_v is valid
+    sample = tuning_sample(train, valid, 10, seed=1)
+    assert sample.note == {"all": False, "users": 10, "of": n}
+    assert set(np.unique(sample.train.users)) == set(np.unique(sample.valid.users))
+    assert len(np.unique(sample.valid.users)) == 10 and len(sample.train) == 10 * 5
+    same = tuning_sample(train, valid, 100, seed=1)
+    assert same.note["all"] and same.train is train and same.valid is valid
+
+
+def test_a_tuning_sample_has_its_own_dense_user_space():
+    """Sampled users are re-indexed 0..n-1 with their ids, events, attributes and the ties
+    among them: models fitted on it carry no row for the users left out."""
+    import scipy.sparse as sp
+
+    from shortlist.common.attributes import UserAttributes, UserData
+    from shortlist.common.vocab import Vocabulary
+    from shortlist.training.fit import tuning_sample
+    from shortlist.training.split import Events
+
+    n = 30
+    ev = Events(np.repeat(np.arange(n), 4), np.tile(np.arange(4), n),
+                np.arange(4 * n, dtype=np.int64), np.arange(4 * n, dtype=np.float32))
+    valid, train = ev.take(ev.items == 3), ev.take(ev.items != 3)
+    users = Vocabulary([f"u{u}" for u in range(n)])
+    ring = sp.csr_matrix((np.ones(n, np.float32), (np.arange(n), (np.arange(n) + 1) % n)),
+                         shape=(n, n))
+    data = UserData(UserAttributes(("age",), np.array([[str(u)] for u in range(n)])), ring)
+    s = tuning_sample(train, valid, 8, 3, users, data)
+    assert len(s.users) == 8 and s.train.users.max() == 7 and s.valid.users.max() == 7
+    for i in range(8):  # each index is the same user as before, with the same events
+        u = int(s.users.id(i)[1:])
+        assert s.user_data.attributes.of(i) == {"age": str(u)}
+        before = train.take(train.users == u)
+        after = s.train.take(s.train.users == i)
+        assert np.array_equal(before.items, after.items)
+        assert np.array_equal(before.weights, after.weights)
+        assert np.array_equal(before.timestamps, after.timestamps)
+    # a tie survives only when both ends are in the sample
+    a, b = s.user_data.friends.nonzero()
+    ids = [int(s.users.id(i)[1:]) for i in range(8)]
+    assert all((ids[y] - ids[x]) % n == 1 for x, y in zip(a, b, strict=True))
+    assert s.user_data.friends.shape == (8, 8)
+    assert len(a) == sum((u + 1) % n in ids for u in ids)
+
+
+def test_a_tuned_fit_on_a_user_sample_tunes_every_generator_and_publishes(tmp_path):
+    """Tuning on a sample of the users (their attributes and ties among them) goes through
+    every generator, social and demographic included, and the full fit follows."""
+    from tests.conftest import small_grid, small_params
+
+    data = write_synthetic(tmp_path / "data", n_users=90, n_items=90, per_user=12, seed=5)
+    rng = np.random.default_rng(0)
+    with open(data / "social.csv", "w") as fh:
+        fh.write("user_id,friend_id\n" + "".join(
+            f"u{a},u{b}\n" for a, b in rng.integers(0, 90, (300, 2)).tolist() if a != b))
+    p = small_params()
+    p.tune_max_users = 40
+    grid = small_grid()
+    grid.generators["social"] = [{"symmetric": True}, {"symmetric": False}]
+    version = fit(str(data), tmp_path / "out", p, progress=False, grid=grid)
+    manifest = json.loads((version / MANIFEST).read_text())
+    assert manifest["tuning"]["tuning_users"] == {"all": False, "users": 40, "of": 90}
+    for name in ("als", "ease", "social", "demographic"):
+        assert len(manifest["tuning"][name]) == len(grid.generators[name]), name
+        assert any(row[next(k for k in row if "@" in k)] > 0 for row in manifest["tuning"][name])
+    assert {"social", "demographic"} <= set(manifest["generators"])
+    assert manifest["dataset"]["users"] == 90
 
 
 def test_cli_fit_with_a_subset_of_generators(synthetic_dir, tmp_path, capsys):

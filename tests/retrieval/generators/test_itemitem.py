@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shortlist.common.catalog import ItemCatalog
 from shortlist.retrieval.generators import EaseGenerator, FitData, ItemKnnGenerator, UserState
-from shortlist.retrieval.generators.itemitem import EaseConfig, ItemKnnConfig, top_per_row
+from shortlist.retrieval.generators.itemitem import (
+    EaseConfig,
+    ItemKnnConfig,
+    top_per_row,
+    top_per_row_sparse,
+)
 from shortlist.retrieval.weights import confidence
 from shortlist.training.split import Events
 
@@ -180,3 +188,82 @@ def test_fit_each_or_skip_gives_one_result_per_config_when_the_data_cannot_suppo
     ok = list(fit_each_or_skip(ItemKnnGenerator, d, [ItemKnnConfig(neighbours=1),
                                                      ItemKnnConfig(neighbours=5)]))
     assert [g.weights.getnnz(axis=1).max() for g in ok] == [1, 2]  # 2 co-occur at most
+
+
+def as_set(rows, cols, vals):
+    return {(int(r), int(c)): float(v) for r, c, v in zip(rows, cols, vals, strict=True)}
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**16), shape=st.tuples(st.integers(1, 6), st.integers(1, 12)),
+       density=st.sampled_from([0.1, 0.5, 0.95]), n=st.integers(0, 14),
+       by_magnitude=st.booleans(), signed=st.booleans())
+def test_sparse_top_per_row_keeps_what_the_dense_version_keeps(seed, shape, density, n,
+                                                                by_magnitude, signed):
+    """The stored entries stand for a dense matrix with zeros elsewhere: the same entries are
+    kept, negatives only where too few columns are >= 0. Values are distinct so that the
+    dense version's arbitrary tie-breaking cannot differ."""
+    rng = np.random.default_rng(seed)
+    values = rng.permutation(np.arange(1, shape[0] * shape[1] + 1)).reshape(shape) / 10.0
+    if signed:
+        values *= rng.choice([-1.0, 1.0], size=shape)
+    dense = np.where(rng.random(shape) < density, values, 0.0).astype(np.float32)
+    m = sp.csr_matrix(dense)
+    assert as_set(*top_per_row_sparse(m, n, by_magnitude)) == as_set(
+        *top_per_row(dense, n, by_magnitude))
+
+
+def test_sparse_top_per_row_breaks_ties_to_the_lower_column():
+    m = sp.csr_matrix(np.array([[0.5, 0.0, 0.5, 0.5]], np.float32))
+    assert as_set(*top_per_row_sparse(m, 2)) == {(0, 0): 0.5, (0, 2): 0.5}
+
+
+def dense_itemknn(d, config):
+    """The similarity as first written (a dense items x items product): the reference."""
+    from shortlist.retrieval.generators.itemitem import user_item_matrix
+
+    x = user_item_matrix(d, config.confidence).toarray().astype(np.float32)
+    norms = np.sqrt((x * x).sum(axis=0))
+    norms[norms == 0] = 1.0
+    sims = (x.T @ x) / (norms[:, None] * norms[None, :])
+    if config.shrinkage > 0:
+        b = (x != 0).astype(np.float32)
+        co = b.T @ b
+        sims *= co / (co + np.float32(config.shrinkage))
+    np.fill_diagonal(sims, 0.0)
+    return as_set(*top_per_row(sims, config.neighbours))
+
+
+@pytest.mark.parametrize("shrinkage", [0.0, 10.0])
+@pytest.mark.parametrize("transform", ["binary", "log1p"])
+def test_itemknn_equals_the_dense_similarity_and_shares_blocks_across_counts(
+        shrinkage, transform, monkeypatch):
+    from shortlist.retrieval.generators import itemitem
+
+    rng = np.random.default_rng(3)
+    n_users, n_items, n = 60, 700, 900  # more items than one block of rows
+    users, items = rng.integers(0, n_users, n), rng.zipf(1.3, n) % n_items
+    pairs = sorted({(int(u), int(i)) for u, i in zip(users, items, strict=True)})
+    weights = rng.integers(1, 9, len(pairs)).astype(np.float32)
+    d = data(pairs, n_users, n_items, weights)
+    configs = [ItemKnnConfig(neighbours=nb, shrinkage=shrinkage, confidence=transform)
+               for nb in (3, 40, 5000)]
+    blocks = []
+    real = itemitem.pruned_each
+    monkeypatch.setattr(itemitem, "pruned_each",
+                        lambda block, *a, **kw: blocks.append(a) or real(block, *a, **kw))
+    gens = list(ItemKnnGenerator.fit_each(d, configs))
+    assert len(blocks) == 1  # one pass over the blocks for the three counts
+    for config, gen in zip(configs, gens, strict=True):
+        got = as_set(*sp.find(gen.weights))
+        want = dense_itemknn(d, config)
+        # per row the same values kept (which of equal values is kept at the cut is the
+        # dense version's arbitrary choice), and the same value wherever both keep a pair
+        for row in range(n_items):
+            np.testing.assert_allclose(sorted(v for (r, _), v in got.items() if r == row),
+                                       sorted(v for (r, _), v in want.items() if r == row),
+                                       rtol=1e-5)
+        common = got.keys() & want.keys()
+        np.testing.assert_allclose([got[k] for k in common], [want[k] for k in common],
+                                   rtol=1e-5)
+        assert gen.weights.getnnz(axis=1).max() <= config.neighbours

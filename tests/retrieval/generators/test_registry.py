@@ -68,6 +68,11 @@ class Alphabetical(Generator):
     def tuning_grid(cls, config: ToyConfig) -> list[dict[str, Any]]:
         return [{"step": 0.02}]
 
+    @classmethod
+    def refine_grid(cls, best: dict[str, Any], tried: list[dict[str, Any]]
+                    ) -> list[dict[str, Any]]:
+        return [{**best, "step": best["step"] / 2}]
+
     def propose(self, user: UserState, k: int,
                 banned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         items = np.flatnonzero(~banned)[:k].astype(np.int64)
@@ -195,3 +200,29 @@ def test_the_leaderboard_has_a_row_for_the_toy(dataset, registry):
     row = next(r for r in report["rows"] if r["model"] == TOY)
     assert 0 <= row["ndcg@10"] <= row["hr@10"] <= 1
     assert report["chosen"]["generators"][TOY]["candidates"] == ToyConfig().candidates
+
+
+def test_tuning_tries_the_generators_finer_round_and_chooses_over_both(dataset, registry,
+                                                                         tmp_path):
+    """The toy's own grid, then its ``refine_grid`` around the best of it, in one table; the
+    config chosen is the best row of the whole table. A grid the caller gives is tried as
+    given (the other generators' empty lists: nothing tuned, nothing refined)."""
+    from shortlist.training.fit import TuningGrid
+
+    p = small_params()
+    grid = TuningGrid(generators={name: [] for name in default_registry().names},
+                      candidate_scales=(1.0,), ranker_num_leaves=(15,), mmr_lambda=(1.0,),
+                      mmr_top_n=(50,))
+    version = fit(str(dataset), tmp_path, p, progress=False, registry=registry, grid=grid)
+    manifest = read_manifest(version).data
+    rows = manifest["tuning"][TOY]
+    assert [row["step"] for row in rows] == [0.02, 0.01]
+    column = next(key for key in rows[0] if key != "step")
+    best = max(rows, key=lambda row: row[column])
+    assert manifest["parameters"]["generators"][TOY]["step"] == best["step"]
+    assert not any(name in manifest["tuning"] for name in default_registry().names)
+
+    given = dataclasses.replace(grid, generators={**grid.generators, TOY: [{"step": 0.03}]})
+    version = fit(str(dataset), tmp_path / "given", p, progress=False, registry=registry,
+                  grid=given)
+    assert [row["step"] for row in read_manifest(version).data["tuning"][TOY]] == [0.03]

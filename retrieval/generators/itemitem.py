@@ -10,6 +10,7 @@ scales to catalogs where a dense items x items matrix would not fit.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -262,20 +263,11 @@ class ItemKnnGenerator(ItemItemGenerator):
         """The similarities depend on the confidence transform and the shrinkage only:
         consecutive configs that differ in the neighbours kept share one pass over the
         blocks (the costly part), each pruned to its own count."""
-        configs = list(configs)
-        i = 0
-        while i < len(configs):
-            key = (configs[i].confidence, configs[i].shrinkage)
-            j = i
-            while j < len(configs) and (configs[j].confidence, configs[j].shrinkage) == key:
-                j += 1
-            group = configs[i:j]
+        for _, same in itertools.groupby(configs, key=lambda c: (c.confidence, c.shrinkage)):
+            group = list(same)
             weights = cls._similarities(data, group[0], [c.neighbours for c in group])
-            for k, config in enumerate(group):
-                yield None if weights is None else cls(weights[k], config)
-                if weights is not None:
-                    weights[k] = None  # one variant held by the caller at a time
-            i = j
+            for config in group:
+                yield None if weights is None else cls(weights.pop(0), config)
 
     @staticmethod
     def _similarities(data: FitData, config: ItemKnnConfig,

@@ -9,10 +9,13 @@ from shortlist.common.artifacts import list_versions, read_manifest
 
 
 def peak_growth(manifest: dict) -> str:
-    """Which phases raised the peak most: the peak only grows, so in order of value each
-    phase's step is what it added (ties keep the manifest's order)."""
-    peaks = [("", 0)] + sorted(manifest.get("fit_phase_peak_rss_bytes", {}).items(),
-                               key=lambda kv: kv[1])
+    """Which phases raised the peak most: the peak only grows, so in the order the phases
+    ended each one's step is what it added (``fit_phase_order``; by value where a manifest
+    lacks it)."""
+    by_name = manifest.get("fit_phase_peak_rss_bytes", {})
+    order = [n for n in manifest.get("fit_phase_order", []) if n in by_name]
+    peaks = [("", 0)] + ([(n, by_name[n]) for n in order] if len(order) == len(by_name)
+                         else sorted(by_name.items(), key=lambda kv: kv[1]))
     steps = [(name, b - a) for (_, a), (name, b) in zip(peaks, peaks[1:], strict=False)]
     top = sorted((s for s in steps if s[1] >= 2**27), key=lambda s: -s[1])[:3]
     if not top:

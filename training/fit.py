@@ -101,24 +101,36 @@ class TuningGrid:
 
 @dataclass
 class Examples:
-    """One user per entry: candidates, their features and which are held-out items."""
+    """One user per entry: candidate items, their features, the user's recent items (for
+    calibration) and which items are held out.
+
+    Only the items of each ``Candidates`` are kept: the per-generator blocks are read once,
+    into the features, and at 20,000 users x 600 candidates they were a gigabyte a set."""
 
     users: list[int] = field(default_factory=list)
-    cands: list[Candidates] = field(default_factory=list)
+    items: list[np.ndarray] = field(default_factory=list)
+    recent: list[np.ndarray] = field(default_factory=list)
     feats: list[np.ndarray] = field(default_factory=list)
     relevant: list[set[int]] = field(default_factory=list)
+
+    def add(self, user: int, cands: Candidates, feats: np.ndarray, relevant: set[int]) -> None:
+        self.users.append(user)
+        self.items.append(cands.items)
+        self.recent.append(cands.recent_items)
+        self.feats.append(feats)
+        self.relevant.append(relevant)
 
     def split(self, keep: np.ndarray) -> Examples:
         """The users where ``keep`` is set (a mask over ``users``)."""
         rows = np.flatnonzero(keep).tolist()
-        return Examples([self.users[r] for r in rows], [self.cands[r] for r in rows],
-                        [self.feats[r] for r in rows], [self.relevant[r] for r in rows])
+        return Examples(*([column[r] for r in rows] for column in (
+            self.users, self.items, self.recent, self.feats, self.relevant)))
 
     def xy(self, columns: list[int] | None = None):
         """LightGBM inputs for users with at least one positive among their candidates."""
         xs, ys, groups = [], [], []
-        for c, x, rel in zip(self.cands, self.feats, self.relevant, strict=True):
-            y = np.isin(c.items, list(rel)).astype(np.float32)
+        for items, x, rel in zip(self.items, self.feats, self.relevant, strict=True):
+            y = np.isin(items, list(rel)).astype(np.float32)
             if y.sum() == 0 or len(y) < 2:
                 continue
             xs.append(mask_columns(x, columns))
@@ -169,27 +181,50 @@ def build_examples(models: RetrievalModels, stats: ItemStats, labels: Events,
     for user in tqdm(users.tolist(), desc=desc, unit="user", disable=not progress,
                      leave=False):
         cands = candidates_for(models, source, user)
-        ex.users.append(user)
-        ex.cands.append(cands)
-        ex.feats.append(build_features(cands, stats, spec))
-        ex.relevant.append(target[user])
+        ex.add(user, cands, build_features(cands, stats, spec), target[user])
     return ex
+
+
+def ranker_scores(ranker: LambdaRanker, ex: Examples, columns: list[int] | None = None
+                  ) -> list[np.ndarray]:
+    """The ranker's scores of every user's candidates in ``ex``, predicted in blocks of users:
+    one LightGBM call per user cost more in call overhead than in trees."""
+    out: list[np.ndarray] = []
+    for start in range(0, len(ex.feats), _PREDICT_BLOCK):
+        feats = ex.feats[start:start + _PREDICT_BLOCK]
+        sizes = [len(x) for x in feats]
+        if sum(sizes) == 0:
+            out += [np.zeros(0, np.float32) for _ in feats]
+            continue
+        scores = ranker.predict(mask_columns(np.vstack(feats), columns))
+        out += np.split(scores, np.cumsum(sizes)[:-1])
+    return out
+
+
+# Users scored per LightGBM call in ``ranker_scores`` (their features stacked: 1,000 users x
+# 600 candidates x 40 features is 96 MB)
+_PREDICT_BLOCK = 1000
 
 
 def score_examples(ranker: LambdaRanker, pipeline: RankingPipeline, ex: Examples, lam: float,
                    k: int = 10, columns: list[int] | None = None,
-                   method: str | None = None) -> tuple[float, float]:
-    """Mean NDCG@k and intra-list distance of the pipeline over every user in ``ex``."""
+                   method: str | None = None,
+                   scores: list[np.ndarray] | None = None) -> tuple[float, float]:
+    """Mean NDCG@k and intra-list distance of the pipeline over every user in ``ex``.
+
+    ``scores``: ``ranker_scores(ranker, ex, columns)`` computed already (diversity tuning
+    reorders the same scores dozens of times)."""
     ndcgs, ilds = [], []
     diversity = pipeline.stats.diversity
-    for c, x, rel in zip(ex.cands, ex.feats, ex.relevant, strict=True):
-        if len(c) == 0:
+    if scores is None:
+        scores = ranker_scores(ranker, ex, columns)
+    for items, s, recent, rel in zip(ex.items, scores, ex.recent, ex.relevant, strict=True):
+        if len(items) == 0:
             ndcgs.append(0.0)
             continue
-        scores = ranker.predict(mask_columns(x, columns))
-        pos = pipeline.diversify(c.items, scores, k, lam, c.recent_items, method)
-        ndcgs.append(ndcg_at_k(c.items[pos], rel, k))
-        ilds.append(intra_list_distance(diversity[c.items[pos]]))
+        pos = pipeline.diversify(items, s, k, lam, recent, method)
+        ndcgs.append(ndcg_at_k(items[pos], rel, k))
+        ilds.append(intra_list_distance(diversity[items[pos]]))
     return float(np.mean(ndcgs)) if ndcgs else 0.0, float(np.mean(ilds)) if ilds else 0.0
 
 
@@ -338,16 +373,18 @@ def tune_diversity(ranker: LambdaRanker, stats: ItemStats, valid_ex: Examples,
     top_ns = grid.mmr_top_n if grid is not None else (p.mmr_top_n,)
     methods = grid.diversity_methods if grid is not None else (p.diversity,)
     rows = []
+    scores = ranker_scores(ranker, valid_ex)
     for top_n in top_ns:
         pipe = RankingPipeline(ranker, stats, RankingConfig(1.0, top_n, spec))
-        base_ndcg, base_ild = score_examples(ranker, pipe, valid_ex, 1.0)
+        base_ndcg, base_ild = score_examples(ranker, pipe, valid_ex, 1.0, scores=scores)
         rows.append({"method": "none", "mmr_lambda": 1.0, "mmr_top_n": top_n,
                      "ndcg@10": base_ndcg, "ild": base_ild})
         for method in methods:
             for lam in lams:
                 if lam >= 1.0:
                     continue
-                ndcg, ild = score_examples(ranker, pipe, valid_ex, lam, method=method)
+                ndcg, ild = score_examples(ranker, pipe, valid_ex, lam, method=method,
+                                            scores=scores)
                 rows.append({"method": method, "mmr_lambda": lam, "mmr_top_n": top_n,
                              "ndcg@10": ndcg, "ild": ild})
     base = rows[0]
@@ -406,6 +443,7 @@ class PhaseClock:
     def lap(self, name: str) -> None:
         now = time.perf_counter()
         self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._last, 2)
+        self.peak_rss.pop(name, None)  # in the order of each phase's last lap: peaks only grow
         self.peak_rss[name] = peak_rss_bytes()
         self._last = now
 
@@ -567,7 +605,8 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
                    grid: TuningGrid | None, progress: bool = True, has_time: bool = True,
                    registry: Registry | None = None, by_time: bool | None = None,
                    splits: tuple[np.ndarray, np.ndarray] | None = None,
-                   user_data: UserData | None = None) -> Trained:
+                   user_data: UserData | None = None,
+                   clock: PhaseClock | None = None) -> Trained:
     """Tune, train the ranker and fit the final models on ``ev``.
 
     ``has_time``: the events carry real timestamps (else time-based features and decays are
@@ -576,7 +615,8 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
     (default: ``has_time``). The splits must be carved the way the test is. ``splits``: the
     validation mask over ``ev`` and the label mask over the rest, carved already (by the Spark
     engine's data stage, the same way). ``user_data``: user attributes and social ties
-    aligned to ``users``.
+    aligned to ``users``. ``clock``: the caller's, so that its phases and these are timed in
+    the order they ran (the manifest's peak per phase is read in that order).
     """
     registry = registry or default_registry()
     by_time = has_time if by_time is None else by_time
@@ -595,7 +635,8 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
     g_ev, l_ev = f_ev.take(~lmask), f_ev.take(lmask)
     tuning: dict = {}
     steps = tqdm(total=4, desc="train", unit="step", disable=not progress, leave=False)
-    clock = PhaseClock()
+    clock = clock or PhaseClock()
+    clock.skip()
 
     steps.set_postfix_str("tune generators")
     base = None
@@ -642,12 +683,19 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
                    for name in spec.generators}
     scales = grid.candidate_scales if grid is not None else (1.0,)
     leaves_grid = grid.ranker_num_leaves if grid is not None else (p.ranker_num_leaves,)
+    # On many users the grid is scored on rankers of fewer (each point is a set of examples
+    # and a LightGBM fit; at 1M users, 20K users' examples of three scales took 28 min and
+    # 16 GB), and only the chosen point is trained on max_ranker_users.
+    n_users = max(len(np.unique(l_ev.users)), len(np.unique(v_ev.users)))
+    tune_users = p.max_ranker_users
+    if grid is not None and 0 < p.tune_ranker_users < min(p.max_ranker_users, n_users):
+        tune_users = p.tune_ranker_users
     rows, best = [], None
     for scale in scales:
         counts = _set_counts(p, base_counts, scale, models_g, models_f)
-        train_ex = build_examples(models_g, stats_g, l_ev, spec, p.max_ranker_users, p.seed,
+        train_ex = build_examples(models_g, stats_g, l_ev, spec, tune_users, p.seed,
                                   progress, "ranker examples")
-        valid_ex = build_examples(models_f, stats_f, v_ev, spec, p.max_ranker_users, p.seed,
+        valid_ex = build_examples(models_f, stats_f, v_ev, spec, tune_users, p.seed,
                                   progress, "validation examples")
         clock.lap("ranker_examples")
         for leaves in leaves_grid:
@@ -659,10 +707,25 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
             if best is None or ndcg > best[0]:
                 best = (ndcg, scale, leaves, ranker, train_ex, valid_ex)
             clock.lap("ranker_training")
+        del train_ex, valid_ex  # the best point's are in ``best``; one scale's held at a time
     _, scale, leaves, ranker, train_ex, valid_ex = best
     _set_counts(p, base_counts, scale, models_g, models_f)
     p.ranker_num_leaves = leaves
     tuning["ranker"] = rows
+    tuning["ranker_users"] = {"tuned_on": tune_users, "trained_on": tune_users}
+    if tune_users < p.max_ranker_users:
+        del best, train_ex, valid_ex  # freed before the rebuild
+        train_ex = build_examples(models_g, stats_g, l_ev, spec, p.max_ranker_users, p.seed,
+                                  progress, "ranker examples")
+        valid_ex = build_examples(models_f, stats_f, v_ev, spec, p.max_ranker_users, p.seed,
+                                  progress, "validation examples")
+        clock.lap("ranker_examples")
+        ranker = train_ranker(train_ex, valid_ex, p, leaves, spec)
+        tuning["ranker_users"]["trained_on"] = p.max_ranker_users
+        clock.lap("ranker_training")
+    # Nothing after the ranker reads the labels' models and events: a whole set of models,
+    # held through the final fit otherwise (which raised the peak by 2.6 GB at 1M users).
+    del models_g, stats_g, g_ev, l_ev, base
     steps.update()
 
     steps.set_postfix_str("diversity")
@@ -733,12 +796,14 @@ def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = Tr
     catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories,
                           ds.items.texts)
     users, ev = encode(ds, catalog.vocab, p.event_weights)
+    aligned = user_data(ds, users)
+    name, fingerprint, has_time = ds.name, ds.fingerprint, ds.has_timestamps
+    folded = ds.extra.get("events") if events is not None else None
+    del ds  # encoded: its per-row codes are 600 MB at 20M events, held through every phase
     clock.lap("encode")
-    trained = train_pipeline(ev, users, catalog, p, grid, progress, ds.has_timestamps,
-                             registry, user_data=user_data(ds, users))
-    clock.skip()  # train_pipeline timed its own phases
-    return _publish(out, trained, catalog, users, ev, ds.name, ds.fingerprint,
-                    ds.has_timestamps, ds.extra.get("events") if events is not None else None,
+    trained = train_pipeline(ev, users, catalog, p, grid, progress, has_time, registry,
+                             user_data=aligned, clock=clock)
+    return _publish(out, trained, catalog, users, ev, name, fingerprint, has_time, folded,
                     clock, t_start, {"engine": "python"})
 
 
@@ -778,8 +843,7 @@ def _fit_on_spark(dataset: str, out: Path, p: FitParams | None, progress: bool,
                 prep.events, prep.users, catalog, p, grid, progress, prep.has_timestamps,
                 spark_registry(spark, Path(tmp) / "als", registry or default_registry()),
                 splits=(prep.valid, prep.labels),
-                user_data=align_user_data(*profiles, prep.users))
-            clock.skip()
+                user_data=align_user_data(*profiles, prep.users), clock=clock)
         finally:
             spark.stop()
     return _publish(out, trained, catalog, prep.users, prep.events, prep.name,
@@ -829,4 +893,7 @@ def _publish(out: Path, trained: Trained, catalog: ItemCatalog, users: Vocabular
         manifest["fit_phase_seconds"] = {**clock.seconds, **trained.seconds}
         manifest["fit_peak_rss_bytes"] = peak_rss_bytes()
         manifest["fit_phase_peak_rss_bytes"] = {**clock.peak_rss, **trained.peak_rss}
+        # the manifest's keys are sorted: the order the phases (last) ended in, for
+        # `peak_growth` to tell which of two phases at the same peak raised it
+        manifest["fit_phase_order"] = list(clock.peak_rss)
     return out / version

@@ -39,6 +39,10 @@ class FitParams:
     label_fraction: float = 0.2
     min_user_items: int = 5
     max_ranker_users: int = 20000
+    # Above this many label users, tuning chooses the candidate scale and the ranker's leaves
+    # on rankers trained and scored on this many users; the chosen setting is then trained on
+    # max_ranker_users (training.fit.train_pipeline). 0: tune on max_ranker_users.
+    tune_ranker_users: int = 5000
     # validation metrics (and the tuning that reads them) on at most this many users: at a
     # million users the full set costs more than the fit and moves the mean by noise only
     max_eval_users: int = 20000

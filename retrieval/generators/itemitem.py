@@ -73,8 +73,8 @@ def top_per_row_sparse(m: sp.csr_matrix, n: int, by_magnitude: bool = False
     cols, vals = m.indices.astype(np.int64), m.data
     nz = vals != 0
     rows, cols, vals = rows[nz], cols[nz], vals[nz]
-    key = np.abs(vals) if by_magnitude else vals
-    order = np.lexsort((cols, -key, rows))  # each row's entries, best first
+    key = (np.abs(vals) if by_magnitude else vals).astype(np.float32)
+    order = _best_first(rows, cols, key, n_rows, n_cols)
     rows, cols, vals, key = rows[order], cols[order], vals[order], key[order]
     rank = np.arange(len(rows)) - np.searchsorted(rows, rows)  # position within its row
     if not by_magnitude:
@@ -82,7 +82,28 @@ def top_per_row_sparse(m: sp.csr_matrix, n: int, by_magnitude: bool = False
         zeros = n_cols - np.bincount(rows, minlength=n_rows)
         rank = np.where(neg, rank + zeros[rows], rank)
     keep = rank < n
-    return rows[keep], cols[keep], vals[keep].astype(np.float32)
+    return rows[keep].astype(np.int64), cols[keep], vals[keep].astype(np.float32)
+
+
+def _best_first(rows: np.ndarray, cols: np.ndarray, key: np.ndarray, n_rows: int,
+                n_cols: int) -> np.ndarray:
+    """The order of entries by row, then ``key`` descending, then column.
+
+    One sort of a packed 64-bit key (row | key's bits, order-preserving | column) when the
+    three fit, which at a block of 256 rows x 100K columns they do: a third of the time of a
+    three-key lexsort, which was half of an ItemKNN fit at 1M users."""
+    row_bits, col_bits = (int(n_rows - 1).bit_length(), int(n_cols - 1).bit_length())
+    if row_bits + 32 + col_bits > 64:
+        return np.lexsort((cols, -key, rows))
+    bits = key.view(np.uint32).astype(np.uint64)
+    negative = bits >> np.uint64(31) == 1
+    # IEEE floats order as integers once negatives have every bit flipped and positives the
+    # sign bit; subtracting from the top turns ascending into descending
+    ascending = np.where(negative, ~bits & np.uint64(0xFFFFFFFF), bits | np.uint64(1 << 31))
+    descending = np.uint64(0xFFFFFFFF) - ascending
+    packed = ((rows.astype(np.uint64) << np.uint64(32 + col_bits))
+              | (descending << np.uint64(col_bits)) | cols.astype(np.uint64))
+    return np.argsort(packed)
 
 
 def pruned(block: Callable[[int, int], np.ndarray | sp.csr_matrix], n: int, keep: int,
@@ -277,19 +298,20 @@ class ItemKnnGenerator(ItemItemGenerator):
             logger.warning("itemknn generator skipped: no positive interactions")
             return None
         n = x.shape[1]
-        xc = x.tocsc()
-        norms = np.sqrt(np.asarray(xc.multiply(xc).sum(axis=0)).ravel())
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
         norms[norms == 0] = 1.0
-        binary = xc.copy()
+        binary = x.copy()
         binary.data[:] = 1.0
-        xt = xc.T.tocsr()
+        # The right operands stay CSR: scipy converts a CSC right operand to CSR on every
+        # product, which was 78% of a fit at 1M users (the whole matrix, once per block).
+        xt = x.T.tocsr()
         bt = binary.T.tocsr()
 
         def block(s: int, e: int) -> sp.csr_matrix:
             # sparse: only the pairs of items some user has in common (a few thousand of a
             # 100K-item row), where a dense block of items x catalog cost ~90 s per fit at
             # 100K items whatever the data
-            sims = (xt[s:e] @ xc).tocsr()
+            sims = (xt[s:e] @ x).tocsr()
             sims.sum_duplicates()
             rows = np.repeat(np.arange(e - s), np.diff(sims.indptr)) + s
             sims.data = (sims.data / (norms[rows] * norms[sims.indices])).astype(np.float32)

@@ -160,9 +160,13 @@ def test_manifest_records_the_peak_memory_at_the_end_of_every_timed_phase(manife
     peaks = manifest["fit_phase_peak_rss_bytes"]
     assert set(peaks) == set(manifest["fit_phase_seconds"])
     assert max(peaks.values()) <= manifest["fit_peak_rss_bytes"]
-    # in time order (load first, publish last) the peak never falls
-    order = ["load", "encode", "validation", "final_models", "publish"]
-    assert [peaks[name] for name in order] == sorted(peaks[name] for name in order)
+    # in the order the phases ended the peak never falls (`peak_growth` reads each step as
+    # what that phase added)
+    names = manifest["fit_phase_order"]
+    assert set(names) == set(peaks)
+    assert names[:2] == ["load", "encode"] and names[-2:] == ["drift_reference", "publish"]
+    assert names.index("tune_generators") < names.index("final_models")
+    assert [peaks[n] for n in names] == sorted(peaks.values())
 
 
 def test_peak_growth_names_the_phases_that_raised_the_peak_most():
@@ -174,6 +178,12 @@ def test_peak_growth_names_the_phases_that_raised_the_peak_most():
     # load's step counts from nothing; the ranker's 1 MiB is below notice
     assert peak_growth(m) == " (raised most by tune +3.00, load +1.00, final +1.00)"
     assert peak_growth({}) == ""
+    # phases at the same peak: the one that ended first raised it (a manifest's keys are
+    # sorted, so the order comes from fit_phase_order)
+    m = {"fit_phase_peak_rss_bytes": {"load": gib, "publish": 3 * gib, "final": 3 * gib,
+                                      "drift": 3 * gib},
+         "fit_phase_order": ["load", "final", "drift", "publish"]}
+    assert peak_growth(m) == " (raised most by final +2.00, load +1.00)"
 
 
 @pytest.fixture
@@ -360,6 +370,41 @@ def test_a_tuned_fit_on_a_user_sample_tunes_every_generator_and_publishes(tmp_pa
         assert any(row[next(k for k in row if "@" in k)] > 0 for row in manifest["tuning"][name])
     assert {"social", "demographic"} <= set(manifest["generators"])
     assert manifest["dataset"]["users"] == 90
+
+
+def test_the_ranker_grid_is_scored_on_fewer_users_and_the_choice_trained_on_more(tmp_path):
+    """Above ``tune_ranker_users`` label users, scales and leaves are chosen on rankers of
+    that many users; the chosen point is rebuilt and trained on ``max_ranker_users``."""
+    from shortlist.common.catalog import ItemCatalog
+    from shortlist.training.fit import train_pipeline, train_ranker
+    from shortlist.training.split import encode
+    from tests.conftest import small_grid, small_params
+
+    ds = load(str(write_synthetic(tmp_path / "data", n_users=90, n_items=60, per_user=12,
+                                  seed=8)))
+    catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories,
+                          ds.items.texts)
+    users, ev = encode(ds, catalog.vocab)
+    grid = small_grid()
+    grid.ranker_num_leaves = (7, 15)
+    p = small_params()
+    p.tune_ranker_users, p.max_ranker_users = 30, 80
+    trained = train_pipeline(ev, users, catalog, p, grid, progress=False)
+    assert trained.tuning["ranker_users"] == {"tuned_on": 30, "trained_on": 80}
+    assert len(trained.tuning["ranker"]) == 4  # 2 scales x 2 leaf counts
+    assert len(trained.train_examples.users) == len(trained.valid_examples.users) == 80
+    assert trained.params.ranker_num_leaves in (7, 15)
+    # the served ranker is the one trained on the 80 users' examples, with the chosen leaves
+    again = train_ranker(trained.train_examples, trained.valid_examples, trained.params,
+                         trained.params.ranker_num_leaves, trained.spec)
+    assert again.booster.model_to_string() == trained.ranker.booster.model_to_string()
+
+    p = small_params()
+    p.tune_ranker_users = 500  # more than there are: no second build
+    trained = train_pipeline(ev, users, catalog, p, grid, progress=False)
+    assert trained.tuning["ranker_users"] == {"tuned_on": p.max_ranker_users,
+                                              "trained_on": p.max_ranker_users}
+    assert len(trained.train_examples.users) == 90
 
 
 def test_cli_fit_with_a_subset_of_generators(synthetic_dir, tmp_path, capsys):

@@ -82,7 +82,7 @@ def top_per_row_sparse(m: sp.csr_matrix, n: int, by_magnitude: bool = False
         zeros = n_cols - np.bincount(rows, minlength=n_rows)
         rank = np.where(neg, rank + zeros[rows], rank)
     keep = rank < n
-    return rows[keep].astype(np.int64), cols[keep], vals[keep].astype(np.float32)
+    return rows[keep], cols[keep], vals[keep].astype(np.float32)
 
 
 def _best_first(rows: np.ndarray, cols: np.ndarray, key: np.ndarray, n_rows: int,

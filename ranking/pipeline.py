@@ -80,6 +80,10 @@ class RankingPipeline:
     def features(self, cands: Candidates) -> np.ndarray:
         return build_features(cands, self.stats, self.config.features)
 
+    def score(self, cands: Candidates) -> np.ndarray:
+        """The ranker's score of each candidate (before any shift or diversity)."""
+        return self.ranker.predict(self.features(cands))
+
     def configuration(self, mmr_lambda: float | None = None, order: str = "") -> str:
         lam = self.config.mmr_lambda if mmr_lambda is None else mmr_lambda
         return configuration_name(order or self.config.order, lam, self.config.diversity)
@@ -105,18 +109,22 @@ class RankingPipeline:
 
     def rank(self, cands: Candidates, k: int, mmr_lambda: float | None = None,
              order: str | None = None, shift: np.ndarray | None = None,
-             keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+             keep: np.ndarray | None = None, scores: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
         """(positions into ``cands.items`` in final order, their scores, timings).
 
         ``order`` overrides the configured one (evaluation compares them); scores are the
         ranker's, or the generator's own (0 where it did not propose), or the merged score.
         Business rules (``common.rules``): ``keep`` drops candidates before anything looks at
         them; ``shift`` adds log-odds to each candidate's score before diversity.
+        ``scores``: the ranker's scores of ``cands``, from ``score`` (evaluation ranks each
+        user's candidates in several ways, and features and trees are most of the cost).
         """
         if keep is not None and not keep.all():
             rows = np.flatnonzero(keep)
             picked, scores, timings = self.rank(cands.take(rows), k, mmr_lambda, order,
-                                                None if shift is None else shift[rows])
+                                                None if shift is None else shift[rows],
+                                                scores=None if scores is None else scores[rows])
             return rows[picked], scores, timings
         if shift is not None and not shift.any():
             shift = None
@@ -135,10 +143,11 @@ class RankingPipeline:
             timings["order"] = (time.perf_counter() - t0) * 1e3
             return picked, scores, timings
         t0 = time.perf_counter()
-        x = self.features(cands)
-        timings["features"] = (time.perf_counter() - t0) * 1e3
-        t0 = time.perf_counter()
-        scores = self.ranker.predict(x)
+        if scores is None:
+            x = self.features(cands)
+            timings["features"] = (time.perf_counter() - t0) * 1e3
+            t0 = time.perf_counter()
+            scores = self.ranker.predict(x)
         if len(scores) > 1 and float(np.ptp(scores)) <= _TIE * max(1.0, abs(float(scores[0]))):
             # Every candidate in the same leaves of every tree: a user unlike any the ranker
             # learned from (a newcomer with no history, whose candidates come from cold-start

@@ -68,10 +68,21 @@ def recommenders(models: RetrievalModels, stats: ItemStats,
         out[name] = alone(gen)
     out[UNION] = union
     if pipeline is not None:
+        scored: dict[int, np.ndarray] = {}
+
+        def scores_of(user):
+            """The ranker's scores of the user's candidates, once for the ranked rows."""
+            if user not in scored:
+                scored.clear()
+                scored[user] = pipeline.score(cands_of(user))
+            return scored[user]
+
         def ranked(lam, order):
             def run(user, banned):
                 cands = cands_of(user)
-                pos, _, _ = pipeline.rank(cands, k, lam, order)
+                by_ranker = (order or pipeline.config.order) == RANKER
+                pos, _, _ = pipeline.rank(cands, k, lam, order,
+                                          scores=scores_of(user) if by_ranker else None)
                 return cands.items[pos]
             return run
         out["ranker"] = ranked(1.0, RANKER)

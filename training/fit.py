@@ -16,8 +16,10 @@ are refitted on everything with the chosen values.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -67,6 +69,11 @@ class FitError(Exception):
     """The data cannot support a model (e.g. no user with enough history for the ranker)."""
 
 
+# Rounds of a generator's tuning search: its grid, then refine_grid's rounds (a bound, so
+# that a search that keeps proposing cannot run for ever).
+MAX_TUNING_ROUNDS = 6
+
+
 @dataclass
 class TuningGrid:
     """Values tried on validation; the best (or, for MMR, the most diverse affordable) wins."""
@@ -91,12 +98,13 @@ class TuningGrid:
             return list(self.generators[cls.name])
         return cls.tuning_grid(config)
 
-    def refinements(self, cls: type[Generator], best: dict, tried: list[dict]) -> list[dict]:
-        """The generator's finer second round around ``best``; none for a grid given here,
-        which is tried exactly as given."""
+    def refinements(self, cls: type[Generator], best: dict, tried: list[dict],
+                    rounds: int) -> list[dict]:
+        """The generator's next round around ``best`` of round ``rounds``; none for a grid
+        given here, which is tried exactly as given."""
         if cls.name in self.generators:
             return []
-        return cls.refine_grid(best, tried)
+        return [v for v in cls.refine_grid(best, tried, rounds) if v not in tried]
 
 
 @dataclass
@@ -160,8 +168,8 @@ class Trained:
     spec: FeatureSpec
     tuning: dict
     validation: dict
-    train_examples: Examples
-    valid_examples: Examples
+    train_examples: Examples | None  # None unless asked for (train_pipeline's keep_examples)
+    valid_examples: Examples | None
     valid_stats: ItemStats
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each phase
     peak_rss: dict[str, int] = field(default_factory=dict)  # peak RSS when each phase ended
@@ -325,15 +333,31 @@ def tune_generators(base: RetrievalModels, f_ev: Events, v_ev: Events, p: FitPar
         def values_of(row: dict, column=column) -> dict:
             return {key: row[key] for key in row if key != column}
 
-        rows = scored(variants)
+        rows = search_rounds(variants, scored, column, functools.partial(grid.refinements, cls))
         best = max(rows, key=lambda r: r[column])
-        finer = grid.refinements(cls, values_of(best), variants)
-        if finer and best[column] > 0:
-            rows += scored(finer)
-            best = max(rows, key=lambda r: r[column])
         p.set_generator(cls.name, **values_of(best))
         tables[cls.name] = rows
     return tables
+
+
+def search_rounds(first: list[dict], scored: Callable[[list[dict]], list[dict]], column: str,
+                  refine: Callable[[dict, list[dict], int], list[dict]]) -> list[dict]:
+    """Every round's rows: ``first`` scored, then ``refine``'s proposals around the best of
+    the latest round, until it proposes nothing or the best scores nothing (no signal to
+    refine on), at most ``MAX_TUNING_ROUNDS`` rounds in all.
+
+    ``scored`` turns variants into rows (the variant's values plus ``column``); ``refine``
+    gets the best row's values, every variant tried and the number of rounds so far."""
+    rows = latest = scored(first)
+    tried = list(first)
+    for rounds in range(1, MAX_TUNING_ROUNDS):
+        best = max(latest, key=lambda r: r[column])
+        finer = refine({k: v for k, v in best.items() if k != column}, tried, rounds)
+        if not finer or best[column] <= 0:
+            break
+        latest = scored(finer)
+        rows, tried = rows + latest, tried + finer
+    return rows
 
 
 def smooth_costs(rows: list[dict]) -> None:
@@ -606,7 +630,7 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
                    registry: Registry | None = None, by_time: bool | None = None,
                    splits: tuple[np.ndarray, np.ndarray] | None = None,
                    user_data: UserData | None = None,
-                   clock: PhaseClock | None = None) -> Trained:
+                   clock: PhaseClock | None = None, keep_examples: bool = True) -> Trained:
     """Tune, train the ranker and fit the final models on ``ev``.
 
     ``has_time``: the events carry real timestamps (else time-based features and decays are
@@ -617,6 +641,10 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
     engine's data stage, the same way). ``user_data``: user attributes and social ties
     aligned to ``users``. ``clock``: the caller's, so that its phases and these are timed in
     the order they ran (the manifest's peak per phase is read in that order).
+    ``keep_examples``: return the ranker's examples (the leaderboard's feature ablation
+    retrains on them); ``fit`` frees them once diversity is tuned: two sets of
+    ``max_ranker_users`` users' candidate features, held through validation and the final
+    fit for nothing.
     """
     registry = registry or default_registry()
     by_time = has_time if by_time is None else by_time
@@ -730,6 +758,8 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
 
     steps.set_postfix_str("diversity")
     tuning["diversity"] = tune_diversity(ranker, stats_f, valid_ex, p, grid, spec)
+    if not keep_examples:
+        train_ex = valid_ex = None
     clock.lap("tune_diversity")
     ranking_config = RankingConfig(p.mmr_lambda, p.mmr_top_n, spec, diversity=p.diversity)
     eval_users = _sample_users(v_ev, p.max_eval_users, p.seed)
@@ -802,7 +832,7 @@ def fit(dataset: str, out: Path, p: FitParams | None = None, progress: bool = Tr
     del ds  # encoded: its per-row codes are 600 MB at 20M events, held through every phase
     clock.lap("encode")
     trained = train_pipeline(ev, users, catalog, p, grid, progress, has_time, registry,
-                             user_data=aligned, clock=clock)
+                             user_data=aligned, clock=clock, keep_examples=False)
     return _publish(out, trained, catalog, users, ev, name, fingerprint, has_time, folded,
                     clock, t_start, {"engine": "python"})
 
@@ -843,7 +873,8 @@ def _fit_on_spark(dataset: str, out: Path, p: FitParams | None, progress: bool,
                 prep.events, prep.users, catalog, p, grid, progress, prep.has_timestamps,
                 spark_registry(spark, Path(tmp) / "als", registry or default_registry()),
                 splits=(prep.valid, prep.labels),
-                user_data=align_user_data(*profiles, prep.users), clock=clock)
+                user_data=align_user_data(*profiles, prep.users), clock=clock,
+                keep_examples=False)
         finally:
             spark.stop()
     return _publish(out, trained, catalog, prep.users, prep.events, prep.name,

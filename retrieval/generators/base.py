@@ -160,13 +160,16 @@ class Generator:
         return []
 
     @classmethod
-    def refine_grid(cls, best: dict[str, Any], tried: list[dict[str, Any]]
+    def refine_grid(cls, best: dict[str, Any], tried: list[dict[str, Any]], rounds: int = 1
                     ) -> list[dict[str, Any]]:
-        """Config overrides for a second, finer round around ``best`` of the ``tried`` grid.
+        """Config overrides for round ``rounds + 1``, around ``best`` of round ``rounds``.
 
         A coarse grid keeps tuning cheap, but a value that matters on a log scale (a
         regulariser) can sit between two grid points or past the grid's edge on data of
-        another shape; one finer round finds it for a few more fits. None by default.
+        another shape; one finer round finds it for a few more fits. A search that climbs
+        (one value at a time, each step from the last one's best) asks for more rounds.
+        Called after every round, with everything ``tried`` so far, until it proposes
+        nothing untried (``training.fit.MAX_TUNING_ROUNDS`` at most). None by default.
         """
         return []
 

@@ -395,9 +395,10 @@ class EaseGenerator(ItemItemGenerator):
                 for nb in (50, 200, 0)]
 
     @classmethod
-    def refine_grid(cls, best: dict[str, Any], tried: list[dict[str, Any]]
+    def refine_grid(cls, best: dict[str, Any], tried: list[dict[str, Any]], rounds: int = 1
                     ) -> list[dict[str, Any]]:
         # λ's optimum moves with the data's density (10 on insteval, 200 on a dense synth set,
         # chosen by the peer's finer grid) and the coarse grid's steps of ~3x cost up to 2.5%
-        # of NDCG@10 there: half steps around the best, and one past the edge (three inverses)
-        return refine_log_scale(best, tried, "lam")
+        # of NDCG@10 there: half steps around the best, and one past the edge (three
+        # inverses), once: a third round would halve steps that no longer matter
+        return refine_log_scale(best, tried, "lam") if rounds == 1 else []

@@ -209,6 +209,28 @@ def test_rule_shifts_add_log_odds_and_exclusions_drop_on_every_order(pipeline, s
     assert pos.tolist() == [0, 30, 2]
 
 
+@pytest.mark.parametrize("lam", [0.5, 1.0])
+def test_scores_given_rank_exactly_as_scores_computed(pipeline, lam):
+    """Evaluation scores a user's candidates once and ranks them several ways: the ranking
+    (with rules too) must be the one rank computes itself, and the given array untouched."""
+    inp = make_input(50, seed=9)
+    given = pipeline.score(inp)
+    kept = given.copy()
+    shift = np.zeros(50)
+    shift[3] = 1.5
+    keep = np.arange(50) != 11
+    for kwargs in ({}, {"shift": shift, "keep": keep}):
+        want_pos, want_scores, _ = pipeline.rank(inp, 10, lam, **kwargs)
+        pos, scores, timings = pipeline.rank(inp, 10, lam, scores=given, **kwargs)
+        np.testing.assert_array_equal(pos, want_pos)
+        np.testing.assert_array_equal(scores, want_scores)
+        assert "features" not in timings
+    np.testing.assert_array_equal(given, kept)
+    # scores that disagree with the ranker's are the ones used
+    pos, _, _ = pipeline.rank(inp, 5, 1.0, scores=-given)
+    np.testing.assert_array_equal(pos, np.argsort(given, kind="stable")[:5])
+
+
 def test_a_ranker_that_ties_every_candidate_serves_the_merged_order(stats):
     """A model that learned only from a user-level column (here history length) scores one
     user's candidates all alike: it has no opinion on them, so the merged order is served,

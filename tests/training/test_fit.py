@@ -406,6 +406,11 @@ def test_the_ranker_grid_is_scored_on_fewer_users_and_the_choice_trained_on_more
                                               "trained_on": p.max_ranker_users}
     assert len(trained.train_examples.users) == 90
 
+    # fit's way: the same ranker, the examples freed once they are no longer read
+    lean = train_pipeline(ev, users, catalog, p, grid, progress=False, keep_examples=False)
+    assert lean.train_examples is None and lean.valid_examples is None
+    assert lean.ranker.booster.model_to_string() == trained.ranker.booster.model_to_string()
+
 
 def test_cli_fit_with_a_subset_of_generators(synthetic_dir, tmp_path, capsys):
     out = tmp_path / "artifacts"

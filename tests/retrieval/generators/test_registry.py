@@ -69,9 +69,10 @@ class Alphabetical(Generator):
         return [{"step": 0.02}]
 
     @classmethod
-    def refine_grid(cls, best: dict[str, Any], tried: list[dict[str, Any]]
+    def refine_grid(cls, best: dict[str, Any], tried: list[dict[str, Any]], rounds: int = 1
                     ) -> list[dict[str, Any]]:
-        return [{**best, "step": best["step"] / 2}]
+        # two rounds of halving, then the same step again (nothing new: the search stops)
+        return [{**best, "step": best["step"] / 2 if rounds <= 2 else best["step"]}]
 
     def propose(self, user: UserState, k: int,
                 banned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -204,9 +205,10 @@ def test_the_leaderboard_has_a_row_for_the_toy(dataset, registry):
 
 def test_tuning_tries_the_generators_finer_round_and_chooses_over_both(dataset, registry,
                                                                          tmp_path):
-    """The toy's own grid, then its ``refine_grid`` around the best of it, in one table; the
-    config chosen is the best row of the whole table. A grid the caller gives is tried as
-    given (the other generators' empty lists: nothing tuned, nothing refined)."""
+    """The toy's own grid, then its ``refine_grid``'s rounds, each around the best of the
+    last, until it proposes nothing untried, in one table; the config chosen is the best row
+    of the whole table. A grid the caller gives is tried as given (the other generators'
+    empty lists: nothing tuned, nothing refined)."""
     from shortlist.training.fit import TuningGrid
 
     p = small_params()
@@ -216,7 +218,7 @@ def test_tuning_tries_the_generators_finer_round_and_chooses_over_both(dataset, 
     version = fit(str(dataset), tmp_path, p, progress=False, registry=registry, grid=grid)
     manifest = read_manifest(version).data
     rows = manifest["tuning"][TOY]
-    assert [row["step"] for row in rows] == [0.02, 0.01]
+    assert [row["step"] for row in rows] == [0.02, 0.01, 0.005]
     column = next(key for key in rows[0] if key != "step")
     best = max(rows, key=lambda row: row[column])
     assert manifest["parameters"]["generators"][TOY]["step"] == best["step"]

@@ -778,8 +778,10 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
     steps.update()
 
     steps.set_postfix_str("final models")
+    # The last reader of validation's models: each is let go as its successor is fitted.
     models, stats = fit_models(ev, users, catalog, p, registry, progress, "final models",
-                               previous=models_f, user_data=user_data)
+                               previous=models_f, user_data=user_data, release_previous=True)
+    del models_f
     clock.lap("final_models")
     steps.update()
     steps.close()

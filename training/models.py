@@ -49,7 +49,7 @@ def fit_data(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams,
 def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams,
                registry: Registry, progress: bool = False, desc: str = "models",
                previous: RetrievalModels | None = None, build_index: bool = True,
-               user_data: UserData | None = None,
+               user_data: UserData | None = None, release_previous: bool = False,
                ) -> tuple[RetrievalModels, ItemStats]:
     """Every generator of ``registry`` plus ranking's item statistics; minutes at a million
     users, so each generator shows on a progress bar.
@@ -57,7 +57,10 @@ def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams
     ``previous``: models fitted on a subset of ``ev`` (or with other values); each generator
     decides what it can reuse (a content model depends only on the catalog; ALS may start
     from the earlier factors on large data). ``user_data``: user attributes and social ties
-    aligned to ``users``, for the generators that read them.
+    aligned to ``users``, for the generators that read them. ``release_previous``: take
+    each generator out of ``previous`` once its successor is fitted, when nothing reads
+    ``previous`` afterwards (fit's final models: holding a whole second set through them
+    set the fit's memory peak at 1M users).
     """
     steps = tqdm(total=len(registry) + 1, desc=desc, unit="step", disable=not progress,
                  leave=False)
@@ -69,6 +72,8 @@ def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams
         before = previous.generators.get(cls.name) if previous is not None else None
         t0 = time.perf_counter()
         gen, why = fit_or_skip(cls, data, config_of(cls, p.generator(cls.name)), before)
+        if release_previous and before is not None:
+            del previous.generators[cls.name], before
         if gen is not None:
             generators[cls.name] = gen
             seconds[cls.name] = time.perf_counter() - t0

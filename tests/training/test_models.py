@@ -39,6 +39,15 @@ def test_previous_models_give_the_content_model_and_warm_als(synthetic_dir):
     assert (warm.generators["als"].model.item_factors.shape
             == first.generators["als"].model.item_factors.shape)
 
+    # released: the same reuse, and the previous set gives each generator up once used
+    content = first.generators["content"].model
+    taken, _ = fit_models(ev, users, catalog, p, registry, previous=first,
+                          release_previous=True)
+    assert first.generators == {}
+    assert taken.generators["content"].model is content
+    assert taken.generators["als"].model.iterations == 2
+    assert set(taken.generators) == set(warm.generators)
+
 
 def test_registry_decides_which_generators_are_fitted(synthetic_dir):
     catalog, users, ev = _data(synthetic_dir)

@@ -104,7 +104,7 @@ class TuningGrid:
         given here, which is tried exactly as given."""
         if cls.name in self.generators:
             return []
-        return [v for v in cls.refine_grid(best, tried, rounds) if v not in tried]
+        return cls.refine_grid(best, tried, rounds)
 
 
 @dataclass
@@ -342,9 +342,9 @@ def tune_generators(base: RetrievalModels, f_ev: Events, v_ev: Events, p: FitPar
 
 def search_rounds(first: list[dict], scored: Callable[[list[dict]], list[dict]], column: str,
                   refine: Callable[[dict, list[dict], int], list[dict]]) -> list[dict]:
-    """Every round's rows: ``first`` scored, then ``refine``'s proposals around the best of
-    the latest round, until it proposes nothing or the best scores nothing (no signal to
-    refine on), at most ``MAX_TUNING_ROUNDS`` rounds in all.
+    """Every round's rows: ``first`` scored, then ``refine``'s untried proposals around the
+    best of the latest round, until it proposes nothing untried or the best scores nothing
+    (no signal to refine on), at most ``MAX_TUNING_ROUNDS`` rounds in all.
 
     ``scored`` turns variants into rows (the variant's values plus ``column``); ``refine``
     gets the best row's values, every variant tried and the number of rounds so far."""
@@ -352,7 +352,8 @@ def search_rounds(first: list[dict], scored: Callable[[list[dict]], list[dict]],
     tried = list(first)
     for rounds in range(1, MAX_TUNING_ROUNDS):
         best = max(latest, key=lambda r: r[column])
-        finer = refine({k: v for k, v in best.items() if k != column}, tried, rounds)
+        finer = [v for v in refine({k: x for k, x in best.items() if k != column}, tried,
+                                   rounds) if v not in tried]
         if not finer or best[column] <= 0:
             break
         latest = scored(finer)

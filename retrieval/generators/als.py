@@ -122,8 +122,7 @@ class AlsGenerator(Generator):
             return []
         lam = float(best["regularization"])
         up = [r for r in TUNED_REGULARIZATION if r > lam][:1]
-        proposed = [{**best, "factors": larger[0], "regularization": r} for r in [lam, *up]]
-        return [v for v in proposed if v not in tried]
+        return [{**best, "factors": larger[0], "regularization": r} for r in [lam, *up]]
 
     def vector(self, user: UserState) -> np.ndarray | None:
         """The user's stored factors while they describe them, else a fold-in of their items."""

@@ -526,13 +526,13 @@ def load_generic(path: Path, row_order_time: bool = False) -> Dataset:
     if n == 0:
         raise DatasetError(f"{path.name}: no interactions")
 
-    def ids(name: str) -> tuple[np.ndarray, list[str]]:
-        encoded = pc.dictionary_encode(table.column(name).combine_chunks())
+    def ids(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+        encoded = pc.dictionary_encode(column.combine_chunks())
         return (encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
                 encoded.dictionary.to_pylist())
 
-    u_codes, u_values = ids("user_id")
-    i_codes, i_values = ids("item_id")
+    u_codes, u_values = ids(table.column("user_id"))
+    i_codes, i_values = ids(table.column("item_id"))
     weights = (table.column("weight").fill_null(1.0).to_numpy().astype(np.float32)
                if has_w else np.ones(n, np.float32))
     rows = np.arange(n, dtype=np.int64)
@@ -545,7 +545,11 @@ def load_generic(path: Path, row_order_time: bool = False) -> Dataset:
         stamps = np.zeros(n, np.int64)
     event_codes, event_names = None, []
     if has_e:
-        event_codes, event_names = _event_types(file, header, *ids("event"))
+        event_codes, event_names = _event_types(file, header, *ids(table.column("event")))
+    # Every column is numpy now. Arrow's allocator (mimalloc) keeps the table's freed pages
+    # for reuse that never comes: 1.3 GB at 20M rows, resident through the whole fit.
+    del table
+    pa.default_memory_pool().release_unused()
     catalog, files = read_generic_items(path)
     users = read_generic_users(path / "users.csv") if (path / "users.csv").is_file() else None
     if users is not None:

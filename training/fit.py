@@ -753,8 +753,9 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
         tuning["ranker_users"]["trained_on"] = p.max_ranker_users
         clock.lap("ranker_training")
     # Nothing after the ranker reads the labels' models and events: a whole set of models,
-    # held through the final fit otherwise (which raised the peak by 2.6 GB at 1M users).
-    del models_g, stats_g, g_ev, l_ev, base
+    # held through the final fit otherwise (which raised the peak by 2.6 GB at 1M users),
+    # nor validation's training events (``ev`` is what the final fit reads; 0.5 GB).
+    del models_g, stats_g, g_ev, l_ev, base, f_ev
     steps.update()
 
     steps.set_postfix_str("diversity")

@@ -107,14 +107,16 @@ def _best_first(rows: np.ndarray, cols: np.ndarray, key: np.ndarray, n_rows: int
 
 
 def pruned(block: Callable[[int, int], np.ndarray | sp.csr_matrix], n: int, keep: int,
-           by_magnitude: bool = False) -> sp.csr_matrix:
-    """An n x n CSR keeping the ``keep`` largest entries of each row, from row blocks
-    ``block(start, end)`` computed ``_BLOCK`` rows at a time (never the whole matrix)."""
-    return pruned_each(block, n, [keep], by_magnitude)[0]
+           by_magnitude: bool = False, n_cols: int | None = None) -> sp.csr_matrix:
+    """An n x n (or n x ``n_cols``) CSR keeping the ``keep`` largest entries of each row,
+    from row blocks ``block(start, end)`` computed ``_BLOCK`` rows at a time (never the
+    whole matrix)."""
+    return pruned_each(block, n, [keep], by_magnitude, n_cols)[0]
 
 
 def pruned_each(block: Callable[[int, int], np.ndarray | sp.csr_matrix], n: int,
-                keeps: list[int], by_magnitude: bool = False) -> list[sp.csr_matrix]:
+                keeps: list[int], by_magnitude: bool = False,
+                n_cols: int | None = None) -> list[sp.csr_matrix]:
     """``pruned`` for each count in ``keeps``, computing each block once: the block is the
     costly part, the pruning cheap. Blocks may be dense arrays or sparse CSR rows."""
     parts: list[tuple[list, list, list]] = [([], [], []) for _ in keeps]
@@ -127,7 +129,8 @@ def pruned_each(block: Callable[[int, int], np.ndarray | sp.csr_matrix], n: int,
             cols.append(c)
             vals.append(v)
     return [sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                          shape=(n, n), dtype=np.float32) for rows, cols, vals in parts]
+                          shape=(n, n if n_cols is None else n_cols), dtype=np.float32)
+            for rows, cols, vals in parts]
 
 
 class ItemItemGenerator(Generator):

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from shortlist.retrieval.generators.base import FitData, Generator, GeneratorSkipped, UserState
-from shortlist.retrieval.generators.itemitem import ItemItemGenerator
+from shortlist.retrieval.generators.itemitem import ItemItemGenerator, pruned
 from shortlist.retrieval.trending import decay
 
 
@@ -53,7 +53,11 @@ def transition_counts(users: np.ndarray, items: np.ndarray, stamps: np.ndarray,
     <= ``window`` steps in one user's time-ordered history (a repeat of the same item is no
     transition). Ties in time are ordered by item index, as the served history is."""
     order = np.lexsort((items, stamps, users))
-    u, i, s = users[order], items[order], strength[order]
+    # int32 copies: half the memory of the event arrays' int64 (20M events: 280 MB less),
+    # and indices under 2**31 are what scipy stores anyway.
+    u, i = users[order].astype(np.int32), items[order].astype(np.int32)
+    s = strength[order]
+    del order
     total = sp.csr_matrix((n_items, n_items), dtype=np.float32)
     for gap in range(1, window + 1):
         if len(u) <= gap:
@@ -67,15 +71,10 @@ def transition_counts(users: np.ndarray, items: np.ndarray, stamps: np.ndarray,
 
 
 def top_per_csr_row(m: sp.csr_matrix, keep: int) -> sp.csr_matrix:
-    """``m`` with only the ``keep`` largest entries of each row (ties to the lower column)."""
+    """``m`` with only the ``keep`` largest entries of each row (ties to the lower column),
+    pruned a block of rows at a time: whole-matrix sort keys at 1M users were 2 GB."""
     m = m.tocsr()
-    m.sort_indices()
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    order = np.lexsort((m.indices, -m.data, rows))
-    rank = np.arange(len(order)) - m.indptr[rows[order]]
-    kept = np.sort(order[rank < keep])
-    return sp.csr_matrix((m.data[kept], m.indices[kept], np.concatenate(
-        [[0], np.cumsum(np.bincount(rows[kept], minlength=m.shape[0]))])), shape=m.shape)
+    return pruned(lambda start, end: m[start:end], m.shape[0], keep, n_cols=m.shape[1])
 
 
 class SequenceGenerator(ItemItemGenerator):
@@ -101,8 +100,9 @@ class SequenceGenerator(ItemItemGenerator):
             raise GeneratorSkipped("no user has two different items in a row")
         out = np.asarray(counts.sum(axis=1)).ravel()
         out[out == 0] = 1.0
-        probs = sp.diags((1.0 / out).astype(np.float32)) @ counts
-        return cls(top_per_csr_row(probs.tocsr(), config.neighbours), config)
+        # Normalised in place: P(next | item) without a second matrix of every transition.
+        counts.data *= np.repeat((1.0 / out).astype(np.float32), np.diff(counts.indptr))
+        return cls(top_per_csr_row(counts, config.neighbours), config)
 
     @classmethod
     def tuning_grid(cls, config: SequenceConfig) -> list[dict[str, Any]]:

@@ -46,6 +46,25 @@ def fit_data(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams,
                    ev.take(negative) if negative.any() else None)
 
 
+def release_freed_heap() -> None:
+    """Give the heap pages a fit freed back to the OS (glibc's ``malloc_trim``).
+
+    A generator's fit allocates and frees many mid-sized arrays; glibc keeps the freed heap
+    for reuse, and the next fits never reuse all of it: after ItemKNN at 1M users, 0.64 GB
+    resident for 0.16 GB of weights (0.16 GB with this, at no cost in time). A no-op where
+    the C library has no ``malloc_trim`` (musl, macOS)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is not None:
+        trim(0)
+
+
 def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams,
                registry: Registry, progress: bool = False, desc: str = "models",
                previous: RetrievalModels | None = None, build_index: bool = True,
@@ -74,6 +93,7 @@ def fit_models(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitParams
         gen, why = fit_or_skip(cls, data, config_of(cls, p.generator(cls.name)), before)
         if release_previous and before is not None:
             del previous.generators[cls.name], before
+        release_freed_heap()
         if gen is not None:
             generators[cls.name] = gen
             seconds[cls.name] = time.perf_counter() - t0

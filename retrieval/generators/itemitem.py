@@ -21,7 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from shortlist.common.catalog import ItemCatalog
-from shortlist.retrieval.ease import MAX_ITEMS, Ease, EaseTooLarge
+from shortlist.retrieval.ease import MAX_ITEMS, Ease
+from shortlist.retrieval.ease import skipped as too_large
 from shortlist.retrieval.generators.base import (
     FitData,
     Generator,
@@ -156,7 +157,10 @@ class ItemItemGenerator(Generator):
             else:
                 uniq, strength = found
                 dense = weighted_row_sum(w, uniq, strength)
-                targets = np.flatnonzero(dense)  # no opinion is not a proposal
+                # no opinion is not a proposal; through a mask, because numpy's nonzero
+                # of a float array is 5-8x slower than of a bool one (0.5-0.8 ms at 100K
+                # items, per request and generator)
+                targets = np.flatnonzero(dense != 0)
                 user.memo[key] = (targets, dense[targets])
         return user.memo[key]
 
@@ -384,12 +388,16 @@ class EaseGenerator(ItemItemGenerator):
         for config in configs:
             if (config.lam, config.confidence, config.max_items) != key:
                 key, model = (config.lam, config.confidence, config.max_items), None
-                x = user_item_matrix(data, config.confidence)
-                try:
+                # the limit is checked before the user x item matrix is built: at 20M
+                # events that matrix is 0.34 GB, built only to be refused
+                reason = too_large(n, config.max_items)
+                if reason is None:
+                    x = user_item_matrix(data, config.confidence)
                     model = Ease(max_items=config.max_items).fit(x, config.lam, values=True)
-                except EaseTooLarge as exc:
+                    del x
+                else:
                     logger.warning("ease generator skipped: %s (raise its max_items setting "
-                                   "to fit it anyway)", exc)
+                                   "to fit it anyway)", reason)
             if model is None:
                 yield None
                 continue

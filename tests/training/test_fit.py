@@ -391,6 +391,8 @@ def test_the_ranker_grid_is_scored_on_fewer_users_and_the_choice_trained_on_more
     p.tune_ranker_users, p.max_ranker_users = 30, 80
     trained = train_pipeline(ev, users, catalog, p, grid, progress=False)
     assert trained.tuning["ranker_users"] == {"tuned_on": 30, "trained_on": 80}
+    # the diversity frontier is scored on as many users as the ranker's grid
+    assert trained.tuning["diversity_users"] == 30
     assert len(trained.tuning["ranker"]) == 4  # 2 scales x 2 leaf counts
     assert len(trained.train_examples.users) == len(trained.valid_examples.users) == 80
     assert trained.params.ranker_num_leaves in (7, 15)
@@ -405,6 +407,7 @@ def test_the_ranker_grid_is_scored_on_fewer_users_and_the_choice_trained_on_more
     assert trained.tuning["ranker_users"] == {"tuned_on": p.max_ranker_users,
                                               "trained_on": p.max_ranker_users}
     assert len(trained.train_examples.users) == 90
+    assert trained.tuning["diversity_users"] == len(trained.valid_examples.users)
 
     # fit's way: the same ranker, the examples freed once they are no longer read
     lean = train_pipeline(ev, users, catalog, p, grid, progress=False, keep_examples=False)

@@ -386,16 +386,24 @@ def test_the_ranker_grid_is_scored_on_fewer_users_and_the_choice_trained_on_more
                           ds.items.texts)
     users, ev = encode(ds, catalog.vocab)
     grid = small_grid()
-    grid.ranker_num_leaves = (7, 15)
+    grid.ranker_num_leaves = (7, 15, 31)
     p = small_params()
     p.tune_ranker_users, p.max_ranker_users = 30, 80
+    assert p.ranker_num_leaves == 31
     trained = train_pipeline(ev, users, catalog, p, grid, progress=False)
     assert trained.tuning["ranker_users"] == {"tuned_on": 30, "trained_on": 80}
     # the diversity frontier is scored on as many users as the ranker's grid
     assert trained.tuning["diversity_users"] == 30
-    assert len(trained.tuning["ranker"]) == 4  # 2 scales x 2 leaf counts
+    # on a sample the grid is climbed: each scale at the default leaves, then the other
+    # leaves at the better scale (4 rankers, not 2 x 3)
+    rows = trained.tuning["ranker"]
+    assert [r["num_leaves"] for r in rows] == [31, 31, 7, 15]
+    assert rows[0]["candidates"] != rows[1]["candidates"]
+    better = max(rows[:2], key=lambda r: r["ndcg@10"])
+    assert rows[2]["candidates"] == rows[3]["candidates"] == better["candidates"]
+    chosen = max(rows, key=lambda r: r["ndcg@10"])
+    assert trained.params.ranker_num_leaves == chosen["num_leaves"]
     assert len(trained.train_examples.users) == len(trained.valid_examples.users) == 80
-    assert trained.params.ranker_num_leaves in (7, 15)
     # the served ranker is the one trained on the 80 users' examples, with the chosen leaves
     again = train_ranker(trained.train_examples, trained.valid_examples, trained.params,
                          trained.params.ranker_num_leaves, trained.spec)
@@ -406,6 +414,7 @@ def test_the_ranker_grid_is_scored_on_fewer_users_and_the_choice_trained_on_more
     trained = train_pipeline(ev, users, catalog, p, grid, progress=False)
     assert trained.tuning["ranker_users"] == {"tuned_on": p.max_ranker_users,
                                               "trained_on": p.max_ranker_users}
+    assert len(trained.tuning["ranker"]) == 6  # no sample: the whole grid, 2 scales x 3
     assert len(trained.train_examples.users) == 90
     assert trained.tuning["diversity_users"] == len(trained.valid_examples.users)
 

@@ -57,7 +57,12 @@ from shortlist.training.evaluation import UNION, evaluate
 from shortlist.training.event_weights import tune_event_weights, types_in_use
 from shortlist.training.eventlog_data import extend_dataset
 from shortlist.training.metrics import intra_list_distance, ndcg_at_k, recall_at_k
-from shortlist.training.models import event_types_counted, fit_data, fit_models
+from shortlist.training.models import (
+    event_types_counted,
+    fit_data,
+    fit_models,
+    release_freed_heap,
+)
 from shortlist.training.offline import candidates_for
 from shortlist.training.params import FitParams
 from shortlist.training.split import Events, align_user_data, encode, holdout, user_data
@@ -701,6 +706,7 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
     models_g, stats_g = fit_models(g_ev, users, catalog, p, registry, progress,
                                    "models for ranker labels", previous=base,
                                    user_data=user_data)
+    del g_ev, base  # read by nothing after this fit (0.5 GB of events at 20M)
     clock.lap("models_for_labels")
     models_f, stats_f = fit_models(f_ev, users, catalog, p, registry, progress,
                                    "models for validation", previous=models_g,
@@ -708,6 +714,7 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
     clock.lap("models_for_validation")
     spec = feature_spec(registry, models_g, models_f, time=has_time,
                         events=event_types_counted(f_ev))
+    del f_ev  # as ``g_ev``: ``ev`` is what the final fit reads
     base_counts = {name: config_of(registry.get(name), p.generator(name)).candidates
                    for name in spec.generators}
     scales = grid.candidate_scales if grid is not None else (1.0,)
@@ -762,16 +769,19 @@ def train_pipeline(ev: Events, users: Vocabulary, catalog: ItemCatalog, p: FitPa
         del best, train_ex, valid_ex  # freed before the rebuild
         train_ex = build_examples(models_g, stats_g, l_ev, spec, p.max_ranker_users, p.seed,
                                   progress, "ranker examples")
+    # Nothing after this reads the labels' models and events: a whole set of models, freed
+    # before validation's examples are built and the ranker trained on both sets (at 1M
+    # users, that is where the fit's peak was) rather than held through the final fit
+    # (which raised the peak by 2.6 GB before).
+    del models_g, stats_g, l_ev
+    release_freed_heap()
+    if tune_users < p.max_ranker_users:
         valid_ex = build_examples(models_f, stats_f, v_ev, spec, p.max_ranker_users, p.seed,
                                   progress, "validation examples")
         clock.lap("ranker_examples")
         ranker = train_ranker(train_ex, valid_ex, p, leaves, spec)
         tuning["ranker_users"]["trained_on"] = p.max_ranker_users
         clock.lap("ranker_training")
-    # Nothing after the ranker reads the labels' models and events: a whole set of models,
-    # held through the final fit otherwise (which raised the peak by 2.6 GB at 1M users),
-    # nor validation's training events (``ev`` is what the final fit reads; 0.5 GB).
-    del models_g, stats_g, g_ev, l_ev, base, f_ev
     steps.update()
 
     steps.set_postfix_str("diversity")

@@ -25,3 +25,11 @@ def limit_math_threads() -> bool:
     for name, value in MATH_THREADS.items():
         os.environ.setdefault(name, value)
     return "numpy" not in sys.modules
+
+
+# Threads a fit uses where its work splits into independent parts: LightGBM's training, blocks
+# of items' neighbour lists (``itemitem.pruned_each``) and users' candidates and features
+# (``training.fit.build_examples``). Two: the cores of the machine class Shortlist is built
+# for, where a fit runs alone. A constant, not the machine's core count, so that a fit gives
+# the same artifact wherever it runs (LightGBM's sums are ordered per thread).
+FIT_THREADS = 2

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from shortlist.common.artifacts import new_version, publish
 from shortlist.common.attributes import UserAttributes, UserData
 from shortlist.common.candidates import Candidates
 from shortlist.common.catalog import ItemCatalog
+from shortlist.common.threads import FIT_THREADS
 from shortlist.common.vocab import Vocabulary
 from shortlist.ranking.bundle import RankingModels
 from shortlist.ranking.features import FeatureSpec, ItemStats, build_features
@@ -190,11 +193,25 @@ def build_examples(models: RetrievalModels, stats: ItemStats, labels: Events,
     if len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     source = models.source()
-    ex = Examples()
-    for user in tqdm(users.tolist(), desc=desc, unit="user", disable=not progress,
-                     leave=False):
+
+    def one(user: int) -> tuple[Candidates, np.ndarray]:
         cands = candidates_for(models, source, user)
-        ex.add(user, cands, build_features(cands, stats, spec), target[user])
+        return cands, build_features(cands, stats, spec)
+
+    ex = Examples()
+    ids = users.tolist()
+    bar = tqdm(total=len(ids), desc=desc, unit="user", disable=not progress, leave=False)
+    # Users are independent, and their HNSW searches release the GIL: FIT_THREADS of them
+    # at once (1.4x at 1M users), taken in order, so the examples are the same. The first
+    # runs alone, so that state the models build lazily (ALS's Gram matrix, the event-time
+    # keys) is built once rather than by every thread.
+    first = [one(user) for user in ids[:1]]
+    with ThreadPoolExecutor(FIT_THREADS) as pool:
+        done = itertools.chain(first, pool.map(one, ids[1:]))
+        for user, (cands, feats) in zip(ids, done, strict=True):
+            ex.add(user, cands, feats, target[user])
+            bar.update()
+    bar.close()
     return ex
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from shortlist.common.catalog import ItemCatalog
+from shortlist.common.threads import FIT_THREADS
 from shortlist.retrieval.ease import MAX_ITEMS, Ease
 from shortlist.retrieval.ease import skipped as too_large
 from shortlist.retrieval.generators.base import (
@@ -120,15 +122,23 @@ def pruned_each(block: Callable[[int, int], np.ndarray | sp.csr_matrix], n: int,
                 n_cols: int | None = None) -> list[sp.csr_matrix]:
     """``pruned`` for each count in ``keeps``, computing each block once: the block is the
     costly part, the pruning cheap. Blocks may be dense arrays or sparse CSR rows."""
-    parts: list[tuple[list, list, list]] = [([], [], []) for _ in keeps]
-    for s in range(0, n, _BLOCK):
+    def pruned_block(s: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         b = block(s, min(n, s + _BLOCK))
         top = top_per_row_sparse if sp.issparse(b) else top_per_row
-        for keep, (rows, cols, vals) in zip(keeps, parts, strict=True):
-            r, c, v = top(b, keep, by_magnitude)
-            rows.append(r + s)
-            cols.append(c)
-            vals.append(v)
+        return [top(b, keep, by_magnitude) for keep in keeps]
+
+    parts: list[tuple[list, list, list]] = [([], [], []) for _ in keeps]
+    # Blocks are independent and their heavy parts (scipy's sparse products, numpy's sorts)
+    # release the GIL, so FIT_THREADS of them run at once, each holding its block's
+    # similarities (ItemKNN at 1M users: 83.8 -> 45.8 s, peak +78 MB). Results are taken in
+    # block order, so the matrices are the same for any thread count.
+    with ThreadPoolExecutor(FIT_THREADS) as pool:
+        for s, tops in zip(range(0, n, _BLOCK), pool.map(pruned_block, range(0, n, _BLOCK)),
+                           strict=True):
+            for (r, c, v), (rows, cols, vals) in zip(tops, parts, strict=True):
+                rows.append(r + s)
+                cols.append(c)
+                vals.append(v)
     return [sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                           shape=(n, n if n_cols is None else n_cols), dtype=np.float32)
             for rows, cols, vals in parts]

@@ -21,6 +21,7 @@ from shortlist.common.artifacts import (
     verify,
 )
 from shortlist.ranking.bundle import RankingModels
+from shortlist.ranking.features import build_features
 from shortlist.training.__main__ import main
 from shortlist.training.datasets import load
 from shortlist.training.fit import FitError, fit
@@ -443,3 +444,27 @@ def test_cli_fit_with_a_subset_of_generators(synthetic_dir, tmp_path, capsys):
     assert main(["evaluate", "--dataset", str(synthetic_dir), "--quiet", "--no-tune",
                  "--without", "nope"]) == 2
     assert "no generator named 'nope'" in capsys.readouterr().err
+
+
+def test_examples_built_on_threads_are_the_ones_built_one_user_at_a_time(version):
+    """``build_examples`` runs users on FIT_THREADS threads: each user's candidates and
+    features must be exactly what the serving code gives for that user alone, in order."""
+    from shortlist.retrieval.bundle import RetrievalModels
+    from shortlist.training.fit import build_examples
+    from shortlist.training.offline import candidates_for
+    from shortlist.training.split import Events
+
+    models = RetrievalModels.load(version)
+    ranking = RankingModels.load(version)
+    spec = ranking.config.features
+    rng = np.random.default_rng(3)
+    users = rng.choice(len(models.users), 120, replace=False)
+    labels = Events(users.astype(np.int64), rng.integers(0, len(models.catalog), 120),
+                    np.zeros(120, np.int64), np.ones(120, np.float32))
+    ex = build_examples(models, ranking.stats, labels, spec, 1000, 0, False, "examples")
+    assert ex.users == sorted(users.tolist())
+    source = models.source()
+    for user, items, feats in zip(ex.users, ex.items, ex.feats, strict=True):
+        cands = candidates_for(models, source, user)
+        np.testing.assert_array_equal(items, cands.items)
+        np.testing.assert_array_equal(feats, build_features(cands, ranking.stats, spec))

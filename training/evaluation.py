@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
 from tqdm import tqdm
 
 from shortlist.common.candidates import Candidates
+from shortlist.common.threads import map_in_order
 from shortlist.ranking.features import ItemStats
 from shortlist.ranking.pipeline import RANKER, RankingPipeline
 from shortlist.retrieval.bundle import RetrievalModels, banned_mask
@@ -34,11 +36,12 @@ def recommenders(models: RetrievalModels, stats: ItemStats,
     """Every stage of the pipeline as a stand-alone recommender, plus random and popularity:
     each generator alone (by its registry name), the merged candidates and the pipeline."""
     source = models.source()
-    rng = np.random.default_rng(seed)
 
     def random(user, banned):
+        # seeded per user: the same list whichever thread asks, and in whatever order
         allowed = np.flatnonzero(~banned)
-        return rng.choice(allowed, min(k, len(allowed)), replace=False)
+        return np.random.default_rng((seed, user)).choice(allowed, min(k, len(allowed)),
+                                                          replace=False)
 
     def popularity(user, banned):
         s = stats.popularity.astype(np.float64).copy()
@@ -50,15 +53,16 @@ def recommenders(models: RetrievalModels, stats: ItemStats,
             return gen.propose(models.user_state(user), k, banned)[0]
         return run
 
-    cached: dict[int, Candidates] = {}
+    # One user's candidates and ranker scores per thread: a thread asks for every row of one
+    # user before it moves on to the next (``evaluate``), so one entry each is enough.
+    local = threading.local()
 
-    def cands_of(user):
-        """The user's candidates, generated once for the union and the ranked rows (users
-        are evaluated one after another, so one entry is enough)."""
-        if user not in cached:
-            cached.clear()
-            cached[user] = candidates_for(models, source, user)
-        return cached[user]
+    def cands_of(user: int) -> Candidates:
+        """The user's candidates, generated once for the union and the ranked rows."""
+        if getattr(local, "user", None) != user:
+            local.user, local.scores = user, None
+            local.cands = candidates_for(models, source, user)
+        return local.cands
 
     def union(user, banned):  # the whole merged candidate list, in retrieval (RRF) order
         return cands_of(user).items
@@ -68,14 +72,12 @@ def recommenders(models: RetrievalModels, stats: ItemStats,
         out[name] = alone(gen)
     out[UNION] = union
     if pipeline is not None:
-        scored: dict[int, np.ndarray] = {}
-
-        def scores_of(user):
+        def scores_of(user: int) -> np.ndarray:
             """The ranker's scores of the user's candidates, once for the ranked rows."""
-            if user not in scored:
-                scored.clear()
-                scored[user] = pipeline.score(cands_of(user))
-            return scored[user]
+            cands = cands_of(user)
+            if local.scores is None:
+                local.scores = pipeline.score(cands)
+            return local.scores
 
         def ranked(lam, order):
             def run(user, banned):
@@ -119,13 +121,22 @@ def evaluate(models: RetrievalModels, stats: ItemStats, pipeline: RankingPipelin
     user_ndcg = {name: np.zeros(len(relevant)) for name in recs}
     shown = {name: np.zeros(n_items, dtype=bool) for name in recs}
     union_recall = 0.0
-    for position, user in enumerate(tqdm(sorted(relevant), desc="evaluate", unit="user",
-                                         disable=not progress, leave=False)):
+
+    def lists_of(user: int) -> list[np.ndarray]:
         items, _, _ = models.history.events(user)
         banned = banned_mask(n_items, items)
+        return [np.asarray(rec(user, banned), dtype=np.int64) for rec in recs.values()]
+
+    users = sorted(relevant)
+    # Users on FIT_THREADS threads (generators' searches and the ranker release the GIL),
+    # their metrics summed in user order: the same means as one thread's.
+    lists = map_in_order(lists_of, users)
+    for position, (user, fulls) in enumerate(tqdm(zip(users, lists, strict=True),
+                                                  total=len(users), desc="evaluate",
+                                                  unit="user", disable=not progress,
+                                                  leave=False)):
         rel = relevant[user]
-        for name, rec in recs.items():
-            full = np.asarray(rec(user, banned), dtype=np.int64)
+        for name, full in zip(recs, fulls, strict=True):
             if name == UNION:
                 union_recall += recall_at_k(full, rel, len(full))
             ranked = full[:k]

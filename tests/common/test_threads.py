@@ -130,3 +130,82 @@ def test_this_process_got_the_limit_before_numpy():
     wanted = int(os.environ["OPENBLAS_NUM_THREADS"])
     blas = [i for i in threadpoolctl.threadpool_info() if i.get("internal_api") == "openblas"]
     assert blas and all(i["num_threads"] == wanted for i in blas), blas
+
+
+# -- map_in_order ---------------------------------------------------------------------------
+
+
+def test_map_in_order_yields_in_the_items_order_whatever_finishes_first():
+    import random
+    import time
+
+    from shortlist.common.threads import map_in_order
+
+    delays = random.Random(7).choices([0.0, 0.001, 0.004], k=60)
+
+    def slow_square(i: int) -> int:
+        time.sleep(delays[i])
+        return i * i
+
+    for first_alone in (True, False):
+        assert list(map_in_order(slow_square, range(60), first_alone=first_alone)) == [
+            i * i for i in range(60)]
+    assert list(map_in_order(slow_square, [])) == []
+
+
+def test_map_in_order_runs_the_first_item_before_any_other_starts():
+    """Lazily built state (a Gram matrix, sort keys) must be built by the first item alone."""
+    import threading
+
+    from shortlist.common.threads import map_in_order
+
+    log: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> int:
+        with lock:
+            log.append(("start", i))
+        with lock:
+            log.append(("end", i))
+        return i
+
+    assert list(map_in_order(work, range(20), threads=4)) == list(range(20))
+    assert log[:2] == [("start", 0), ("end", 0)]
+
+
+def test_map_in_order_uses_threads_and_stops_when_its_consumer_does():
+    import threading
+    import time
+
+    from shortlist.common.threads import map_in_order
+
+    names: set[str] = set()
+    calls: list[int] = []
+
+    def work(i: int) -> int:
+        names.add(threading.current_thread().name)
+        calls.append(i)
+        time.sleep(0.002)
+        return i
+
+    for value in map_in_order(work, range(1000), first_alone=False, threads=2):
+        if value == 10:
+            break
+    time.sleep(0.05)
+    assert len(names) == 2  # both threads took items
+    assert len(calls) < 40  # a bounded read-ahead, nothing left queued once it stopped
+
+
+def test_map_in_order_raises_the_items_error_in_order():
+    from shortlist.common.threads import map_in_order
+
+    def work(i: int) -> int:
+        if i == 5:
+            raise ValueError("item 5")
+        return i
+
+    seen = []
+    with pytest.raises(ValueError, match="item 5"):
+        for value in map_in_order(work, range(30)):
+            seen.append(value)
+    assert seen == [0, 1, 2, 3, 4]

@@ -468,3 +468,58 @@ def test_examples_built_on_threads_are_the_ones_built_one_user_at_a_time(version
         cands = candidates_for(models, source, user)
         np.testing.assert_array_equal(items, cands.items)
         np.testing.assert_array_equal(feats, build_features(cands, ranking.stats, spec))
+
+
+def _one_at_a_time(fn, items, **_):
+    return map(fn, items)
+
+
+def test_evaluate_on_threads_gives_the_metrics_of_one_user_at_a_time(version, monkeypatch):
+    """``evaluate`` runs users on FIT_THREADS threads with per-thread candidate caches: every
+    row's metrics and per-user NDCG must equal those of a plain loop over the users."""
+    from shortlist.retrieval.bundle import RetrievalModels
+    from shortlist.training import evaluation
+    from shortlist.training.split import Events
+
+    models = RetrievalModels.load(version)
+    ranking = RankingModels.load(version)
+    rng = np.random.default_rng(5)
+    users = rng.choice(len(models.users), 150, replace=False).astype(np.int64)
+    test = Events(users, rng.integers(0, len(models.catalog), 150),
+                  np.zeros(150, np.int64), np.ones(150, np.float32))
+
+    def run() -> tuple[dict, dict]:
+        per_user: dict[str, np.ndarray] = {}
+        out = evaluation.evaluate(models, ranking.stats, ranking.pipeline(), test, 10, False,
+                                  per_user=per_user)
+        return out, per_user
+
+    threaded, threaded_users = run()
+    monkeypatch.setattr(evaluation, "map_in_order", _one_at_a_time)
+    plain, plain_users = run()
+    assert threaded == plain
+    assert threaded_users.keys() == plain_users.keys()
+    for name in plain_users:
+        np.testing.assert_array_equal(threaded_users[name], plain_users[name])
+    assert plain["pipeline"]["ndcg@10"] >= 0 and "random" in plain
+
+
+def test_generator_metric_on_threads_is_the_one_thread_total(version, monkeypatch):
+    from shortlist.retrieval.bundle import RetrievalModels
+    from shortlist.training import fit as fit_module
+    from shortlist.training.split import Events
+
+    models = RetrievalModels.load(version)
+    rng = np.random.default_rng(9)
+    monkeypatch.setattr(fit_module, "_METRIC_BLOCK", 16)  # several blocks of users
+    n = min(100, len(models.users))
+    users = np.sort(rng.choice(len(models.users), n, replace=False)).astype(np.int64)
+    valid = Events(users, rng.integers(0, len(models.catalog), n), np.zeros(n, np.int64),
+                   np.ones(n, np.float32))
+    threaded = {(name, metric): fit_module.generator_metric(models, gen, valid, users, 10, metric)
+                for name, gen in models.generators.items() for metric in ("ndcg", "recall")}
+    monkeypatch.setattr(fit_module, "map_in_order", _one_at_a_time)
+    plain = {(name, metric): fit_module.generator_metric(models, gen, valid, users, 10, metric)
+             for name, gen in models.generators.items() for metric in ("ndcg", "recall")}
+    assert threaded == plain
+    assert any(value > 0 for value in plain.values())

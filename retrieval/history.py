@@ -8,14 +8,20 @@ import numpy as np
 
 
 class UserHistory:
-    """Events per user index, oldest first: item indices, timestamps and weights."""
+    """Events per user index, oldest first: item indices, timestamps and weights.
+
+    Timestamps are held as seconds after ``time_base`` (the earliest), in 4 bytes when they
+    span less than 136 years: at 20M events that is 70 MB of a retrieval server instead of
+    160. ``events`` gives them back as int64 unix times.
+    """
 
     def __init__(self, indptr: np.ndarray, items: np.ndarray, timestamps: np.ndarray,
-                 weights: np.ndarray) -> None:
+                 weights: np.ndarray, time_base: int = 0) -> None:
         self.indptr = indptr
         self.items = items
         self.timestamps = timestamps
         self.weights = weights
+        self.time_base = time_base
         self._overlay: dict[int, list[tuple[int, int, float]]] = {}
 
     @classmethod
@@ -24,8 +30,13 @@ class UserHistory:
         order = np.lexsort((item_idx, timestamps, user_idx))
         counts = np.bincount(user_idx, minlength=n_users)
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return cls(indptr, item_idx[order].astype(np.int32),
-                   timestamps[order].astype(np.int64), weights[order].astype(np.float32))
+        base = int(timestamps.min()) if len(timestamps) else 0
+        span = int(timestamps.max()) - base if len(timestamps) else 0
+        kind = np.uint32 if span <= np.iinfo(np.uint32).max else np.int64
+        stamps = np.asarray(timestamps, dtype=np.int64)[order]
+        stamps -= base
+        return cls(indptr, item_idx[order].astype(np.int32), stamps.astype(kind, copy=False),
+                   weights[order].astype(np.float32), base)
 
     @property
     def n_users(self) -> int:
@@ -38,7 +49,8 @@ class UserHistory:
         if user < self.n_users:
             lo, hi = self.indptr[user], self.indptr[user + 1]
             items = self.items[lo:hi].astype(np.int64)
-            stamps, weights = self.timestamps[lo:hi], self.weights[lo:hi]
+            stamps = self.timestamps[lo:hi].astype(np.int64) + self.time_base
+            weights = self.weights[lo:hi]
         else:
             items = np.zeros(0, dtype=np.int64)
             stamps, weights = items.copy(), np.zeros(0, dtype=np.float32)
@@ -58,9 +70,10 @@ class UserHistory:
 
     def save(self, path: Path) -> None:
         np.savez(path, indptr=self.indptr, items=self.items, timestamps=self.timestamps,
-                 weights=self.weights)
+                 weights=self.weights, time_base=np.int64(self.time_base))
 
     @classmethod
     def load(cls, path: Path) -> UserHistory:
         with np.load(path, allow_pickle=False) as z:
-            return cls(z["indptr"], z["items"], z["timestamps"], z["weights"])
+            base = int(z["time_base"]) if "time_base" in z.files else 0  # else absolute
+            return cls(z["indptr"], z["items"], z["timestamps"], z["weights"], base)

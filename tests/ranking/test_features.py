@@ -244,6 +244,10 @@ def test_count_between_matches_a_brute_force_count(data):
     n_items = data.draw(st.integers(1, 6), label="items")
     events = data.draw(st.lists(st.tuples(st.integers(0, n_items - 1), st.integers(0, 50)),
                                 max_size=60), label="events")
+    # seconds, or milliseconds of a span past what 4 bytes hold (the sliced keys' int64 case)
+    scale, offset = data.draw(st.sampled_from([(1, 0), (1, 1_700_000_000),
+                                               (10**9, 1_700_000_000_000)]), label="scale")
+    events = [(i, offset + t * scale) for i, t in events]
     items = np.array([e[0] for e in events], dtype=np.int64)
     stamps = np.array([e[1] for e in events], dtype=np.int64)
     indptr, times = ItemStats.event_times(items, stamps, n_items)
@@ -253,11 +257,37 @@ def test_count_between_matches_a_brute_force_count(data):
     query = np.array(data.draw(st.lists(st.integers(0, n_items - 1), min_size=1, max_size=8),
                                label="query"), dtype=np.int64)
     lo, hi = sorted(data.draw(st.tuples(st.integers(-5, 55), st.integers(-5, 55)), label="lo,hi"))
+    lo, hi = offset + lo * scale, offset + hi * scale
     expected = [sum(1 for i, t in events if i == q and lo < t <= hi) for q in query.tolist()]
     # both searches: over every key at once (small data) and within each item's slice
     sliced = data.draw(st.booleans(), label="sliced")
     with mock.patch("shortlist.ranking.features._GLOBAL_SEARCH_KEYS", -1 if sliced else 1 << 20):
         assert s.count_between(query, lo, hi).tolist() == expected
+        span = int(np.ptp(stamps)) if len(stamps) else 0
+        assert s.time_sliced == (sliced or span >= 2**33)  # ms over months: sliced
+
+
+def test_sliced_time_keys_take_four_bytes_an_event_and_survive_save_load(tmp_path):
+    rng = np.random.default_rng(4)
+    n_items, n = 50, 3000
+    items = rng.integers(0, n_items, n)
+    stamps = 1_700_000_000 + rng.integers(0, 3 * 365 * 86400, n)
+    indptr, times = ItemStats.event_times(items, stamps, n_items)
+    s = ItemStats(np.zeros(n_items, np.float32), np.zeros(n_items, np.float32),
+                  np.zeros(n_items, np.int64), sp.csr_matrix((n_items, 1), dtype=np.float32),
+                  {}, int(stamps.max()), indptr, times)
+    query = np.arange(n_items)
+    lo, hi = int(np.quantile(stamps, 0.3)), int(np.quantile(stamps, 0.8))
+    expected = [int(((items == q) & (stamps > lo) & (stamps <= hi)).sum()) for q in query]
+    with mock.patch("shortlist.ranking.features._GLOBAL_SEARCH_KEYS", 1000):
+        s.save(tmp_path)
+        assert s.time_sliced and s.time_keys.dtype == np.uint32
+        assert s.time_base == int(stamps.min())
+        loaded = ItemStats.load(tmp_path, [])
+        assert loaded.time_base == s.time_base and loaded.time_sliced
+        assert loaded.time_keys.dtype == np.uint32
+        assert loaded.count_between(query, lo, hi).tolist() == expected
+    assert expected != [0] * n_items
 
 
 def test_counts_per_event_type_are_columns_of_typed_data_and_survive_save_load(stats,

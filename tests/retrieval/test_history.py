@@ -89,3 +89,29 @@ def test_save_load_round_trip(tmp_path, history):
         for a, b in zip(loaded.events(u), history.events(u), strict=True):
             np.testing.assert_array_equal(a, b)
             assert a.dtype == b.dtype
+
+
+@pytest.mark.parametrize("base, step", [(1_700_000_000, 1), (0, 1),  # seconds: 4 bytes
+                                        (1_700_000_000_000, 10**9)])  # ms over years: 8
+def test_times_are_held_after_the_earliest_and_given_back_whole(tmp_path, base, step):
+    rng = np.random.default_rng(1)
+    users = rng.integers(0, 30, 400)
+    stamps = base + rng.integers(0, 100_000, 400) * step
+    h = UserHistory.from_events(users, rng.integers(0, 50, 400), stamps, np.ones(400),
+                                n_users=30)
+    assert h.time_base == stamps.min()
+    assert h.timestamps.dtype == (np.uint32 if step == 1 else np.int64)
+    h.save(tmp_path / "h.npz")
+    loaded = UserHistory.load(tmp_path / "h.npz")
+    for u in range(30):
+        got = loaded.events(u)[1]
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, np.sort(stamps[users == u]))
+
+
+def test_a_history_saved_with_absolute_times_still_loads(tmp_path):
+    np.savez(tmp_path / "old.npz", indptr=np.array([0, 2]), items=np.array([3, 4], np.int32),
+             timestamps=np.array([1_700_000_000, 1_700_000_050]),
+             weights=np.ones(2, np.float32))
+    h = UserHistory.load(tmp_path / "old.npz")
+    np.testing.assert_array_equal(h.events(0)[1], [1_700_000_000, 1_700_000_050])

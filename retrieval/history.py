@@ -49,7 +49,7 @@ class UserHistory:
         if user < self.n_users:
             lo, hi = self.indptr[user], self.indptr[user + 1]
             items = self.items[lo:hi].astype(np.int64)
-            stamps = self.timestamps[lo:hi].astype(np.int64) + self.time_base
+            stamps = self.timestamps[lo:hi] + np.int64(self.time_base)  # int64, one pass
             weights = self.weights[lo:hi]
         else:
             items = np.zeros(0, dtype=np.int64)

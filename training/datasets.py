@@ -2,7 +2,8 @@
 
 Generic format (a directory):
   interactions.csv  header ``user_id,item_id[,weight][,timestamp][,event]``; weight defaults
-                    to 1, timestamp (unix seconds) may be absent: then the data has no time
+                    to 1, timestamp (unix seconds; milliseconds, microseconds and nanoseconds
+                    are recognised by size and converted) may be absent: then the data has no time
                     (row order is read as time only with ``row_order_time``, an explicit
                     opt-in). ``event`` names the event's type (view, click, like, purchase,
                     rating, dislike, skip or any other name: ``common.events``), compared
@@ -495,6 +496,29 @@ def untimed(ds: Dataset, seed: int = 42) -> Dataset:
         fingerprint=hashlib.sha256(f"{ds.fingerprint}:untimed:{seed}".encode()).hexdigest())
 
 
+# Unix seconds reach 1e11 in the year 5138: a larger timestamp is in milliseconds (1.7e12
+# today), microseconds or nanoseconds, as event logs often write them.
+SECONDS_LIMIT = 10**11
+
+
+def seconds_unit(top: int) -> int:
+    """What timestamps whose largest magnitude is ``top`` are divided by to be unix seconds:
+    1, 10**3, 10**6 or 10**9 (one rule for every engine that loads data)."""
+    unit = 1
+    while top // unit >= SECONDS_LIMIT and unit < 10**9:
+        unit *= 1000
+    return unit
+
+
+def to_seconds(stamps: np.ndarray) -> tuple[np.ndarray, int]:
+    """(unix seconds, the divisor applied: ``seconds_unit``).
+
+    Everything downstream counts time in seconds (popularity windows, decays in days), so
+    milliseconds read as seconds would make a 30-day window 43 minutes long."""
+    unit = seconds_unit(int(np.abs(stamps).max()) if len(stamps) else 0)
+    return (stamps // unit if unit > 1 else stamps), unit
+
+
 def load_generic(path: Path, row_order_time: bool = False) -> Dataset:
     """Interactions through pyarrow's CSV reader: multithreaded C, and ids come back
     dictionary-encoded, so 20M rows load in seconds without a Python object per row."""
@@ -539,6 +563,11 @@ def load_generic(path: Path, row_order_time: bool = False) -> Dataset:
     if has_t:
         raw = table.column("timestamp").to_numpy(zero_copy_only=False)  # NaN where empty
         stamps = np.where(np.isnan(raw), rows, np.trunc(np.nan_to_num(raw))).astype(np.int64)
+        stamps, unit = to_seconds(stamps)
+        if unit > 1:
+            logger.warning("timestamps read as 1/%d seconds (the largest is past the year "
+                           "5000 in seconds) and converted to unix seconds", unit,
+                           extra={"fields": {"file": str(file), "unit": unit}})
     elif row_order_time:  # the documented opt-in: row order is time
         stamps, has_t = rows, True
     else:

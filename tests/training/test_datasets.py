@@ -539,3 +539,26 @@ def test_untimed_variant_keeps_each_row_with_its_event_type(tmp_path):
     assert rows(shuffled) != rows(ds)  # shuffled
     assert sorted(rows(shuffled)) == sorted(rows(ds))  # every row keeps its type
     assert shuffled.event_codes.dtype == np.int16
+
+
+@pytest.mark.parametrize("scale", [1, 10**3, 10**6, 10**9])
+def test_generic_timestamps_in_ms_us_or_ns_are_read_as_seconds(tmp_path, scale, caplog):
+    """Event logs often write milliseconds; read as seconds, every window and decay would be
+    1,000 times too short."""
+    seconds = [1_700_000_000, 1_700_086_400, 1_600_000_000]
+    write(tmp_path / "interactions.csv", "user_id,item_id,timestamp\n" + "".join(
+        f"u{i},x{i},{t * scale + scale // 2}\n"  # half a second in: floored to its second
+        for i, t in enumerate(seconds)))
+    with caplog.at_level("WARNING"):
+        ds = load(str(tmp_path))
+    np.testing.assert_array_equal(ds.timestamps, seconds)
+    assert ("converted to unix seconds" in caplog.text) == (scale > 1)
+
+
+def test_seconds_far_in_the_past_or_future_stay_seconds():
+    from shortlist.training.datasets import to_seconds
+
+    stamps = np.array([-2_000_000_000, 0, 99_999_999_999])  # 1906 .. the year 5138
+    out, unit = to_seconds(stamps)
+    assert unit == 1 and out is stamps
+    assert to_seconds(np.zeros(0, np.int64))[1] == 1

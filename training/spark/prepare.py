@@ -22,6 +22,7 @@ timestamp, weight, split: 0 train, 1 label, 2 validation), which the driver read
 from __future__ import annotations
 
 import csv
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +38,11 @@ from shortlist.training.datasets import (
     load,
     read_generic_items,
     resolve_path,
+    seconds_unit,
 )
 from shortlist.training.split import Events
+
+logger = logging.getLogger(__name__)
 
 TRAIN, LABEL, VALID = 0, 1, 2
 # split.pair_hash's constants as signed 64-bit values (Spark has no unsigned type).
@@ -99,8 +103,16 @@ def _raw_generic(spark, path: Path, row_order_time: bool):
         stamp, has_t = F.col("row"), True
     else:
         stamp = F.lit(0)
-    return df.select("user_id", "item_id", weight.alias("weight"),
-                     stamp.cast("long").alias("timestamp"), "row"), has_t
+    df = df.select("user_id", "item_id", weight.alias("weight"),
+                   stamp.cast("long").alias("timestamp"), "row")
+    if "timestamp" in header:  # milliseconds and finer to seconds, as the pyarrow loader does
+        top = df.agg(F.max(F.abs(F.col("timestamp")))).first()[0]
+        unit = seconds_unit(int(top or 0))
+        if unit > 1:
+            logger.warning("timestamps read as 1/%d seconds and converted to unix seconds", unit)
+            floored = (F.col("timestamp") - F.pmod(F.col("timestamp"), F.lit(unit))) / unit
+            df = df.withColumn("timestamp", floored.cast("long"))
+    return df, has_t
 
 
 def _with_row_index(spark, df):

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from shortlist.common.candidates import Candidates
+from shortlist.common.timestamps import time_offsets
 
 DAY = 86400.0
 
@@ -209,15 +210,11 @@ class ItemStats:
         years): 70 MB at 20M events instead of 160 MB of int64, in a server and in a fit.
         """
         if self.time_keys is None:
-            times = self.times
-            self.time_base = int(times.min()) if len(times) else 0
-            span = int(times.max()) - self.time_base if len(times) else 0
+            offsets, self.time_base = time_offsets(self.times)
+            span = int(offsets.max()) if len(offsets) else 0
             self.time_sliced = self.n_events > _GLOBAL_SEARCH_KEYS or span >= _KEY_SPAN
-            if not self.time_sliced:
-                self.time_keys = _keys_in_place(times - self.time_base, self.times_indptr)
-            else:
-                kind = np.uint32 if span <= np.iinfo(np.uint32).max else np.int64
-                self.time_keys = (times - self.time_base).astype(kind)
+            self.time_keys = (offsets if self.time_sliced
+                              else _keys_in_place(offsets.astype(np.int64), self.times_indptr))
         if not keep_times:
             self.times = None
 

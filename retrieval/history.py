@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shortlist.common.timestamps import time_offsets
+
 
 class UserHistory:
     """Events per user index, oldest first: item indices, timestamps and weights.
@@ -30,12 +32,8 @@ class UserHistory:
         order = np.lexsort((item_idx, timestamps, user_idx))
         counts = np.bincount(user_idx, minlength=n_users)
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        base = int(timestamps.min()) if len(timestamps) else 0
-        span = int(timestamps.max()) - base if len(timestamps) else 0
-        kind = np.uint32 if span <= np.iinfo(np.uint32).max else np.int64
-        stamps = np.asarray(timestamps, dtype=np.int64)[order]
-        stamps -= base
-        return cls(indptr, item_idx[order].astype(np.int32), stamps.astype(kind, copy=False),
+        stamps, base = time_offsets(np.asarray(timestamps, dtype=np.int64)[order])
+        return cls(indptr, item_idx[order].astype(np.int32), stamps,
                    weights[order].astype(np.float32), base)
 
     @property

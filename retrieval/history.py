@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shortlist.common.ordering import time_order
 from shortlist.common.timestamps import time_offsets
 
 
@@ -29,7 +30,7 @@ class UserHistory:
     @classmethod
     def from_events(cls, user_idx: np.ndarray, item_idx: np.ndarray, timestamps: np.ndarray,
                     weights: np.ndarray, n_users: int) -> UserHistory:
-        order = np.lexsort((item_idx, timestamps, user_idx))
+        order = time_order(user_idx, item_idx, timestamps)
         counts = np.bincount(user_idx, minlength=n_users)
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         stamps, base = time_offsets(np.asarray(timestamps, dtype=np.int64)[order])

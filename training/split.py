@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from shortlist.common.attributes import UserAttributes, UserData
 from shortlist.common.events import EventTypes
+from shortlist.common.ordering import pair_hash, time_order
 from shortlist.common.vocab import Vocabulary
 from shortlist.training.datasets import Dataset, Social, Users
 
@@ -148,12 +149,9 @@ def dedupe(ev: Events, aggregate: bool = False) -> Events:
 
 
 def user_order(ev: Events) -> np.ndarray:
-    """Row order grouping by user, then time, with item index breaking timestamp ties.
-
-    The tie-break is deterministic: among events with the same timestamp the one with the
-    highest item index counts as the latest.
-    """
-    return np.lexsort((ev.items, ev.timestamps, ev.users))
+    """Row order grouping by user, then time, ties in time broken by a hash of (user, item)
+    (``common.ordering``: neither the catalog's order nor the file's)."""
+    return time_order(ev.users, ev.items, ev.timestamps)
 
 
 def holdout_last(ev: Events, n_last: int | float = 1, min_items: int = 5) -> np.ndarray:
@@ -175,19 +173,6 @@ def holdout_last(ev: Events, n_last: int | float = 1, min_items: int = 5) -> np.
     mask = np.zeros(len(ev), dtype=bool)
     mask[order[chosen]] = True
     return mask
-
-
-def pair_hash(users: np.ndarray, items: np.ndarray, seed: int) -> np.ndarray:
-    """A seeded pseudo-random uint64 per (user, item): a draw that does not depend on the
-    order the rows came in (so a split exported and reloaded is carved the same way)."""
-    with np.errstate(over="ignore"):
-        x = (users.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-             ^ items.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
-             ^ np.uint64(seed) * np.uint64(0x165667B19E3779F9))
-        x ^= x >> np.uint64(31)
-        x *= np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(29)
-    return x
 
 
 def holdout_random(ev: Events, n_last: int | float = 1, min_items: int = 5,

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from shortlist.common.ordering import time_order
 from shortlist.retrieval.generators.base import FitData, Generator, GeneratorSkipped, UserState
 from shortlist.retrieval.generators.itemitem import ItemItemGenerator, pruned
 from shortlist.retrieval.trending import decay
@@ -51,8 +52,8 @@ def transition_counts(users: np.ndarray, items: np.ndarray, stamps: np.ndarray,
                       strength: np.ndarray, n_items: int, window: int) -> sp.csr_matrix:
     """C[a, b] = sum of strength(later event) / gap over pairs where b followed a by ``gap``
     <= ``window`` steps in one user's time-ordered history (a repeat of the same item is no
-    transition). Ties in time are ordered by item index, as the served history is."""
-    order = np.lexsort((items, stamps, users))
+    transition). Ties in time are ordered as the served history is (``common.ordering``)."""
+    order = time_order(users, items, stamps)
     # int32 copies: half the memory of the event arrays' int64 (20M events: 280 MB less),
     # and indices under 2**31 are what scipy stores anyway.
     u, i = users[order].astype(np.int32), items[order].astype(np.int32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from shortlist.common.ordering import TIE_SEED, pair_hash
 from shortlist.retrieval.history import UserHistory
 
 
@@ -38,10 +39,15 @@ def test_users_without_events(history, user):
     assert len(items) == len(stamps) == len(weights) == 0
 
 
-def test_same_timestamp_ties_are_deterministic():
-    h = UserHistory.from_events(np.array([0, 0, 0]), np.array([9, 3, 6]), np.array([5, 5, 1]),
-                                np.ones(3), n_users=1)
-    np.testing.assert_array_equal(h.events(0)[0], [6, 3, 9])
+def test_same_timestamp_ties_follow_the_one_event_order():
+    """Ties in time in the order training's splits and the sequence generator use
+    (common.ordering), whatever the rows' order."""
+    users, items, stamps = np.array([0, 0, 0]), np.array([9, 3, 6]), np.array([5, 5, 1])
+    tied = [3, 9] if pair_hash(0, 3, TIE_SEED) < pair_hash(0, 9, TIE_SEED) else [9, 3]
+    for rows in ([0, 1, 2], [2, 1, 0], [1, 0, 2]):
+        h = UserHistory.from_events(users[rows], items[rows], stamps[rows], np.ones(3),
+                                    n_users=1)
+        np.testing.assert_array_equal(h.events(0)[0], [6, *tied])
 
 
 def test_random_events_keep_every_event_in_time_order():

@@ -89,12 +89,13 @@ def by_pair(ev, mask=None):
         flags.tolist(), strict=True)}
 
 
-@pytest.mark.parametrize("timestamps, unit", [(True, 1), (False, 1), (True, 1000)],
-                         ids=["timed", "untimed", "milliseconds"])
+@pytest.mark.parametrize("timestamps, unit, coarse",
+                         [(True, 1, 1), (False, 1, 1), (True, 1000, 1), (True, 1, 20_000)],
+                         ids=["timed", "untimed", "milliseconds", "ties"])
 def test_the_data_stage_carves_what_the_python_engine_carves(spark, tmp_path, timestamps,
-                                                             unit):
+                                                             unit, coarse):
     """Same users, items, deduplicated events, validation items and ranker labels (and the
-    same seconds from millisecond timestamps)."""
+    same seconds from millisecond timestamps; the same tie-break where times are coarse)."""
     from shortlist.training.spark.prepare import prepare
 
     data = write_synthetic(tmp_path / "data", n_users=60, n_items=90, per_user=12, seed=3,
@@ -102,17 +103,25 @@ def test_the_data_stage_carves_what_the_python_engine_carves(spark, tmp_path, ti
     with open(data / "interactions.csv", "a") as fh:  # duplicates: latest wins / weights add
         fh.write("u1,i2,3,1700000000\n" if timestamps else "u1,i2\n")
         fh.write("u1,i2,2,1700000000\n" if timestamps else "u1,i2\n")
-    if unit > 1:  # every timestamp in milliseconds, 0.5 s into its second
+    if unit > 1 or coarse > 1:  # in milliseconds, 0.5 s into each second; or coarse times
         lines = (data / "interactions.csv").read_text().splitlines()
         head = lines[0].split(",")
         at = head.index("timestamp")
         rows = [line.split(",") for line in lines[1:]]
         for r in rows:
-            r[at] = str(int(float(r[at])) * unit + unit // 2)
+            seconds = int(float(r[at])) // coarse * coarse
+            r[at] = str(seconds * unit + unit // 2)
         (data / "interactions.csv").write_text(
             "\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
     ds, users, ev, valid, labels = python_engine(str(data))
     assert unit == 1 or ev.timestamps.max() < 2_000_000_000  # seconds again
+    if coarse > 1:  # many validation items tie with an event they were chosen over
+        rest = ev.take(~valid)
+        last = {u: t for u, t in zip(ev.users[valid].tolist(), ev.timestamps[valid].tolist(),
+                                     strict=True)}
+        tied = {u for u, t in zip(rest.users.tolist(), rest.timestamps.tolist(), strict=True)
+                if last.get(u) == t}
+        assert len(tied) > 10
     p = small_params()
     got = prepare(spark, str(data), tmp_path / "work", 42, p.min_user_items, p.label_fraction)
     assert got.has_timestamps == ds.has_timestamps == timestamps

@@ -11,9 +11,10 @@ It produces exactly what the single-process engine does (``training.datasets``,
   lacks in order of first appearance.
 - **Duplicates.** One event per (user, item): the latest (ties: the later row) with time, or the
   first row carrying the summed weight without.
-- **Splits.** Validation: each eligible user's latest item (time) or one drawn by the same
-  seeded hash of (user, item) as ``split.pair_hash`` (computed with wrapping 64-bit arithmetic,
-  compared unsigned). Ranker labels: the latest (or drawn) ``label_fraction`` of the rest.
+- **Splits.** Validation: each eligible user's latest item (time; ties in time broken by
+  ``common.ordering``'s hash) or one drawn by the same seeded hash of (user, item) as
+  ``common.ordering.pair_hash`` (computed with wrapping 64-bit arithmetic, compared
+  unsigned). Ranker labels: the latest (or drawn) ``label_fraction`` of the rest.
 
 The encoded events with their split go to parquet (``events.parquet``, columns user, item,
 timestamp, weight, split: 0 train, 1 label, 2 validation), which the driver reads with pyarrow.
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shortlist.common.ordering import TIE_SEED
 from shortlist.common.vocab import Vocabulary
 from shortlist.training.datasets import (
     VARIANT_SEP,
@@ -45,7 +47,7 @@ from shortlist.training.split import Events
 logger = logging.getLogger(__name__)
 
 TRAIN, LABEL, VALID = 0, 1, 2
-# split.pair_hash's constants as signed 64-bit values (Spark has no unsigned type).
+# common.ordering.pair_hash's constants as signed 64-bit values (Spark has no unsigned type).
 _C1, _C2, _C3 = (c - (1 << 64) if c >= 1 << 63 else c for c in
                  (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9))
 _C4 = 0xBF58476D1CE4E5B9 - (1 << 64)
@@ -151,7 +153,7 @@ def _raw_from_loader(spark, ds, workdir: Path):
 
 
 def _pair_hash(seed: int):
-    """split.pair_hash of (user, item), as a signed long that orders like the uint64."""
+    """common.ordering.pair_hash of (user, item), as a signed long that orders like the uint64."""
     from pyspark.sql import functions as F
 
     x = (F.col("user") * F.lit(_C1)).bitwiseXOR(F.col("item") * F.lit(_C2)).bitwiseXOR(
@@ -169,9 +171,9 @@ def _holdout(df, fraction_or_n, min_items: int, by_time: bool, seed: int, name: 
     from pyspark.sql import functions as F
 
     per_user = Window.partitionBy("user")
-    if by_time:  # latest first: timestamp, then the item index breaking ties
+    if by_time:  # latest first: timestamp, ties broken as common.ordering.time_order does
         order = Window.partitionBy("user").orderBy(F.col("timestamp").desc(),
-                                                   F.col("item").desc())
+                                                   _pair_hash(TIE_SEED).desc())
     else:
         order = Window.partitionBy("user").orderBy(_pair_hash(seed).asc(), F.col("row").asc())
     total = F.count(F.lit(1)).over(per_user)

@@ -22,6 +22,7 @@ from shortlist.retrieval.generators.sequence import (
     top_per_csr_row,
     transition_counts,
 )
+from shortlist.retrieval.history import UserHistory
 from shortlist.training.split import Events
 
 DAY = 86_400
@@ -75,6 +76,23 @@ def test_order_comes_from_timestamps_not_from_row_order():
     w = gen.weights.toarray()
     assert w[0, 1] == pytest.approx(1.0) and w[1, 2] == pytest.approx(1.0)
     assert w[1, 0] == 0 and w[2, 1] == 0
+
+
+def test_tied_events_step_in_the_served_historys_order():
+    """Two items at one time: the transition runs the way the served history orders them
+    (common.ordering), not from the lower catalog index to the higher."""
+    rows = [(0, 4, 10), (0, 1, 10)]
+    gen = SequenceGenerator.fit(fit_data(rows, 6), SequenceConfig(window=1))
+    history = UserHistory.from_events(np.zeros(2, np.int64), np.array([4, 1]),
+                                      np.array([10, 10]), np.ones(2), n_users=1)
+    first, then = history.events(0)[0].tolist()
+    w = gen.weights.toarray()
+    assert w[first, then] == pytest.approx(1.0) and w[then, first] == 0
+    many = [(u, i, 7) for u in range(400) for i in (2, 5)]
+    counts = transition_counts(np.array([r[0] for r in many]), np.array([r[1] for r in many]),
+                               np.full(len(many), 7), np.ones(len(many), np.float32), 6, 1)
+    up, down = counts[2, 5], counts[5, 2]
+    assert up + down == 400 and 150 < up < 250  # about half each way
 
 
 def test_transitions_are_next_item_probabilities():

@@ -37,6 +37,13 @@ class FitParams:
     max_candidates: int = 300
     # ranker: the latest label_fraction of each user's training events are the labels
     label_fraction: float = 0.2
+    # With time, the first label_next of a user's label events (the ones right after what the
+    # generators saw) are graded label_next_grade and the rest 1: a leave-last-out test asks
+    # for the next item, and a flat window teaches the ranker to find any later one. Tuning
+    # tries flat labels too and keeps the better on validation (docs/design.md). 0: flat.
+    # Without time the window has no order, and is flat.
+    label_next: int = 3
+    label_next_grade: int = 2
     min_user_items: int = 5
     max_ranker_users: int = 20000
     # Above this many label users, tuning chooses the candidate scale and the ranker's leaves

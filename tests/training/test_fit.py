@@ -11,6 +11,8 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shortlist.common.artifacts import (
     MANIFEST,
@@ -396,14 +398,19 @@ def test_the_ranker_grid_is_scored_on_fewer_users_and_the_choice_trained_on_more
     # the diversity frontier is scored on as many users as the ranker's grid
     assert trained.tuning["diversity_users"] == 30
     # on a sample the grid is climbed: each scale at the default leaves, then the other
-    # leaves at the better scale (4 rankers, not 2 x 3)
+    # leaves at the better scale (4 rankers, not 2 x 3), then flat labels at the best point
     rows = trained.tuning["ranker"]
-    assert [r["num_leaves"] for r in rows] == [31, 31, 7, 15]
+    assert [r["num_leaves"] for r in rows[:4]] == [31, 31, 7, 15]
     assert rows[0]["candidates"] != rows[1]["candidates"]
     better = max(rows[:2], key=lambda r: r["ndcg@10"])
     assert rows[2]["candidates"] == rows[3]["candidates"] == better["candidates"]
+    graded = max(rows[:4], key=lambda r: r["ndcg@10"])
+    assert [r["label_next"] for r in rows] == [3, 3, 3, 3, 0]
+    assert {k: v for k, v in rows[4].items() if k not in ("ndcg@10", "trees", "label_next")} \
+        == {k: v for k, v in graded.items() if k not in ("ndcg@10", "trees", "label_next")}
     chosen = max(rows, key=lambda r: r["ndcg@10"])
     assert trained.params.ranker_num_leaves == chosen["num_leaves"]
+    assert trained.params.label_next == chosen["label_next"]
     assert len(trained.train_examples.users) == len(trained.valid_examples.users) == 80
     # the served ranker is the one trained on the 80 users' examples, with the chosen leaves
     again = train_ranker(trained.train_examples, trained.valid_examples, trained.params,
@@ -415,7 +422,8 @@ def test_the_ranker_grid_is_scored_on_fewer_users_and_the_choice_trained_on_more
     trained = train_pipeline(ev, users, catalog, p, grid, progress=False)
     assert trained.tuning["ranker_users"] == {"tuned_on": p.max_ranker_users,
                                               "trained_on": p.max_ranker_users}
-    assert len(trained.tuning["ranker"]) == 6  # no sample: the whole grid, 2 scales x 3
+    # no sample: the whole grid, 2 scales x 3, and flat labels at the best point
+    assert len(trained.tuning["ranker"]) == 7
     assert len(trained.train_examples.users) == 90
     assert trained.tuning["diversity_users"] == len(trained.valid_examples.users)
 
@@ -423,6 +431,97 @@ def test_the_ranker_grid_is_scored_on_fewer_users_and_the_choice_trained_on_more
     lean = train_pipeline(ev, users, catalog, p, grid, progress=False, keep_examples=False)
     assert lean.train_examples is None and lean.valid_examples is None
     assert lean.ranker.booster.model_to_string() == trained.ranker.booster.model_to_string()
+
+
+def test_label_grades_give_the_events_right_after_the_cut_the_grade():
+    from shortlist.training.fit import label_grades
+    from shortlist.training.split import Events
+
+    # user 0: items 5, 6, 7, 8 in time (rows shuffled); user 1: one label; user 2: a tie
+    rows = [(0, 7, 30), (1, 2, 5), (0, 5, 10), (0, 8, 40), (0, 6, 20), (2, 3, 9), (2, 4, 9)]
+    ev = Events(*(np.array([r[k] for r in rows]) for k in range(3)),
+                np.ones(len(rows), np.float32))
+    assert label_grades(ev, 2, 3)[0] == {5: 3, 6: 3, 7: 1, 8: 1}
+    assert label_grades(ev, 2, 3)[1] == {2: 3}
+    assert label_grades(ev, 1, 2)[2] in ({3: 2, 4: 1}, {3: 1, 4: 2})
+    assert label_grades(ev)[0] == {5: 1, 6: 1, 7: 1, 8: 1}  # flat
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.integers(0, 50), st.integers(1, 4), max_size=10),
+       st.lists(st.integers(0, 60), max_size=30, unique=True))
+def test_a_candidates_label_is_its_grade_or_zero(relevant, items):
+    from shortlist.training.fit import label_of
+
+    y = label_of(np.array(items, dtype=np.int64), relevant)
+    assert y.tolist() == [float(relevant.get(i, 0)) for i in items]
+
+
+@pytest.mark.parametrize("timed", [True, False])
+def test_time_carved_labels_are_graded_and_drawn_ones_flat(tmp_path, timed):
+    """The ranker learns the next items first only where labels are the latest events."""
+    from shortlist.common.catalog import ItemCatalog
+    from shortlist.training.fit import train_pipeline
+    from shortlist.training.split import encode
+    from tests.conftest import small_params
+
+    ds = load(str(write_synthetic(tmp_path / "data", n_users=60, n_items=60, per_user=25,
+                                  seed=4, timestamps=timed)))
+    catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories,
+                          ds.items.texts)
+    users, ev = encode(ds, catalog.vocab)
+    p = small_params()
+    trained = train_pipeline(ev, users, catalog, p, None, progress=False,
+                             has_time=ds.has_timestamps)
+    grades = [sorted(rel.values()) for rel in trained.train_examples.relevant]
+    assert grades
+    if timed:  # 24 training events: 4 labels, the first 3 graded
+        assert p.label_next == 3
+        assert all(g == [1, p.label_next_grade, p.label_next_grade, p.label_next_grade]
+                   for g in grades)
+    else:
+        assert all(set(g) == {1} for g in grades)
+    assert all(set(rel.values()) == {1} for rel in trained.valid_examples.relevant)
+
+
+def test_flat_labels_are_chosen_where_they_find_validations_item_better(tmp_path,
+                                                                         monkeypatch):
+    """Graded or flat is a choice made on validation: when the flat ranker scores higher,
+    it is the one served, ``label_next`` is 0 in the parameters, and the examples kept are
+    flat (what that ranker learnt from)."""
+    from shortlist.common.catalog import ItemCatalog
+    from shortlist.training import fit as fit_module
+    from shortlist.training.split import encode
+    from tests.conftest import small_grid, small_params
+
+    ds = load(str(write_synthetic(tmp_path / "data", n_users=60, n_items=60, per_user=25,
+                                  seed=4)))
+    catalog = ItemCatalog(ds.items.item_ids, ds.items.titles, ds.items.categories,
+                          ds.items.texts)
+    users, ev = encode(ds, catalog.vocab)
+    real = fit_module.score_examples
+    flat_rankers = []
+
+    def train(*args, flat=False, **kwargs):
+        ranker = fit_module.LambdaRanker.__new__(fit_module.LambdaRanker)
+        ranker.__dict__.update(real_train(*args, flat=flat, **kwargs).__dict__)
+        if flat:
+            flat_rankers.append(ranker)
+        return ranker
+
+    def score(ranker, *args, **kwargs):  # the flat ranker wins, whatever it scores
+        ndcg, ild = real(ranker, *args, **kwargs)
+        return (1.0 if any(ranker is r for r in flat_rankers) else ndcg), ild
+
+    real_train = fit_module.train_ranker
+    monkeypatch.setattr(fit_module, "train_ranker", train)
+    monkeypatch.setattr(fit_module, "score_examples", score)
+    trained = fit_module.train_pipeline(ev, users, catalog, small_params(), small_grid(),
+                                        progress=False)
+    assert len(flat_rankers) == 1 and trained.ranker is flat_rankers[0]
+    assert trained.params.label_next == 0
+    assert trained.tuning["ranker"][-1]["label_next"] == 0
+    assert all(set(rel.values()) == {1} for rel in trained.train_examples.relevant)
 
 
 def test_cli_fit_with_a_subset_of_generators(synthetic_dir, tmp_path, capsys):
